@@ -1,0 +1,191 @@
+"""The `autodev` command line.
+
+Exit codes (the contract): 0 run succeeded; 1 run failed; 2 bad input or usage; 3 run blocked,
+waiting for a human; 4 environment problem (no Docker engine, no image, database unreachable).
+`--json` prints exactly one JSON object on stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
+from autodev.models import RunReport
+from autodev.plan import load_plan
+from autodev.settings import load_settings
+
+app = typer.Typer(
+    help="autodev: run plans of commands as Prefect flows, every command in a Docker sandbox.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+out = Console()
+err = Console(stderr=True)
+EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow"}
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit
+    except AutodevError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, SystemExit) as exc:
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.command("exec")
+def exec_plan(
+    plan_file: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).", metavar="PLAN.yaml")],
+    workspace: Annotated[
+        Optional[Path], typer.Option(help="Directory mounted at /workspace (default: a new one under ~/.autodev).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
+) -> None:
+    """Execute an explicit plan."""
+    settings = load_settings()
+    plan = load_plan(plan_file)
+    preflight(plan.image or settings.image, settings.database_url)
+    if workspace is None:
+        workspace = settings.workspace_root / f"{plan.project}-{datetime.now():%Y%m%d-%H%M%S}"
+    if workspace.exists() and not workspace.is_dir():
+        raise BadInput(f"--workspace {workspace}: exists and is not a directory")
+
+    from flows.plan_flow import run_plan  # imports Prefect's engine: only when a run starts
+
+    if not as_json:
+        err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False)
+    state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, RunFailed):
+        report = outcome.report
+    elif isinstance(outcome, RunReport):
+        report = outcome
+    elif isinstance(outcome, AutodevError):
+        raise outcome
+    else:
+        raise AutodevError(f"the run crashed: {state.message}")
+    show_report(report, as_json)
+    raise typer.Exit(EXIT_FOR_STATUS[report.status])
+
+
+@app.command()
+def status(
+    run_id: Annotated[Optional[str], typer.Argument(help="Run id (default: the newest run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
+) -> None:
+    """Show a run's state from the state store."""
+    from autodev.report import build_report
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=load_settings().database_url).connect()
+    try:
+        session = store.get_session(run_id) if run_id else store.latest_session()
+        if session is None:
+            raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
+        report = build_report(session, store.attempts(session.run_id))
+    finally:
+        store.close()
+    show_report(report, as_json, phase=session.metadata.phase)
+
+
+@image_app.command("build")
+def image_build(
+    tag: Annotated[Optional[str], typer.Option(help="Image tag (default: AUTODEV_IMAGE).")] = None,
+    method: Annotated[
+        str, typer.Option(help="auto: Dockerfile if a registry answers, else Debian packages; or dockerfile|debian.")
+    ] = "auto",
+) -> None:
+    """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user)."""
+    from blocks.sandbox_image import build_image
+
+    if method not in ("auto", "dockerfile", "debian"):
+        raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
+    build_image(tag or load_settings().image, method, say=lambda line: err.print(line, highlight=False))  # type: ignore[arg-type]
+
+
+@app.command()
+def doctor() -> None:
+    """Check the Docker engine, the sandbox image, the database and the Prefect API."""
+    from autodev.doctor import run_checks
+
+    checks = run_checks(load_settings())
+    table = Table(show_header=True, header_style="bold")
+    for column in ("check", "state", "detail"):
+        table.add_column(column)
+    for check in checks:
+        state = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]note[/]")
+        detail = check.detail if check.ok else f"{check.detail}\nfix: {check.fix}"
+        table.add_row(check.name, state, detail)
+    out.print(table)
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(EnvironmentProblem.exit_code)
+
+
+def preflight(image: str, database_url: str) -> None:
+    """Fail fast, before any flow run exists, when the environment cannot run a plan (exit 4)."""
+    from autodev.doctor import check_database, check_image
+
+    for check in (check_image(image), check_database(database_url)):
+        if not check.ok:
+            raise EnvironmentProblem(check.detail, check.fix)
+
+
+def show_report(report: RunReport, as_json: bool, phase: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json")))
+        return
+    table = Table(title=f"run {report.run_id}", title_justify="left", header_style="bold")
+    for column in ("step", "status", "exit", "seconds", "attempts", "last output"):
+        table.add_column(column, overflow="fold")
+    for s in report.steps:
+        style = STATUS_STYLE.get(s.status, "")
+        last_line = next((ln for ln in reversed(s.output_tail.splitlines()) if ln.strip()), "")
+        table.add_row(
+            s.id,
+            f"[{style}]{s.status}[/]" if style else s.status,
+            "" if s.exit_code is None else str(s.exit_code),
+            f"{s.duration_s:.2f}",
+            str(s.attempts),
+            last_line[-80:],
+        )
+    out.print(table)
+    colour = STATUS_STYLE.get(report.status, "")
+    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}"
+    if phase:
+        line += f"  phase {phase}"
+    out.print(line)
+    ui = flow_run_url(report.run_id)
+    if ui:
+        out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
+
+
+def flow_run_url(run_id: str) -> str | None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    if not PREFECT_API_URL.value():
+        return None  # the temporary server is gone when the command ends
+    return f"{PREFECT_UI_URL.value()}/runs/flow-run/{run_id}"

@@ -1,0 +1,192 @@
+"""Typed data shared by every layer: plans, command requests/results, session metadata, reports.
+
+Defined once here and reused by the CLI, the flows, the tasks and the blocks, so a plan read
+from YAML, a result stored in the database and the `--json` output are the same objects.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+# Final statuses of the contract, plus the two a step has while its run is still going.
+StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "blocked", "pending", "running"]
+RunStatus = Literal["running", "succeeded", "failed", "blocked"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Strict(BaseModel):
+    """Plan files are written by people: an unknown or misspelt key is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepDefaults(_Strict):
+    stall_timeout_s: float = Field(300, gt=0, description="Kill a step that prints nothing for this long.")
+    timeout_s: float = Field(1800, gt=0, description="Hard limit on one attempt of a step.")
+    retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed one.")
+
+
+class Step(_Strict):
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    run: str = Field(description="Shell command, run by /bin/sh -c in the sandbox's /workspace.")
+    depends_on: list[str] = Field(default_factory=list)
+    stall_timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=10)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("run")
+    @classmethod
+    def _command_not_empty(cls, run: str) -> str:
+        if not run.strip():
+            raise ValueError("command is empty")
+        return run
+
+
+class Plan(_Strict):
+    project: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    image: str | None = None
+    network: bool = Field(False, description="Give the sandbox a network (off by default).")
+    max_parallel: int = Field(1, ge=1, le=32, description="How many independent steps may run at once.")
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+    def limits_for(self, step: Step) -> tuple[float, float, int]:
+        """(stall_timeout_s, timeout_s, retries) of a step, its own values over the plan defaults."""
+        d = self.defaults
+        return (
+            step.stall_timeout_s if step.stall_timeout_s is not None else d.stall_timeout_s,
+            step.timeout_s if step.timeout_s is not None else d.timeout_s,
+            step.retries if step.retries is not None else d.retries,
+        )
+
+
+class CommandRequest(BaseModel):
+    """One command for a sandbox to run."""
+
+    command: str
+    timeout_s: float
+    stall_timeout_s: float
+    env: dict[str, str] = Field(default_factory=dict)
+    log_path: str | None = Field(None, description="Host file that receives the full output.")
+
+
+class CommandResult(BaseModel):
+    """What happened to one command; the exit code comes from Docker or is None with a reason."""
+
+    status: Literal["succeeded", "failed", "stalled", "timed_out"]
+    exit_code: int | None
+    exit_reason: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    output_bytes: int = 0
+    output_tail: str = ""
+    log_path: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class StepAttempt(BaseModel):
+    """One attempt of one step, as kept in the results table."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    command: str
+    result: CommandResult
+
+
+class LastCommandResult(BaseModel):
+    text: str
+    exit_code: int | None
+    ts: datetime
+    step_id: str | None = None
+
+
+class QueueEntry(BaseModel):
+    queue_id: str
+    step_id: str
+    attempt: int
+    dispatched_at: datetime
+
+
+class Blocker(BaseModel):
+    step_id: str
+    command: str
+    exit_code: int | None
+    summary: str
+    ts: datetime
+
+
+class SessionMetadata(BaseModel):
+    """The `agent_sessions.metadata` document of one run."""
+
+    last_command_result: LastCommandResult | None = None
+    last_output_at: datetime | None = None
+    command_history: list[LastCommandResult] = Field(default_factory=list)
+    phase: str = "planned"
+    blockers: list[Blocker] = Field(default_factory=list)
+    queue: list[QueueEntry] = Field(default_factory=list)
+    next_actions: list[str] = Field(default_factory=list)
+
+    HISTORY_LIMIT: ClassVar[int] = 20
+
+    def record_result(self, entry: LastCommandResult) -> None:
+        """Set the last result and keep the newest HISTORY_LIMIT results, dropping the oldest."""
+        self.last_command_result = entry
+        self.command_history.append(entry)
+        del self.command_history[: -self.HISTORY_LIMIT]
+
+
+class SessionRecord(BaseModel):
+    run_id: str
+    project: str
+    status: RunStatus
+    workspace: str
+    flow_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    plan: Plan
+    metadata: SessionMetadata
+
+
+class StepReport(BaseModel):
+    id: str
+    command: str
+    status: StepStatus
+    exit_code: int | None
+    duration_s: float
+    attempts: int
+    output_tail: str
+
+
+class RunReport(BaseModel):
+    """The contract's `--json` object."""
+
+    run_id: str
+    status: Literal["succeeded", "failed", "blocked", "running"]
+    steps: list[StepReport]
+    success_rate: float
+    interventions: int = 0
+    next_actions: list[str] = Field(default_factory=list)
+
+
+def summarise_output(tail: str, limit: int = 300) -> str:
+    """The last meaningful lines of an output tail, for blockers and notifications."""
+    lines = [ln for ln in re.split(r"\r?\n", tail) if ln.strip()]
+    text = " | ".join(lines[-3:])
+    return text[-limit:] if text else "(no output)"

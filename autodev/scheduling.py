@@ -1,0 +1,71 @@
+"""Which steps of a plan may run now, and what a finished or failed step means for the rest.
+
+Pure logic over a validated plan; the plan flow asks it at every loop iteration.
+"""
+
+from __future__ import annotations
+
+from autodev.models import Plan, Step, StepStatus
+
+FAILED_STATUSES = {"failed", "stalled", "timed_out"}
+
+
+class Progress:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.status: dict[str, StepStatus | None] = {s.id: None for s in plan.steps}
+        self.attempts: dict[str, int] = {s.id: 0 for s in plan.steps}
+        self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
+        for s in plan.steps:
+            for dep in s.depends_on:
+                self._dependents[dep].append(s.id)
+
+    def ready(self, running: set[str]) -> list[Step]:
+        """Unfinished steps, in plan order, whose dependencies all succeeded."""
+        return [
+            s
+            for s in self.plan.steps
+            if self.status[s.id] is None
+            and s.id not in running
+            and all(self.status[d] == "succeeded" for d in s.depends_on)
+        ]
+
+    def finish(self, step_id: str, status: StepStatus) -> list[str]:
+        """Record a step's final status; a failure skips every step downstream. Returns those."""
+        self.status[step_id] = status
+        if status not in FAILED_STATUSES and status != "blocked":
+            return []
+        skipped: list[str] = []
+        pending = list(self._dependents[step_id])
+        while pending:
+            dependent = pending.pop()
+            if self.status[dependent] is None:
+                self.status[dependent] = "skipped"
+                skipped.append(dependent)
+                pending.extend(self._dependents[dependent])
+        return skipped
+
+    @property
+    def finished(self) -> bool:
+        return all(status is not None for status in self.status.values())
+
+    @property
+    def run_status(self) -> str:
+        values = set(self.status.values())
+        if "blocked" in values:
+            return "blocked"
+        if values & FAILED_STATUSES or "skipped" in values:
+            return "failed"
+        return "succeeded" if self.finished else "running"
+
+    @property
+    def phase(self) -> str:
+        """The first unfinished step in plan order, or how the run ended."""
+        for s in self.plan.steps:
+            if self.status[s.id] is None:
+                return s.id
+        return "done" if self.run_status == "succeeded" else self.run_status
+
+    def success_rate(self) -> float:
+        done = [st for st in self.status.values() if st is not None]
+        return round(sum(st == "succeeded" for st in done) / len(self.status), 4) if self.status else 0.0

@@ -1,0 +1,50 @@
+"""Settings from the environment (AUTODEV_*) and an optional TOML config file.
+
+The config file is `~/.autodev/config.toml` or the file named by AUTODEV_CONFIG; environment
+variables win over it. Every setting has a default, so a fresh machine needs no set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+AUTODEV_HOME = Path(os.environ.get("AUTODEV_HOME", Path.home() / ".autodev"))
+DEFAULT_IMAGE = "autodev-sandbox:latest"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTODEV_", extra="ignore")
+
+    database_url: str = Field(
+        f"sqlite:///{AUTODEV_HOME / 'autodev.db'}",
+        description="sqlite:///PATH (default) or postgresql://USER:PASSWORD@HOST:PORT/DB",
+    )
+    image: str = Field(DEFAULT_IMAGE, description="Sandbox image used when a plan names none.")
+    stall_timeout_s: float | None = Field(None, gt=0, description="Overrides every plan's default stall timeout.")
+    output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
+    live_log_bytes: int = Field(
+        1024 * 1024, ge=0, description="How much of each step's output is streamed into the Prefect task log."
+    )
+    sandbox_memory: str = Field("4g", description="Memory limit of a sandbox container.")
+    sandbox_pids: int = Field(1024, ge=16, description="Process limit of a sandbox container.")
+    workspace_root: Path = Field(AUTODEV_HOME / "workspaces", description="Where runs without --workspace work.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("AUTODEV_CONFIG", AUTODEV_HOME / "config.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+
+def load_settings() -> Settings:
+    return Settings()

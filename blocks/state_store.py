@@ -1,0 +1,319 @@
+"""The state store: run sessions (`agent_sessions`) and every attempt of every step (`step_results`).
+
+One schema, two backends (one file each): SQLite, the default that needs no set-up, and
+PostgreSQL through psycopg 3 for several workers or machines. The SQL lives here once; a
+backend only says how to connect, how to lock for a read-modify-write, and how its column
+types are spelt.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from autodev.errors import EnvironmentProblem
+from autodev.models import (
+    CommandResult,
+    Plan,
+    RunStatus,
+    SessionMetadata,
+    SessionRecord,
+    StepAttempt,
+    utcnow,
+)
+
+# Each migration runs once, in order, inside one transaction; {json}, {ts} and {serial_pk}
+# are the backend's spelling of a JSON document, a timestamp and an auto-increment key.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE agent_sessions (
+                run_id TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                status TEXT NOT NULL,
+                workspace TEXT NOT NULL,
+                flow_run_id TEXT,
+                plan {json} NOT NULL,
+                metadata {json} NOT NULL,
+                created_at {ts} NOT NULL,
+                updated_at {ts} NOT NULL)""",
+            "CREATE INDEX agent_sessions_updated ON agent_sessions (updated_at)",
+            """CREATE TABLE step_results (
+                id {serial_pk},
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                step_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                command TEXT NOT NULL,
+                status TEXT NOT NULL,
+                exit_code INTEGER,
+                exit_reason TEXT,
+                started_at {ts} NOT NULL,
+                finished_at {ts} NOT NULL,
+                duration_s DOUBLE PRECISION NOT NULL,
+                output_bytes BIGINT NOT NULL,
+                output_tail TEXT NOT NULL,
+                log_path TEXT,
+                UNIQUE (run_id, step_id, attempt))""",
+            "CREATE INDEX step_results_finished ON step_results (finished_at)",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at"
+ATTEMPT_COLUMNS = (
+    "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path"
+)
+
+
+class StoreBackend(ABC):
+    """Shared SQL over a DB-API connection; subclasses supply the dialect."""
+
+    types: dict[str, str]  # {json}, {ts}, {serial_pk}
+    for_update: str  # suffix that locks the selected row until the transaction ends
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one connection per backend, shared by a run's threads
+
+    # --- dialect -----------------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor inside one write-serialised transaction (context manager)."""
+
+    @abstractmethod
+    def _lock_migrations(self, cur: Any) -> None: ...
+
+    @abstractmethod
+    def _tables(self, cur: Any) -> set[str]: ...
+
+    def _sql(self, query: str) -> str:
+        return query.format(**self.types) if "{" in query else query
+
+    def _ts(self, value: datetime) -> Any:
+        return value
+
+    def _json(self, value: Any) -> Any:
+        return json.dumps(value)
+
+    def close(self) -> None:
+        pass
+
+    # --- schema ------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; safe to call from several processes at once."""
+        with self._transaction() as cur:
+            self._lock_migrations(cur)
+            if "schema_migrations" not in self._tables(cur):
+                cur.execute(
+                    self._sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at {ts} NOT NULL)")
+                )
+            cur.execute("SELECT version FROM schema_migrations")
+            applied = {row[0] for row in cur.fetchall()}
+            for version, statements in MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in statements:
+                    cur.execute(self._sql(statement))
+                cur.execute(
+                    self._sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
+                    (version, self._ts(utcnow())),
+                )
+        return SCHEMA_VERSION
+
+    def schema_version(self) -> int:
+        with self._transaction() as cur:
+            if "schema_migrations" not in self._tables(cur):
+                return 0
+            cur.execute("SELECT MAX(version) FROM schema_migrations")
+            return cur.fetchone()[0] or 0
+
+    # --- sessions ----------------------------------------------------------------------
+    def create_session(self, run_id: str, plan: Plan, workspace: str, flow_run_id: str | None) -> None:
+        now = self._ts(utcnow())
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, CAST(? AS {{json}}), "
+                    "CAST(? AS {json}), ?, ?)"
+                ),
+                (
+                    run_id,
+                    plan.project,
+                    "running",
+                    workspace,
+                    flow_run_id,
+                    self._json(plan.model_dump(mode="json")),
+                    self._json(SessionMetadata().model_dump(mode="json")),
+                    now,
+                    now,
+                ),
+            )
+
+    def update_session(
+        self,
+        run_id: str,
+        mutate: Callable[[SessionMetadata], None] | None = None,
+        status: RunStatus | None = None,
+    ) -> SessionMetadata:
+        """Read-modify-write the session's metadata atomically (row lock / write lock)."""
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(f"SELECT metadata, status FROM agent_sessions WHERE run_id = ?{self.for_update}"), (run_id,)
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise KeyError(f"no session {run_id!r}")
+            metadata = SessionMetadata.model_validate(_load_json(row[0]))
+            if mutate:
+                mutate(metadata)
+            cur.execute(
+                self._sql("UPDATE agent_sessions SET metadata = CAST(? AS {json}), status = ?, updated_at = ? WHERE run_id = ?"),
+                (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(utcnow()), run_id),
+            )
+        return metadata
+
+    def get_session(self, run_id: str) -> SessionRecord | None:
+        rows = self._select_sessions("WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def latest_session(self) -> SessionRecord | None:
+        rows = self._select_sessions("ORDER BY created_at DESC LIMIT 1", ())
+        return rows[0] if rows else None
+
+    def _select_sessions(self, where: str, params: tuple) -> list[SessionRecord]:
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT {SESSION_COLUMNS} FROM agent_sessions {where}"), params)
+            rows = cur.fetchall()
+        return [
+            SessionRecord(
+                run_id=r[0],
+                project=r[1],
+                status=r[2],
+                workspace=r[3],
+                flow_run_id=r[4],
+                plan=Plan.model_validate(_load_json(r[5])),
+                metadata=SessionMetadata.model_validate(_load_json(r[6])),
+                created_at=_load_ts(r[7]),
+                updated_at=_load_ts(r[8]),
+            )
+            for r in rows
+        ]
+
+    # --- step results ------------------------------------------------------------------
+    def record_attempt(self, attempt: StepAttempt) -> None:
+        r = attempt.result
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                (
+                    attempt.run_id,
+                    attempt.step_id,
+                    attempt.attempt,
+                    attempt.command,
+                    r.status,
+                    r.exit_code,
+                    r.exit_reason,
+                    self._ts(r.started_at),
+                    self._ts(r.finished_at),
+                    r.duration_s,
+                    r.output_bytes,
+                    r.output_tail,
+                    r.log_path,
+                ),
+            )
+
+    def attempts(self, run_id: str) -> list[StepAttempt]:
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = ? ORDER BY id"), (run_id,)
+            )
+            rows = cur.fetchall()
+        return [
+            StepAttempt(
+                run_id=r[0],
+                step_id=r[1],
+                attempt=r[2],
+                command=r[3],
+                result=CommandResult(
+                    status=r[4],
+                    exit_code=r[5],
+                    exit_reason=r[6],
+                    started_at=_load_ts(r[7]),
+                    finished_at=_load_ts(r[8]),
+                    output_bytes=r[10],
+                    output_tail=r[11],
+                    log_path=r[12],
+                ),
+            )
+            for r in rows
+        ]
+
+
+def _load_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _load_ts(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+@contextmanager
+def _unreachable_is_environment_problem(url_for_humans: str) -> Iterator[None]:
+    try:
+        yield
+    except EnvironmentProblem:
+        raise
+    except Exception as exc:  # each driver has its own error classes
+        raise EnvironmentProblem(
+            f"state store {url_for_humans} is unreachable: {exc.__class__.__name__}: {str(exc).strip()[:300]}",
+            "start the database or set AUTODEV_DATABASE_URL to a reachable one "
+            "(the default sqlite:///~/.autodev/autodev.db needs no server)",
+        ) from exc
+
+
+class StateStore(Block):
+    """Where autodev keeps runs and step results; the URL picks the backend."""
+
+    _block_type_name = "autodev state store"
+    _description = "sqlite:///PATH (default) or postgresql://USER:PASSWORD@HOST:PORT/DB"
+
+    database_url: SecretStr = Field(description="sqlite:///PATH or postgresql://...")
+
+    def connect(self) -> StoreBackend:
+        """An open backend with its schema migrated, or EnvironmentProblem with the fix."""
+        url = self.database_url.get_secret_value()
+        shown = _redact_password(url)
+        with _unreachable_is_environment_problem(shown):
+            if url.startswith("sqlite:///"):
+                from blocks.store_sqlite import SQLiteBackend
+
+                backend: StoreBackend = SQLiteBackend(url.removeprefix("sqlite:///"))
+            elif url.startswith(("postgresql://", "postgres://")):
+                from blocks.store_postgres import PostgresBackend
+
+                backend = PostgresBackend(url)
+            else:
+                from autodev.errors import BadInput
+
+                raise BadInput(f"AUTODEV_DATABASE_URL {shown!r}: use sqlite:///PATH or postgresql://...")
+            backend.migrate()
+        return backend
+
+
+def _redact_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url

@@ -1,0 +1,246 @@
+"""The plan flow: a validated plan run as a Prefect flow, one task per command, in one sandbox.
+
+The flow body reads like the process: open the run's sandbox, loop `run_once` until no step
+can run, report. Each loop iteration dispatches the steps whose dependencies succeeded,
+waits for results, and writes them to the state store: the queue, the phase, the command
+history and blockers in the session's metadata, every attempt in the results table.
+"""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.futures import PrefectFuture
+from prefect.states import Failed
+
+from autodev import metrics
+from autodev.errors import CommandFailed, RunFailed
+from autodev.models import (
+    Blocker,
+    CommandRequest,
+    CommandResult,
+    LastCommandResult,
+    Plan,
+    QueueEntry,
+    RunReport,
+    SessionMetadata,
+    Step,
+    StepAttempt,
+    summarise_output,
+    utcnow,
+)
+from autodev.report import build_report
+from autodev.scheduling import Progress
+from autodev.settings import Settings, load_settings
+from blocks.docker_sandbox import DockerSandbox
+from blocks.sandbox import SandboxSession
+from blocks.state_store import StateStore, StoreBackend
+from tasks.run_command import run_command
+
+
+def _flow_run_name() -> str:
+    plan = runtime.flow_run.parameters.get("plan")
+    project = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
+    return f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@flow(name="autodev-plan", flow_run_name=_flow_run_name, persist_result=False)
+def run_plan(plan: Plan, workspace: str):
+    """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace."""
+    settings = load_settings()
+    run_id = str(runtime.flow_run.id)
+    workspace_path = Path(workspace).resolve()
+    workspace_path.mkdir(parents=True, exist_ok=True)
+    store = StateStore(database_url=settings.database_url).connect()
+    store.create_session(run_id, plan, str(workspace_path), flow_run_id=run_id)
+    events = RunEvents(run_id, plan.project)
+    events.emit("autodev.run.started", {"steps": len(plan.steps), "workspace": str(workspace_path)})
+    sandbox_block = DockerSandbox(
+        image=plan.image or settings.image,
+        network=plan.network,
+        memory=settings.sandbox_memory,
+        pids_limit=settings.sandbox_pids,
+    )
+    try:
+        with sandbox_block.open(workspace_path, run_id) as sandbox:
+            loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
+            while loop.run_once():
+                pass
+        store.update_session(run_id, lambda m: setattr(m, "phase", loop.progress.phase), status=loop.progress.run_status)
+        report = build_report(store.get_session(run_id), store.attempts(run_id))
+    except BaseException:
+        store.update_session(run_id, lambda m: setattr(m, "phase", "crashed"), status="failed")
+        events.emit("autodev.run.finished", {"status": "failed", "reason": "crashed"})
+        raise
+    finally:
+        store.close()
+    events.emit("autodev.run.finished", {"status": report.status, "success_rate": report.success_rate})
+    create_markdown_artifact(key="autodev-run-summary", markdown=summary_markdown(report), description=plan.project)
+    if report.status != "succeeded":
+        failed = [s.id for s in report.steps if s.status not in ("succeeded", "skipped")]
+        message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
+        return Failed(message=message, data=RunFailed(message, report))
+    return report
+
+
+class RunEvents:
+    """Prefect events about one run; the resource is the flow run, so automations can follow it."""
+
+    def __init__(self, run_id: str, project: str):
+        self.resource = {
+            "prefect.resource.id": f"prefect.flow-run.{run_id}",
+            "autodev.project": project,
+        }
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None:
+        emit_event(event=event, resource=self.resource, payload=payload)
+
+
+class Orchestrator:
+    """The seed's `run_once` loop, driving one run's steps through Prefect tasks."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_id: str,
+        workspace: Path,
+        store: StoreBackend,
+        sandbox: SandboxSession,
+        settings: Settings,
+        events: RunEvents,
+    ):
+        self.plan = plan
+        self.run_id = run_id
+        self.workspace = workspace
+        self.store = store
+        self.sandbox = sandbox
+        self.settings = settings
+        self.events = events
+        self.progress = Progress(plan)
+        self.running: dict[str, QueueEntry] = {}
+        self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
+        self.logger = get_run_logger()
+
+    def run_once(self) -> bool:
+        """Dispatch what is ready, then handle at least one result. False when nothing is left."""
+        self._dispatch_ready()
+        if not self.running:
+            return False
+        step_id, future = self._done.get()
+        self._handle(step_id, future)
+        while not self._done.empty():  # others that finished meanwhile
+            self._handle(*self._done.get_nowait())
+        return True
+
+    # --- dispatch ----------------------------------------------------------------------
+    def _dispatch_ready(self) -> None:
+        free = self.plan.max_parallel - len(self.running)
+        for step in self.progress.ready(set(self.running))[: max(free, 0)]:
+            self._dispatch(step)
+
+    def _dispatch(self, step: Step) -> None:
+        attempt = self.progress.attempts[step.id] + 1
+        self.progress.attempts[step.id] = attempt
+        entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
+        self.running[step.id] = entry
+        self.store.update_session(self.run_id, lambda m: m.queue.append(entry))
+        stall_s, timeout_s, _ = self.plan.limits_for(step)
+        if self.settings.stall_timeout_s and step.stall_timeout_s is None:
+            stall_s = self.settings.stall_timeout_s
+        log_path = self.workspace / ".autodev" / "logs" / self.run_id / f"{step.id}.{attempt}.log"
+        request = CommandRequest(
+            command=step.run, timeout_s=timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
+        )
+        future = run_command.submit(
+            step.id,
+            attempt,
+            request,
+            self.sandbox,
+            tail_bytes=self.settings.output_tail_bytes,
+            live_log_bytes=self.settings.live_log_bytes,
+        )
+        future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, f)))
+
+    # --- results -----------------------------------------------------------------------
+    def _handle(self, step_id: str, future: PrefectFuture) -> None:
+        entry = self.running.pop(step_id)
+        step = self.plan.step(step_id)
+        result = _result_of(future)
+        self.store.record_attempt(
+            StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=step.run, result=result)
+        )
+        metrics.COMMANDS.labels(status=result.status).inc()
+        finished = {"step": step_id, "command": step.run, "exit_code": result.exit_code, "status": result.status}
+        self.events.emit("autodev.command.finished", {**finished, "duration_s": round(result.duration_s, 3)})
+
+        _, _, retries = self.plan.limits_for(step)
+        final = result.status == "succeeded" or entry.attempt > retries
+        skipped = self.progress.finish(step_id, result.status) if final else []
+        summary = None
+        if result.status != "succeeded":
+            metrics.COMMAND_FAILURES.inc()
+            summary = error_summary(result)
+            self.events.emit("autodev.command.failed", {**finished, "summary": summary, "attempt": entry.attempt})
+            self.logger.warning("step %s %s: %s", step_id, result.status, summary)
+        if skipped:
+            self.logger.warning("skipped because %s did not succeed: %s", step_id, ", ".join(skipped))
+
+        def record(m: SessionMetadata) -> None:
+            m.queue = [q for q in m.queue if q.queue_id != entry.queue_id]
+            m.record_result(
+                LastCommandResult(
+                    text=result.output_tail[-2000:], exit_code=result.exit_code, ts=result.finished_at, step_id=step_id
+                )
+            )
+            m.last_output_at = result.finished_at if result.output_bytes else m.last_output_at
+            if summary is not None:
+                m.blockers.append(
+                    Blocker(step_id=step_id, command=step.run, exit_code=result.exit_code, summary=summary, ts=utcnow())
+                )
+            m.phase = self.progress.phase
+
+        self.store.update_session(self.run_id, record)
+
+
+def _result_of(future: PrefectFuture) -> CommandResult:
+    """The CommandResult a run_command task returned, whether its state is Completed or Failed."""
+    outcome = future.result(raise_on_failure=False)
+    if isinstance(outcome, CommandResult):
+        return outcome
+    if isinstance(outcome, CommandFailed):
+        return outcome.result
+    # The task itself broke (not the command): keep the evidence, the exit code is unknown.
+    now = utcnow()
+    return CommandResult(
+        status="failed",
+        exit_code=None,
+        exit_reason=f"task crashed: {outcome!r}"[:500],
+        started_at=now,
+        finished_at=now,
+    )
+
+
+def error_summary(result: CommandResult) -> str:
+    code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
+    head = f"{result.status} with {code}"
+    if result.exit_reason:
+        head += f" ({result.exit_reason})"
+    return f"{head}: {summarise_output(result.output_tail)}"
+
+
+def summary_markdown(report: RunReport) -> str:
+    rows = "\n".join(
+        f"| {s.id} | {s.status} | {'' if s.exit_code is None else s.exit_code} | {s.duration_s:.2f} | {s.attempts} |"
+        for s in report.steps
+    )
+    return (
+        f"# Run {report.status}\n\nsuccess rate {report.success_rate:.0%}\n\n"
+        "| step | status | exit code | seconds | attempts |\n|---|---|---|---|---|\n" + rows + "\n"
+    )

@@ -1,0 +1,53 @@
+"""The task that runs one step's command in the run's sandbox and captures what it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.states import Failed
+
+from autodev.errors import CommandFailed
+from autodev.models import CommandRequest, CommandResult
+from autodev.output import OutputCapture
+from blocks.sandbox import SandboxSession
+
+
+@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
+def run_command(
+    step_id: str,
+    attempt: int,
+    request: CommandRequest,
+    sandbox: SandboxSession,
+    tail_bytes: int = 64 * 1024,
+    live_log_bytes: int = 1024 * 1024,
+) -> CommandResult:
+    """Run the command, streaming its output into this task's log; return its CommandResult.
+
+    A command that did not succeed ends the task run Failed (red in the UI); the state's data is
+    a CommandFailed carrying the full result for the flow to act on. (Returning the state
+    rather than raising keeps a failing command from filling the log with a traceback.)
+    """
+    logger = get_run_logger()
+    logger.info("$ %s", request.command if attempt == 1 else f"{request.command}    (attempt {attempt})")
+    log_path = Path(request.log_path) if request.log_path else None
+    capture = OutputCapture(tail_bytes, log_path, on_lines=logger.info, live_bytes=live_log_bytes)
+    try:
+        result = sandbox.run(request, capture.feed)
+    finally:
+        capture.close()
+    result = result.model_copy(
+        update={"output_bytes": capture.total_bytes, "output_tail": capture.tail, "log_path": request.log_path}
+    )
+    verdict = describe(result)
+    if result.status == "succeeded":
+        logger.info(verdict)
+        return result
+    logger.error(verdict)
+    return Failed(message=verdict, data=CommandFailed(verdict, result))
+
+
+def describe(result: CommandResult) -> str:
+    code = "unknown" if result.exit_code is None else result.exit_code
+    text = f"{result.status}: exit code {code} after {result.duration_s:.2f}s, {result.output_bytes} bytes of output"
+    return f"{text} ({result.exit_reason})" if result.exit_reason else text
