@@ -1,0 +1,132 @@
+"""Shared test fixtures: one Prefect server, one Docker engine check, one PostgreSQL server per session.
+
+Services listen on loopback only and stop when the session ends.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own SQLite state store and workspace root, never ~/.autodev."""
+    monkeypatch.setenv("AUTODEV_DATABASE_URL", f"sqlite:///{tmp_path / 'autodev.db'}")
+    monkeypatch.setenv("AUTODEV_WORKSPACE_ROOT", str(tmp_path / "workspaces"))
+    monkeypatch.setenv("AUTODEV_CONFIG", str(tmp_path / "no-config.toml"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect server for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url  # for the CLI in subprocesses
+        yield url
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real Docker engine and the sandbox image; scripts/test.sh starts and builds them."""
+    import docker.errors
+
+    from blocks.docker_sandbox import docker_client
+
+    client = docker_client()
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"sandbox image {IMAGE} is missing: run `autodev image build` (scripts/test.sh does)")
+    yield client
+    client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1, in a temporary directory, for this session only."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql (scripts/test.sh does)")
+    bindir = Path(bins[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="autodev-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    pgdata = data / "data"
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(pgdata), "-U", "autodev", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", opts, "-l", str(data / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    base = f"postgresql://autodev@127.0.0.1:{port}"
+    try:
+        import psycopg
+
+        for _ in range(50):
+            try:
+                with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE autodev_test")
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        yield f"{base}/autodev_test"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """An empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("fresh_postgres_url")

@@ -1,0 +1,70 @@
+"""Plan validation: bad plans are refused with a message naming the step and field."""
+
+import pytest
+
+from autodev.errors import BadInput
+from autodev.plan import load_plan, parse_plan
+
+GOOD = """
+project: demo
+defaults: {stall_timeout_s: 120, timeout_s: 600, retries: 1}
+steps:
+  - id: install
+    run: python -m pip install -e .
+  - id: test
+    run: python -m pytest -q
+    depends_on: [install]
+    stall_timeout_s: 30
+"""
+
+
+def test_a_good_plan_is_read_with_defaults_and_overrides():
+    plan = parse_plan(GOOD)
+    assert [s.id for s in plan.steps] == ["install", "test"]
+    assert plan.limits_for(plan.step("install")) == (120, 600, 1)
+    assert plan.limits_for(plan.step("test")) == (30, 600, 1)
+    assert plan.network is False and plan.max_parallel == 1
+
+
+def test_json_plans_are_accepted():
+    plan = parse_plan('{"project": "p", "steps": [{"id": "a", "run": "true"}]}')
+    assert plan.steps[0].run == "true"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("project: p\nsteps: [ {id: a", "not valid YAML/JSON"),
+        ("- just\n- a list", "a plan is a mapping"),
+        ("project: p\nstepz: []", "unknown key 'stepz'"),
+        ("project: p\nsteps:\n  - {id: a, run: x, dependson: [b]}", "step 'a' (steps[0]): unknown key 'dependson'"),
+        ("project: p\nsteps:\n  - {id: a, run: '   '}", "step 'a' (steps[0]) field 'run': command is empty"),
+        ("project: p\nsteps:\n  - {id: a}", "step 'a' (steps[0]): missing required field 'run'"),
+        ("project: p\nsteps:\n  - {id: a, run: x}\n  - {id: a, run: y}", "step 'a' field 'id': duplicate step id"),
+        ("project: p\nsteps:\n  - {id: a, run: x, depends_on: [nope]}", "step 'a' field 'depends_on': unknown step 'nope'"),
+        ("project: p\nsteps:\n  - {id: a, run: x, depends_on: [a]}", "cannot depend on itself"),
+        (
+            "project: p\nsteps:\n  - {id: a, run: x, depends_on: [c]}\n  - {id: b, run: x, depends_on: [a]}\n"
+            "  - {id: c, run: x, depends_on: [b]}",
+            "cycle a -> c -> b -> a",
+        ),
+        ("project: p\nsteps: []", "field 'steps'"),
+        ("project: p\nsteps:\n  - {id: a, run: x, timeout_s: -1}", "step 'a' (steps[0]) field 'timeout_s'"),
+    ],
+)
+def test_bad_plans_name_the_problem(text, expected):
+    with pytest.raises(BadInput) as info:
+        parse_plan(text, source="plan.yaml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("plan.yaml: ")
+
+
+def test_a_long_chain_is_checked_without_recursion_limits():
+    steps = "\n".join(f"  - {{id: s{i}, run: 'true', depends_on: [s{i - 1}]}}" for i in range(1, 3000))
+    plan = parse_plan("project: p\nsteps:\n  - {id: s0, run: 'true'}\n" + steps)
+    assert len(plan.steps) == 3000
+
+
+def test_a_missing_file_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="cannot read plan file"):
+        load_plan(tmp_path / "absent.yaml")

@@ -1,0 +1,200 @@
+"""The Docker sandbox against the real engine: a corpus of command behaviours.
+
+Commands run through the same pieces as a plan step (sandbox session + output capture), one
+container for the corpus, so files and processes persist between commands as in a run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from autodev.models import CommandRequest, CommandResult
+from autodev.output import OutputCapture
+from blocks.docker_sandbox import DockerSandbox
+
+pytestmark = pytest.mark.docker
+IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
+
+
+def run(session, command: str, timeout_s: float = 30, stall_timeout_s: float = 30, log_path: Path | None = None):
+    capture = OutputCapture(64 * 1024, log_path)
+    result = session.run(CommandRequest(command=command, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s), capture.feed)
+    capture.close()
+    return result.model_copy(update={"output_bytes": capture.total_bytes, "output_tail": capture.tail})
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sandbox-ws")
+
+
+@pytest.fixture(scope="module")
+def session(docker_engine, workspace):
+    with DockerSandbox(image=IMAGE).open(workspace, f"test-{uuid.uuid4().hex[:8]}") as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "status"),
+    [
+        ("true", 0, "succeeded"),
+        ("exit 1", 1, "failed"),
+        ("ls /definitely/not/here", 2, "failed"),
+        ("no-such-command-anywhere", 127, "failed"),
+        ("kill -9 $$", 137, "failed"),
+    ],
+)
+def test_exit_codes_come_from_docker(session, command, code, status):
+    result = run(session, command)
+    assert (result.exit_code, result.status) == (code, status)
+
+
+def test_output_only_on_stderr_is_captured(session):
+    result = run(session, "echo 'only on stderr' >&2; exit 4")
+    assert result.output_tail == "only on stderr\n" and result.exit_code == 4
+
+
+def test_output_without_trailing_newline(session):
+    assert run(session, "printf 'no newline'").output_tail == "no newline"
+
+
+def test_invalid_utf8_is_replaced(session):
+    result = run(session, r"printf 'bad \377\376 bytes'")
+    assert result.status == "succeeded" and result.output_tail == "bad \ufffd\ufffd bytes"
+
+
+def test_twenty_megabytes_of_output(session, tmp_path):
+    log = tmp_path / "flood.log"
+    result = run(session, "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 20000000; echo; echo END", log_path=log)
+    assert result.status == "succeeded"
+    assert result.output_bytes == 20_000_005
+    assert len(result.output_tail.encode()) <= 64 * 1024 and result.output_tail.endswith("END\n")
+    assert log.stat().st_size == 20_000_005
+
+
+def test_a_command_reading_stdin_gets_end_of_file(session):
+    started = time.monotonic()
+    result = run(session, "cat; read line; echo read-exit=$?", stall_timeout_s=10)
+    assert result.status == "succeeded" and "read-exit=1" in result.output_tail
+    assert time.monotonic() - started < 5
+
+
+def test_a_background_process_holding_stdout_does_not_hold_the_step(session):
+    started = time.monotonic()
+    result = run(session, "sleep 60 & echo started-background")
+    assert result.status == "succeeded" and result.output_tail == "started-background\n"
+    assert time.monotonic() - started < 5
+
+
+def test_files_persist_between_commands(session, workspace):
+    assert run(session, "echo from-step-one > handoff.txt && pip --version > /tmp/not-in-workspace").exit_code == 0
+    assert run(session, "cat handoff.txt /tmp/not-in-workspace").output_tail.startswith("from-step-one\npip ")
+    assert (workspace / "handoff.txt").read_text() == "from-step-one\n"
+
+
+def test_timeout_kills_the_step_and_its_children_not_the_container(session):
+    started = time.monotonic()
+    result = run(session, "sleep 300 & sleep 301; echo unreachable", timeout_s=1.5)
+    assert result.status == "timed_out" and result.exit_code == 137
+    assert "1.5s timeout" in result.exit_reason
+    assert time.monotonic() - started < 6
+    assert "unreachable" not in result.output_tail
+    leftovers = run(session, "ps -eo args | grep -c '^sleep 30[01]' || true").output_tail.strip()
+    assert leftovers == "0"
+    assert run(session, "echo still-alive").output_tail == "still-alive\n"
+
+
+def test_stall_clock_is_reset_by_output(session):
+    steady = run(session, "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done", stall_timeout_s=1.2)
+    assert steady.status == "succeeded" and steady.output_tail.count("tick") == 6
+    quiet = run(session, "echo before; sleep 30", stall_timeout_s=1.2)
+    assert quiet.status == "stalled" and quiet.exit_code == 137 and quiet.output_tail == "before\n"
+
+
+def test_sandbox_defaults_are_locked_down(session):
+    info = session.container.attrs["HostConfig"]
+    assert info["NetworkMode"] == "none" and info["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in info["SecurityOpt"][0]
+    assert info["PidsLimit"] > 0 and info["Memory"] > 0
+    assert run(session, "id -u").output_tail.strip() != "0"
+    proc_status = run(session, "cat /proc/self/status").output_tail.splitlines()
+    fields = dict(line.split(":\t", 1) for line in proc_status if ":\t" in line)
+    assert fields["CapEff"] == "0000000000000000" and fields["NoNewPrivs"] == "1"
+    assert run(session, "ls /sys/class/net").output_tail.split() == ["lo"]
+
+
+def test_network_is_an_opt_in(docker_engine, tmp_path):
+    with DockerSandbox(image=IMAGE, network=True).open(tmp_path, "net-test") as s:
+        assert s.container.attrs["HostConfig"]["NetworkMode"] != "none"
+
+
+def test_the_container_is_removed_when_the_session_closes(docker_engine, tmp_path):
+    session = DockerSandbox(image=IMAGE).open(tmp_path, "close-test")
+    name = session.container.name
+    assert run(session, "true").exit_code == 0
+    session.close()
+    assert not docker_engine.containers.list(all=True, filters={"name": name})
+
+
+class SocketProxy:
+    """A unix-socket proxy to the Docker engine that can be cut, as when the engine goes away."""
+
+    def __init__(self, path: Path, target: str = "/var/run/docker.sock"):
+        self.path, self.target = path, target
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(path))
+        self.server.listen()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        self.server.close()
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+
+def test_engine_lost_mid_command_gives_unknown_exit_code_with_reason(docker_engine, tmp_path, monkeypatch):
+    proxy = SocketProxy(tmp_path / "docker.sock")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'docker.sock'}")
+    session = DockerSandbox(image=IMAGE).open(tmp_path, "engine-lost")
+    container_id = session.container.id
+    try:
+        threading.Timer(1.0, proxy.cut).start()
+        result: CommandResult = run(session, "echo working; sleep 30", stall_timeout_s=60)
+        assert result.exit_code is None
+        assert result.exit_reason.startswith("docker engine lost")
+        assert result.status == "failed"
+        session.close()  # must not raise although the engine is unreachable
+    finally:
+        docker_engine.containers.get(container_id).remove(force=True)

@@ -1,0 +1,55 @@
+"""Scheduling rules: ready steps, skipping downstream of a failure, run status and phase."""
+
+from autodev.plan import parse_plan
+from autodev.scheduling import Progress
+
+PLAN = parse_plan(
+    """
+project: p
+steps:
+  - {id: a, run: x}
+  - {id: b, run: x}
+  - {id: c, run: x, depends_on: [a]}
+  - {id: d, run: x, depends_on: [c, b]}
+  - {id: e, run: x, depends_on: [b]}
+"""
+)
+
+
+def ids(steps):
+    return [s.id for s in steps]
+
+
+def test_independent_steps_are_ready_in_plan_order():
+    progress = Progress(PLAN)
+    assert ids(progress.ready(set())) == ["a", "b"]
+    assert ids(progress.ready({"a"})) == ["b"]
+    assert progress.phase == "a"
+
+
+def test_a_step_waits_for_all_its_dependencies():
+    progress = Progress(PLAN)
+    progress.finish("a", "succeeded")
+    assert ids(progress.ready(set())) == ["b", "c"]
+    progress.finish("c", "succeeded")
+    assert "d" not in ids(progress.ready(set()))
+    progress.finish("b", "succeeded")
+    assert ids(progress.ready(set())) == ["d", "e"]
+
+
+def test_a_failure_skips_everything_downstream_and_fails_the_run():
+    progress = Progress(PLAN)
+    progress.finish("b", "succeeded")
+    assert progress.finish("a", "timed_out") == ["c", "d"]
+    assert progress.status["c"] == progress.status["d"] == "skipped"
+    assert ids(progress.ready(set())) == ["e"]
+    progress.finish("e", "succeeded")
+    assert progress.finished and progress.run_status == "failed"
+    assert progress.phase == "failed"
+
+
+def test_all_succeeded():
+    progress = Progress(PLAN)
+    for step in PLAN.steps:
+        progress.finish(step.id, "succeeded")
+    assert progress.run_status == "succeeded" and progress.phase == "done"

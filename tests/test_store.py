@@ -1,0 +1,129 @@
+"""The state store on both backends: schema, metadata document, results, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from autodev.models import CommandResult, LastCommandResult, QueueEntry, StepAttempt, utcnow
+from autodev.plan import parse_plan
+from blocks.state_store import SCHEMA_VERSION, StateStore
+
+pytestmark = pytest.mark.postgres
+PLAN = parse_plan("project: p\nsteps:\n  - {id: a, run: 'echo a'}\n  - {id: b, run: 'exit 1'}")
+
+
+def open_store(url: str):
+    return StateStore(database_url=url).connect()
+
+
+def new_run(store) -> str:
+    run_id = uuid.uuid4().hex
+    store.create_session(run_id, PLAN, "/tmp/ws", flow_run_id=run_id)
+    return run_id
+
+
+def test_migrations_are_versioned_and_idempotent(database_url):
+    store = open_store(database_url)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.migrate() == SCHEMA_VERSION  # a second run changes nothing
+    store.close()
+    again = open_store(database_url)
+    assert again.schema_version() == SCHEMA_VERSION
+    again.close()
+
+
+def test_session_metadata_round_trip_and_history_cap(database_url):
+    store = open_store(database_url)
+    run_id = new_run(store)
+    t0 = utcnow()
+    for i in range(25):
+        store.update_session(
+            run_id,
+            lambda m, i=i: m.record_result(
+                LastCommandResult(text=f"out {i}", exit_code=i % 3, ts=t0 + timedelta(seconds=i), step_id="a")
+            ),
+        )
+    session = store.get_session(run_id)
+    meta = session.metadata
+    assert [h.text for h in meta.command_history] == [f"out {i}" for i in range(5, 25)]
+    assert meta.last_command_result.text == "out 24" and meta.last_command_result.exit_code == 24 % 3
+    assert session.plan == PLAN and session.status == "running"
+    store.update_session(run_id, status="failed")
+    assert store.get_session(run_id).status == "failed"
+    assert store.latest_session().run_id == run_id
+    store.close()
+
+
+def test_every_attempt_is_kept(database_url):
+    store = open_store(database_url)
+    run_id = new_run(store)
+    now = utcnow()
+    for attempt, code in [(1, 1), (2, 0)]:
+        result = CommandResult(
+            status="succeeded" if code == 0 else "failed",
+            exit_code=code,
+            started_at=now,
+            finished_at=now + timedelta(seconds=1.5),
+            output_bytes=3,
+            output_tail="é\ufffd\n",
+        )
+        store.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=attempt, command="echo a", result=result))
+    attempts = store.attempts(run_id)
+    assert [(a.attempt, a.result.exit_code) for a in attempts] == [(1, 1), (2, 0)]
+    assert attempts[0].result.duration_s == pytest.approx(1.5)
+    assert attempts[1].result.output_tail == "é\ufffd\n"
+    store.close()
+
+
+def test_unknown_exit_code_is_stored_as_null(database_url):
+    store = open_store(database_url)
+    run_id = new_run(store)
+    now = utcnow()
+    result = CommandResult(status="failed", exit_code=None, exit_reason="engine lost", started_at=now, finished_at=now)
+    store.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=1, command="x", result=result))
+    (stored,) = store.attempts(run_id)
+    assert stored.result.exit_code is None and stored.result.exit_reason == "engine lost"
+    store.close()
+
+
+def _append_queue_entries(url: str, run_id: str, writer: int, count: int) -> None:
+    store = open_store(url)
+    for i in range(count):
+        entry = QueueEntry(queue_id=f"{writer}-{i}", step_id="a", attempt=1, dispatched_at=utcnow())
+        store.update_session(run_id, lambda m, e=entry: m.queue.append(e))
+    store.close()
+
+
+def test_concurrent_writers_in_several_processes_lose_nothing(database_url):
+    store = open_store(database_url)
+    run_id = new_run(store)
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_append_queue_entries, args=(database_url, run_id, w, 25)) for w in range(4)]
+    for p in writers:
+        p.start()
+    threads = [threading.Thread(target=_append_queue_entries, args=(database_url, run_id, 10 + t, 25)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for p in writers:
+        p.join(120)
+        assert p.exitcode == 0
+    for t in threads:
+        t.join(120)
+    queue = store.get_session(run_id).metadata.queue
+    assert len(queue) == 6 * 25
+    assert len({q.queue_id for q in queue}) == 6 * 25
+    store.close()
+
+
+def test_password_never_shown_and_unreachable_database_is_an_environment_problem():
+    from autodev.errors import EnvironmentProblem
+
+    with pytest.raises(EnvironmentProblem) as info:
+        open_store("postgresql://me:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(info.value)
+    assert "unreachable" in str(info.value) and "AUTODEV_DATABASE_URL" in str(info.value)
