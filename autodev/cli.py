@@ -8,6 +8,7 @@ waiting for a human; 4 environment problem (no Docker engine, no image, database
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -39,22 +40,10 @@ STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)  # returns the code of a typer.Exit
+        app()  # usage errors exit 2 and typer.Exit codes are honoured by click itself
     except AutodevError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
-    except (typer.Exit, SystemExit) as exc:
-        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 @app.command("exec")
@@ -76,6 +65,8 @@ def exec_plan(
 
     from flows.plan_flow import run_plan  # imports Prefect's engine: only when a run starts
 
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox container is removed and the run recorded.
+    signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False)
     state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
@@ -143,6 +134,10 @@ def doctor() -> None:
     out.print(table)
     if any(c.required and not c.ok for c in checks):
         raise typer.Exit(EnvironmentProblem.exit_code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 def preflight(image: str, database_url: str) -> None:

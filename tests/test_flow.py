@@ -1,0 +1,198 @@
+"""The plan flow end to end: real Prefect server, real Docker sandbox, real state store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from autodev import metrics
+from autodev.errors import RunFailed
+from autodev.models import RunReport, utcnow
+from autodev.plan import parse_plan
+from autodev.settings import load_settings
+from blocks.state_store import StateStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def run(plan_text: str, workspace) -> tuple[object, RunReport]:
+    from flows.plan_flow import run_plan
+
+    state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    return state, outcome.report if isinstance(outcome, RunFailed) else outcome
+
+
+def store():
+    return StateStore(database_url=load_settings().database_url).connect()
+
+
+def autodev_events(api: str, run_id: str, expected: int) -> list[dict]:
+    """The autodev.* events the server recorded for a flow run (they arrive asynchronously)."""
+    body = {
+        "filter": {
+            "event": {"prefix": ["autodev."]},
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            "occurred": {"since": (utcnow() - timedelta(hours=1)).isoformat()},
+            "order": "ASC",
+        },
+        "limit": 50,
+    }
+    events: list[dict] = []
+    for _ in range(100):
+        response = httpx.post(f"{api}/events/filter", json=body)
+        response.raise_for_status()
+        events = response.json()["events"]
+        if len(events) >= expected:
+            break
+        time.sleep(0.1)
+    return events
+
+
+def task_runs(api: str, run_id: str) -> list[dict]:
+    body = {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    return httpx.post(f"{api}/task_runs/filter", json=body).json()
+
+
+def containers_of(docker_engine, run_id: str):
+    return docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
+
+
+def test_a_plan_runs_as_a_flow_with_one_task_per_step(prefect_api, docker_engine, tmp_path):
+    state, report = run(
+        """
+project: happy
+steps:
+  - {id: write, run: "echo handed-over > note.txt"}
+  - {id: read, run: "cat note.txt", depends_on: [write]}
+  - {id: quiet, run: "true"}
+""",
+        tmp_path,
+    )
+    assert state.is_completed()
+    assert report.status == "succeeded" and report.success_rate == 1.0
+    assert [(s.id, s.status, s.exit_code) for s in report.steps] == [
+        ("write", "succeeded", 0),
+        ("read", "succeeded", 0),
+        ("quiet", "succeeded", 0),
+    ]
+    assert report.steps[1].output_tail == "handed-over\n"
+
+    names = sorted(t["name"] for t in task_runs(prefect_api, report.run_id))
+    assert names == ["quiet", "read", "write"]
+
+    s = store()
+    session = s.get_session(report.run_id)
+    assert session.status == "succeeded" and session.metadata.phase == "done"
+    assert session.metadata.queue == [] and session.metadata.blockers == []
+    assert [h.step_id for h in session.metadata.command_history] == ["write", "read", "quiet"]
+    assert session.metadata.last_command_result.exit_code == 0
+    assert len(s.attempts(report.run_id)) == 3
+    s.close()
+
+    log = tmp_path / ".autodev" / "logs" / report.run_id / "read.1.log"
+    assert log.read_text() == "handed-over\n"
+    assert not containers_of(docker_engine, report.run_id)
+
+    names = [e["event"] for e in autodev_events(prefect_api, report.run_id, expected=5)]
+    assert names[0] == "autodev.run.started" and names[-1] == "autodev.run.finished"
+    assert names.count("autodev.command.finished") == 3
+
+
+def test_a_failed_step_fails_the_flow_skips_downstream_and_records_a_blocker(prefect_api, docker_engine, tmp_path):
+    failures_before = metrics.COMMAND_FAILURES._value.get()
+    state, report = run(
+        """
+project: sad
+steps:
+  - {id: build, run: "echo compiling; echo 'error: missing semicolon' >&2; exit 2"}
+  - {id: test, run: "echo never", depends_on: [build]}
+  - {id: package, run: "echo never", depends_on: [test]}
+  - {id: lint, run: "echo independent"}
+""",
+        tmp_path,
+    )
+    assert state.is_failed()
+    assert report.status == "failed"
+    by_id = {s.id: s for s in report.steps}
+    assert (by_id["build"].status, by_id["build"].exit_code) == ("failed", 2)
+    assert by_id["test"].status == by_id["package"].status == "skipped"
+    assert by_id["lint"].status == "succeeded"
+    assert report.success_rate == 0.25
+
+    s = store()
+    meta = s.get_session(report.run_id).metadata
+    s.close()
+    (blocker,) = meta.blockers
+    assert blocker.step_id == "build" and blocker.exit_code == 2
+    assert "error: missing semicolon" in blocker.summary
+    assert metrics.COMMAND_FAILURES._value.get() == failures_before + 1
+
+    states = {t["name"]: t["state"]["type"] for t in task_runs(prefect_api, report.run_id)}
+    assert states == {"build": "FAILED", "lint": "COMPLETED"}
+
+    events = autodev_events(prefect_api, report.run_id, expected=5)
+    (failed,) = [e for e in events if e["event"] == "autodev.command.failed"]
+    assert failed["payload"]["step"] == "build" and failed["payload"]["exit_code"] == 2
+    assert failed["payload"]["command"].startswith("echo compiling")
+    assert "missing semicolon" in failed["payload"]["summary"]
+    assert not containers_of(docker_engine, report.run_id)
+
+
+def test_retries_run_the_step_again_and_keep_every_attempt(prefect_api, docker_engine, tmp_path):
+    _, report = run(
+        """
+project: flaky
+steps:
+  - id: flaky
+    run: "if [ -f seen ]; then echo second-time-lucky; else touch seen; echo first-fails; exit 1; fi"
+    retries: 2
+""",
+        tmp_path,
+    )
+    assert report.status == "succeeded"
+    assert report.steps[0].attempts == 2 and report.steps[0].output_tail == "second-time-lucky\n"
+    s = store()
+    attempts = s.attempts(report.run_id)
+    s.close()
+    assert [(a.attempt, a.result.exit_code) for a in attempts] == [(1, 1), (2, 0)]
+
+
+def test_independent_steps_run_in_parallel_up_to_the_limit(prefect_api, docker_engine, tmp_path):
+    plan = """
+project: parallel
+max_parallel: {n}
+steps:
+  - {{id: a, run: "sleep 1.5"}}
+  - {{id: b, run: "sleep 1.5"}}
+  - {{id: c, run: "sleep 1.5"}}
+"""
+    started = time.monotonic()
+    _, report = run(plan.format(n=3), tmp_path / "p3")
+    parallel = time.monotonic() - started
+    assert report.status == "succeeded"
+    started = time.monotonic()
+    run(plan.format(n=1), tmp_path / "p1")
+    sequential = time.monotonic() - started
+    assert sequential >= 4.5
+    assert parallel < sequential - 2.0
+
+
+def test_a_timed_out_step_is_reported_and_the_run_goes_on(prefect_api, docker_engine, tmp_path):
+    _, report = run(
+        f"""
+project: slow-{uuid.uuid4().hex[:6]}
+steps:
+  - {{id: hang, run: "sleep 120", timeout_s: 1.5}}
+  - {{id: next, run: "echo container-still-alive"}}
+""",
+        tmp_path,
+    )
+    by_id = {s.id: s for s in report.steps}
+    assert (by_id["hang"].status, by_id["hang"].exit_code) == ("timed_out", 137)
+    assert by_id["next"].output_tail == "container-still-alive\n"
+    assert report.status == "failed"
