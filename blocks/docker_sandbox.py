@@ -115,7 +115,7 @@ class DockerSandboxSession(SandboxSession):
         try:
             exec_id = self.api.exec_create(
                 self.container.id,
-                ["python3", "-c", EXEC_HELPER, pgid_file, request.command],
+                ["python3", "-I", "-S", "-c", EXEC_HELPER, pgid_file, request.command],
                 stdout=True,
                 stderr=True,
                 stdin=False,
@@ -150,11 +150,11 @@ class DockerSandboxSession(SandboxSession):
 
     def _exit_code(self, exec_id: str) -> int | None:
         # The stream can end a moment before Docker records the exit; poll briefly.
-        for _ in range(100):
+        for _ in range(1000):
             info = self.api.exec_inspect(exec_id)
             if not info["Running"] and info["ExitCode"] is not None:
                 return int(info["ExitCode"])
-            time.sleep(0.02)
+            time.sleep(0.002)
         raise docker.errors.DockerException("exec still running after its output ended")
 
     def _enforce(self, clock: _Clocks, pgid_file: str) -> None:

@@ -1,0 +1,111 @@
+"""What autodev adds to each command, measured side by side in one process run.
+
+1. N trivial steps (`true`) through autodev (plan flow, one Prefect task per step, state store
+   writes, events) against the same N commands run by raw `docker exec` (docker SDK
+   `exec_run`) in a container of the same image: per-step ratio.
+2. A 1,000-step plan: mean step-to-step interval of the last 100 steps over the first 100
+   (does the loop slow down as a run grows?).
+3. Peak RSS of this process.
+
+Targets (issue M1): per-step ratio <= 1.2, last/first <= 1.2, peak RSS <= 400 MB.
+Run: .venv/bin/python benchmarks/step_overhead.py [--steps 200] [--long 1000]
+(uses PREFECT_API_URL if set, else a temporary Prefect server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def plan_of(n: int, project: str):
+    from autodev.plan import validate_plan
+
+    return validate_plan(
+        {"project": project, "steps": [{"id": f"s{i:04d}", "run": "true"} for i in range(n)]}, source="benchmark"
+    )
+
+
+def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
+    """Seconds per step through the plan flow, and the recorded attempts."""
+    from autodev.settings import load_settings
+    from blocks.state_store import StateStore
+    from flows.plan_flow import run_plan
+
+    started = time.perf_counter()
+    report = run_plan(plan=plan_of(n, f"bench-{n}"), workspace=str(workdir / f"ws-{n}"))
+    elapsed = time.perf_counter() - started
+    store = StateStore(database_url=load_settings().database_url).connect()
+    attempts = store.attempts(report.run_id)
+    store.close()
+    first, last = attempts[0].result.started_at, attempts[-1].result.finished_at
+    return (last - first).total_seconds() / n, attempts, elapsed
+
+
+def raw_docker_exec(n: int, workdir: Path) -> float:
+    """Seconds per command with the docker SDK alone, in a container of the same image."""
+    from autodev.settings import load_settings
+    from blocks.docker_sandbox import docker_client
+
+    client = docker_client()
+    container = client.containers.run(
+        load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
+    )
+    try:
+        container.exec_run(["true"])  # warm up
+        started = time.perf_counter()
+        for _ in range(n):
+            result = container.exec_run(["sh", "-c", "true"])
+            assert result.exit_code == 0
+        return (time.perf_counter() - started) / n
+    finally:
+        container.remove(force=True)
+        client.close()
+
+
+def intervals(attempts: list) -> list[float]:
+    starts = [a.result.started_at for a in attempts]
+    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps in the side-by-side comparison")
+    parser.add_argument("--long", type=int, default=1000, help="steps in the growth run (>= 200)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="autodev-bench-") as tmp:
+        workdir = Path(tmp)
+        os.environ.setdefault("AUTODEV_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
+        through_autodev(5, workdir)  # warm up: server, image layers, imports
+        raw = raw_docker_exec(args.steps, workdir)
+        ours, _, wall = through_autodev(args.steps, workdir)
+        raw_again = raw_docker_exec(args.steps, workdir)  # before and after: the engine drifts
+        raw = (raw + raw_again) / 2
+        print(f"per step, {args.steps} trivial steps: autodev {ours * 1000:.1f} ms, raw docker exec {raw * 1000:.1f} ms")
+        print(f"  flow wall time incl. sandbox start/stop: {wall:.2f} s")
+        print(f"per-step ratio: {ours / raw:.2f}  (target <= 1.2)")
+
+        _, attempts, wall = through_autodev(args.long, workdir)
+        gaps = intervals(attempts)
+        first, last = statistics.mean(gaps[:100]), statistics.mean(gaps[-100:])
+        print(f"{args.long}-step plan: {wall:.1f} s; first 100 steps {first * 1000:.1f} ms/step, "
+              f"last 100 {last * 1000:.1f} ms/step")
+        print(f"last/first ratio: {last / first:.2f}  (target <= 1.2)")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak_mb:.0f} MB  (target <= 400 MB)")
+
+
+if __name__ == "__main__":
+    main()
