@@ -68,7 +68,7 @@ def exec_plan(
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox container is removed and the run recorded.
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
-        err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False)
+        err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
     state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):

@@ -4,6 +4,8 @@ Why a helper rather than a bare `sh -c`:
 - the command gets its own process group, whose id is written to PGID_FILE, so a timeout can
   kill the command and everything it started while the container (and the next step) lives on;
 - stdin is /dev/null: a command waiting for input gets end-of-file instead of hanging;
+- stdout and stderr share one pipe, so the captured output keeps the order of writing, as a
+  terminal would show it (an error message stays next to what led to it);
 - the helper returns as soon as the command's main process exits, even when a background
   process it started still holds stdout open (Docker would keep the exec open for seconds).
 The exit status is the command's own; a command killed by signal N exits with 128 + N.
@@ -18,13 +20,12 @@ import signal
 import sys
 import time
 
-DRAIN_AFTER_EXIT_S = 0.2  # how long output left in the pipes is still read after the exit
+DRAIN_AFTER_EXIT_S = 0.2  # how long output left in the pipe is still read after the exit
 
 
 def spawn(command):
-    """Start /bin/sh -c COMMAND in a new session; return (pid, stdout fd, stderr fd)."""
+    """Start /bin/sh -c COMMAND in a new session; return (pid, read end of its output)."""
     out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
@@ -34,38 +35,35 @@ def spawn(command):
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            for fd in (null, out_r, out_w, err_r, err_w):
+            os.dup2(out_w, 2)
+            for fd in (null, out_r, out_w):
                 os.close(fd)
             os.execv("/bin/sh", ["/bin/sh", "-c", command])
         finally:
             os._exit(127)
     os.close(out_w)
-    os.close(err_w)
-    return pid, out_r, err_r
+    return pid, out_r
 
 
 def main(pgid_file, command):
-    pid, out_r, err_r = spawn(command)
+    pid, out_r = spawn(command)
     with open(pgid_file, "w") as f:
         f.write(str(pid))
-    targets = {out_r: 1, err_r: 2}
     status = None
     exited_at = None
-    while targets:
+    while True:
         if status is None:
             done, code = os.waitpid(pid, os.WNOHANG)
             if done:
                 status, exited_at = code, time.monotonic()
         if exited_at is not None and time.monotonic() - exited_at > DRAIN_AFTER_EXIT_S:
             break
-        ready, _, _ = select.select(list(targets), [], [], 0.05)
-        for fd in ready:
-            chunk = os.read(fd, 65536)
-            if chunk:
-                os.write(targets[fd], chunk)
-            else:
-                del targets[fd]
+        ready, _, _ = select.select([out_r], [], [], 0.05)
+        if ready:
+            chunk = os.read(out_r, 65536)
+            if not chunk:
+                break
+            os.write(1, chunk)
     if status is None:
         status = os.waitpid(pid, 0)[1]
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -11,6 +12,19 @@ from autodev.errors import CommandFailed
 from autodev.models import CommandRequest, CommandResult
 from autodev.output import OutputCapture
 from blocks.sandbox import SandboxSession
+
+
+class _NoEmptyTraceback(logging.Filter):
+    """Prefect logs a returned Failed state with exc_info=True; with no exception in flight
+    that prints a bare "NoneType: None" under every failed command. Drop the empty traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_NoEmptyTraceback())
 
 
 @task(task_run_name="{step_id}", cache_policy=None, persist_result=False)

@@ -61,6 +61,11 @@ def test_output_only_on_stderr_is_captured(session):
     assert result.output_tail == "only on stderr\n" and result.exit_code == 4
 
 
+def test_stdout_and_stderr_keep_the_order_of_writing(session):
+    for _ in range(5):
+        assert run(session, "echo one; echo two >&2; echo three; echo four >&2").output_tail == "one\ntwo\nthree\nfour\n"
+
+
 def test_output_without_trailing_newline(session):
     assert run(session, "printf 'no newline'").output_tail == "no newline"
 
