@@ -22,23 +22,28 @@ class EnvironmentProblem(AutodevError):
         self.fix = fix
 
 
-class CommandFailed(AutodevError):
-    """A step's command did not succeed; ends its task run Failed and carries the full result."""
+class _Carrying(AutodevError):
+    """An error that carries the typed object it is about; picklable, as Prefect states need."""
 
-    def __init__(self, message: str, result):
+    def __init__(self, message: str, payload):
         super().__init__(message)
-        self.result = result
+        self.payload = payload
 
     def __reduce__(self):
-        return (self.__class__, (str(self), self.result))
+        return (self.__class__, (str(self), self.payload))
 
 
-class RunFailed(AutodevError):
-    """A run ended failed or blocked; ends the flow run Failed and carries the run's report."""
+class CommandFailed(_Carrying):
+    """A step's command did not succeed; ends its task run Failed and carries its CommandResult."""
 
-    def __init__(self, message: str, report):
-        super().__init__(message)
-        self.report = report
+    @property
+    def result(self):
+        return self.payload
 
-    def __reduce__(self):
-        return (self.__class__, (str(self), self.report))
+
+class RunFailed(_Carrying):
+    """A run ended failed or blocked; ends the flow run Failed and carries its RunReport."""
+
+    @property
+    def report(self):
+        return self.payload

@@ -65,7 +65,3 @@ class Progress:
             if self.status[s.id] is None:
                 return s.id
         return "done" if self.run_status == "succeeded" else self.run_status
-
-    def success_rate(self) -> float:
-        done = [st for st in self.status.values() if st is not None]
-        return round(sum(st == "succeeded" for st in done) / len(self.status), 4) if self.status else 0.0

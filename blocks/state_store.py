@@ -190,10 +190,13 @@ class StoreBackend(ABC):
         rows = self._select_sessions("ORDER BY created_at DESC LIMIT 1", ())
         return rows[0] if rows else None
 
-    def _select_sessions(self, where: str, params: tuple) -> list[SessionRecord]:
+    def _fetchall(self, query: str, params: tuple) -> list[tuple]:
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT {SESSION_COLUMNS} FROM agent_sessions {where}"), params)
-            rows = cur.fetchall()
+            cur.execute(self._sql(query), params)
+            return cur.fetchall()
+
+    def _select_sessions(self, where: str, params: tuple) -> list[SessionRecord]:
+        rows = self._fetchall(f"SELECT {SESSION_COLUMNS} FROM agent_sessions {where}", params)
         return [
             SessionRecord(
                 run_id=r[0],
@@ -233,11 +236,7 @@ class StoreBackend(ABC):
             )
 
     def attempts(self, run_id: str) -> list[StepAttempt]:
-        with self._transaction() as cur:
-            cur.execute(
-                self._sql(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = ? ORDER BY id"), (run_id,)
-            )
-            rows = cur.fetchall()
+        rows = self._fetchall(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = ? ORDER BY id", (run_id,))
         return [
             StepAttempt(
                 run_id=r[0],
