@@ -8,8 +8,9 @@
 3. Peak RSS of this process.
 
 Targets (issue M1): per-step ratio <= 1.2, last/first <= 1.2, peak RSS <= 400 MB.
-Run: .venv/bin/python benchmarks/step_overhead.py [--steps 200] [--long 1000]
-(uses PREFECT_API_URL if set, else a temporary Prefect server).
+Run: .venv/bin/python benchmarks/step_overhead.py [--steps 200] [--long 1000] 2>/dev/null
+(uses PREFECT_API_URL if set, else a temporary Prefect server; the runs log at Prefect's
+default level, as any run does, and stderr carries those logs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def plan_of(n: int, project: str):

@@ -157,6 +157,7 @@ class SocketProxy:
         self.server.bind(str(path))
         self.server.listen()
         self.conns: list[socket.socket] = []
+        self.is_cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -164,6 +165,9 @@ class SocketProxy:
             try:
                 client, _ = self.server.accept()
             except OSError:
+                return
+            if self.is_cut:  # an accept() already blocked when the cut came
+                client.close()
                 return
             upstream = socket.socket(socket.AF_UNIX)
             upstream.connect(self.target)
@@ -180,6 +184,11 @@ class SocketProxy:
             pass
 
     def cut(self):
+        self.is_cut = True
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self.server.close()
         for conn in self.conns:
             try:
