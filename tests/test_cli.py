@@ -131,3 +131,16 @@ def test_an_interrupted_run_removes_its_container_and_is_recorded(prefect_api, d
     assert proc.returncode != 0
     status = json.loads(autodev("status", run_id, "--json").stdout)
     assert status["status"] == "failed"
+
+
+@pytest.mark.docker
+def test_doctor_reports_each_check_with_its_fix(docker_engine, prefect_api):
+    ok = autodev("doctor")
+    assert ok.returncode == 0, ok.stdout
+    for name in ("docker engine", "sandbox image", "state store", "prefect api"):
+        assert name in ok.stdout
+    assert "missing" not in ok.stdout
+
+    broken = autodev("doctor", env={"AUTODEV_IMAGE": "autodev-no-such-image:never"})
+    assert broken.returncode == 4
+    assert "missing" in broken.stdout and "autodev image build" in broken.stdout
