@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
-from autodev.models import RunReport
+from autodev.models import RunReport, SessionMetadata, SessionRecord, utcnow
+from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
 from autodev.plan import load_plan
 from autodev.settings import load_settings
 
@@ -72,14 +73,15 @@ def exec_plan(
     state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):
-        report = outcome.report
+        run_id = outcome.report.run_id
     elif isinstance(outcome, RunReport):
-        report = outcome
+        run_id = outcome.run_id
     elif isinstance(outcome, AutodevError):
         raise outcome
     else:
         raise AutodevError(f"the run crashed: {state.message}")
-    show_report(report, as_json)
+    report, session = load_run(run_id)
+    show_report(report, as_json, session.metadata)
     raise typer.Exit(EXIT_FOR_STATUS[report.status])
 
 
@@ -89,6 +91,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Show a run's state from the state store."""
+    report, session = load_run(run_id)
+    show_report(report, as_json, session.metadata)
+
+
+def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
+    """A run's report and session from the state store (the newest run when run_id is None)."""
     from autodev.report import build_report
     from blocks.state_store import StateStore
 
@@ -97,10 +105,10 @@ def status(
         session = store.get_session(run_id) if run_id else store.latest_session()
         if session is None:
             raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
-        report = build_report(session, store.attempts(session.run_id))
+        report = build_report(session, store.attempts(session.run_id), store.step_states(session.run_id))
     finally:
         store.close()
-    show_report(report, as_json, phase=session.metadata.phase)
+    return report, session
 
 
 @image_app.command("build")
@@ -149,7 +157,7 @@ def preflight(image: str, database_url: str) -> None:
             raise EnvironmentProblem(check.detail, check.fix)
 
 
-def show_report(report: RunReport, as_json: bool, phase: str | None = None) -> None:
+def show_report(report: RunReport, as_json: bool, meta: SessionMetadata) -> None:
     if as_json:
         print(json.dumps(report.model_dump(mode="json")))
         return
@@ -169,10 +177,16 @@ def show_report(report: RunReport, as_json: bool, phase: str | None = None) -> N
         )
     out.print(table)
     colour = STATUS_STYLE.get(report.status, "")
-    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}"
-    if phase:
-        line += f"  phase {phase}"
+    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
+    if meta.orchestrator_heartbeat:
+        delay = heartbeat_delay_s(meta, utcnow())
+        late = report.status == "running" and delay > HEARTBEAT_LATE_S
+        line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
     out.print(line)
+    stopping = [b for b in meta.blockers if b.kind != "failure"]
+    for blocker in stopping[-1:] if report.status == "blocked" else []:
+        out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
+        out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
     ui = flow_run_url(report.run_id)
     if ui:
         out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)

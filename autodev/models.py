@@ -32,7 +32,8 @@ class _Strict(BaseModel):
 class StepDefaults(_Strict):
     stall_timeout_s: float = Field(300, gt=0, description="Kill a step that prints nothing for this long.")
     timeout_s: float = Field(1800, gt=0, description="Hard limit on one attempt of a step.")
-    retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed one.")
+    retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed or timed-out one.")
+    max_stall_retries: int = Field(1, ge=0, le=10, description="Attempts after a stall before the run blocks.")
 
 
 class Step(_Strict):
@@ -42,6 +43,7 @@ class Step(_Strict):
     stall_timeout_s: float | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     retries: int | None = Field(None, ge=0, le=10)
+    max_stall_retries: int | None = Field(None, ge=0, le=10)
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("run")
@@ -63,14 +65,10 @@ class Plan(_Strict):
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
 
-    def limits_for(self, step: Step) -> tuple[float, float, int]:
-        """(stall_timeout_s, timeout_s, retries) of a step, its own values over the plan defaults."""
-        d = self.defaults
-        return (
-            step.stall_timeout_s if step.stall_timeout_s is not None else d.stall_timeout_s,
-            step.timeout_s if step.timeout_s is not None else d.timeout_s,
-            step.retries if step.retries is not None else d.retries,
-        )
+    def limits_for(self, step: Step) -> StepDefaults:
+        """A step's clocks and retry budgets: its own values over the plan's defaults."""
+        own = {k: v for k, v in step.model_dump(include=set(StepDefaults.model_fields)).items() if v is not None}
+        return self.defaults.model_copy(update=own)
 
 
 class CommandRequest(BaseModel):
@@ -125,11 +123,20 @@ class QueueEntry(BaseModel):
 
 
 class Blocker(BaseModel):
+    """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
+
     step_id: str
     command: str
     exit_code: int | None
     summary: str
+    suggested_action: str = ""
+    kind: Literal["failure", "stall", "breaker"] = "failure"
     ts: datetime
+
+
+class Heartbeat(BaseModel):
+    ts: datetime
+    loop_status: str
 
 
 class SessionMetadata(BaseModel):
@@ -142,6 +149,7 @@ class SessionMetadata(BaseModel):
     blockers: list[Blocker] = Field(default_factory=list)
     queue: list[QueueEntry] = Field(default_factory=list)
     next_actions: list[str] = Field(default_factory=list)
+    orchestrator_heartbeat: Heartbeat | None = None
 
     HISTORY_LIMIT: ClassVar[int] = 20
 

@@ -1,33 +1,24 @@
 """The run report (the contract's `--json` object), rebuilt from what the state store holds.
 
-Built the same way for a run that just finished and for `autodev status` hours later: the
-recorded attempts are replayed through the scheduling rules, so both always agree.
+Built the same way for a run that just finished and for `autodev status` hours later.
 """
 
 from __future__ import annotations
 
 from autodev.models import RunReport, SessionRecord, StepAttempt, StepReport
-from autodev.scheduling import Progress
 
 
-def build_report(session: SessionRecord, attempts: list[StepAttempt]) -> RunReport:
-    plan = session.plan
-    progress = Progress(plan)
-    last: dict[str, StepAttempt] = {}
-    for a in attempts:
-        last[a.step_id] = a
-        retries = plan.limits_for(plan.step(a.step_id))[2]
-        if a.result.status == "succeeded" or a.attempt > retries:
-            progress.finish(a.step_id, a.result.status)
+def build_report(session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str]) -> RunReport:
+    last = {a.step_id: a for a in attempts}  # attempts come oldest first
     queued = {q.step_id for q in session.metadata.queue}
     steps = []
-    for step in plan.steps:
-        status = progress.status[step.id]
+    for step in session.plan.steps:
+        status = step_states.get(step.id)
         if status is None:
-            if step.id in queued and session.status == "running":
-                status = "running"
+            if session.status == "running":
+                status = "running" if step.id in queued else "pending"
             else:
-                status = "pending" if session.status == "running" else "skipped"
+                status = "pending" if session.status == "blocked" else "skipped"
         a = last.get(step.id)
         steps.append(
             StepReport(

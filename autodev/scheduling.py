@@ -21,7 +21,9 @@ class Progress:
                 self._dependents[dep].append(s.id)
 
     def ready(self, running: set[str]) -> list[Step]:
-        """Unfinished steps, in plan order, whose dependencies all succeeded."""
+        """Unfinished steps, in plan order, whose dependencies all succeeded; none once blocked."""
+        if self.blocked:
+            return []
         return [
             s
             for s in self.plan.steps
@@ -31,9 +33,12 @@ class Progress:
         ]
 
     def finish(self, step_id: str, status: StepStatus) -> list[str]:
-        """Record a step's final status; a failure skips every step downstream. Returns those."""
+        """Record a step's final status; a failure skips every step downstream. Returns those.
+
+        A blocked step skips nothing: a person may still retry or skip it.
+        """
         self.status[step_id] = status
-        if status not in FAILED_STATUSES and status != "blocked":
+        if status not in FAILED_STATUSES:
             return []
         skipped: list[str] = []
         pending = list(self._dependents[step_id])
@@ -46,13 +51,17 @@ class Progress:
         return skipped
 
     @property
+    def blocked(self) -> bool:
+        return "blocked" in self.status.values()
+
+    @property
     def finished(self) -> bool:
         return all(status is not None for status in self.status.values())
 
     @property
     def run_status(self) -> str:
         values = set(self.status.values())
-        if "blocked" in values:
+        if self.blocked:
             return "blocked"
         if values & FAILED_STATUSES or "skipped" in values:
             return "failed"
@@ -61,6 +70,8 @@ class Progress:
     @property
     def phase(self) -> str:
         """The first unfinished step in plan order, or how the run ended."""
+        if self.blocked:
+            return "blocked"
         for s in self.plan.steps:
             if self.status[s.id] is None:
                 return s.id

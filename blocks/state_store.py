@@ -66,6 +66,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX step_results_finished ON step_results (finished_at)",
         ],
     ),
+    (
+        2,
+        [
+            # The final status of each step (succeeded, failed, skipped, blocked, ...), one row
+            # per step, so a report never has to re-derive it from the attempts.
+            """CREATE TABLE step_states (
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                step_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                updated_at {ts} NOT NULL,
+                PRIMARY KEY (run_id, step_id))""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -211,6 +224,23 @@ class StoreBackend(ABC):
             )
             for r in rows
         ]
+
+    # --- step states -------------------------------------------------------------------
+    def set_step_states(self, run_id: str, states: dict[str, str]) -> None:
+        now = self._ts(utcnow())
+        with self._transaction() as cur:
+            for step_id, status in states.items():
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO step_states (run_id, step_id, status, updated_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, "
+                        "updated_at = excluded.updated_at"
+                    ),
+                    (run_id, step_id, status, now),
+                )
+
+    def step_states(self, run_id: str) -> dict[str, str]:
+        return dict(self._fetchall("SELECT step_id, status FROM step_states WHERE run_id = ?", (run_id,)))
 
     # --- step results ------------------------------------------------------------------
     def record_attempt(self, attempt: StepAttempt) -> None:

@@ -9,6 +9,7 @@ history and blockers in the session's metadata, every attempt in the results tab
 from __future__ import annotations
 
 import queue
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +23,12 @@ from prefect.states import Failed
 
 from autodev import metrics
 from autodev.errors import CommandFailed, RunFailed
+from autodev.diagnosis import diagnose, fingerprint
 from autodev.models import (
     Blocker,
     CommandRequest,
     CommandResult,
+    Heartbeat,
     LastCommandResult,
     Plan,
     QueueEntry,
@@ -33,9 +36,9 @@ from autodev.models import (
     SessionMetadata,
     Step,
     StepAttempt,
-    summarise_output,
     utcnow,
 )
+from autodev.policy import FailureBreaker, next_move
 from autodev.report import build_report
 from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
@@ -74,7 +77,7 @@ def run_plan(plan: Plan, workspace: str):
             while loop.run_once():
                 pass
         store.update_session(run_id, lambda m: setattr(m, "phase", loop.progress.phase), status=loop.progress.run_status)
-        report = build_report(store.get_session(run_id), store.attempts(run_id))
+        report = build_report(store.get_session(run_id), store.attempts(run_id), store.step_states(run_id))
     except BaseException:
         store.update_session(run_id, lambda m: setattr(m, "phase", "crashed"), status="failed")
         events.emit("autodev.run.finished", {"status": "failed", "reason": "crashed"})
@@ -103,6 +106,16 @@ class RunEvents:
         emit_event(event=event, resource=self.resource, payload=payload)
 
 
+class LiveOutput:
+    """When each running step last printed something; written by tasks, read by the loop."""
+
+    def __init__(self) -> None:
+        self.last_output_at: datetime | None = None
+
+    def seen(self) -> None:
+        self.last_output_at = utcnow()
+
+
 class Orchestrator:
     """The seed's `run_once` loop, driving one run's steps through Prefect tasks."""
 
@@ -124,16 +137,27 @@ class Orchestrator:
         self.settings = settings
         self.events = events
         self.progress = Progress(plan)
+        self.breaker = FailureBreaker(settings.breaker_threshold)
+        self.stalls: dict[str, int] = {s.id: 0 for s in plan.steps}
+        self.live = LiveOutput()
         self.running: dict[str, QueueEntry] = {}
         self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
+        self._last_beat = 0.0
         self.logger = get_run_logger()
 
     def run_once(self) -> bool:
-        """Dispatch what is ready, then handle at least one result. False when nothing is left."""
+        """Dispatch what is ready, then wait for results (or a heartbeat's worth of time).
+
+        False when nothing is running and nothing can be dispatched: the run is over or blocked.
+        """
         self._dispatch_ready()
         if not self.running:
             return False
-        step_id, future = self._done.get()
+        try:
+            step_id, future = self._done.get(timeout=self.settings.heartbeat_interval_s)
+        except queue.Empty:
+            self._beat(f"waiting for {', '.join(self.running)}")
+            return True
         self._handle(step_id, future)
         while not self._done.empty():  # others that finished meanwhile
             self._handle(*self._done.get_nowait())
@@ -151,12 +175,13 @@ class Orchestrator:
         entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
         self.running[step.id] = entry
         self.store.update_session(self.run_id, lambda m: m.queue.append(entry))
-        stall_s, timeout_s, _ = self.plan.limits_for(step)
+        limits = self.plan.limits_for(step)
+        stall_s = limits.stall_timeout_s
         if self.settings.stall_timeout_s and step.stall_timeout_s is None:
             stall_s = self.settings.stall_timeout_s
         log_path = self.workspace / ".autodev" / "logs" / self.run_id / f"{step.id}.{attempt}.log"
         request = CommandRequest(
-            command=step.run, timeout_s=timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
+            command=step.run, timeout_s=limits.timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
         )
         future = run_command.submit(
             step.id,
@@ -165,6 +190,7 @@ class Orchestrator:
             self.sandbox,
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
+            on_output=self.live.seen,
         )
         future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, f)))
 
@@ -172,25 +198,43 @@ class Orchestrator:
     def _handle(self, step_id: str, future: PrefectFuture) -> None:
         entry = self.running.pop(step_id)
         step = self.plan.step(step_id)
+        limits = self.plan.limits_for(step)
         result = _result_of(future)
         self.store.record_attempt(
             StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=step.run, result=result)
         )
         metrics.COMMANDS.labels(status=result.status).inc()
-        finished = {"step": step_id, "command": step.run, "exit_code": result.exit_code, "status": result.status}
-        self.events.emit("autodev.command.finished", {**finished, "duration_s": round(result.duration_s, 3)})
+        base = {"step": step_id, "command": step.run, "exit_code": result.exit_code, "status": result.status}
+        self.events.emit("autodev.command.finished", {**base, "duration_s": round(result.duration_s, 3)})
 
-        _, _, retries = self.plan.limits_for(step)
-        final = result.status == "succeeded" or entry.attempt > retries
-        skipped = self.progress.finish(step_id, result.status) if final else []
-        summary = None
+        diagnosis = None
         if result.status != "succeeded":
             metrics.COMMAND_FAILURES.inc()
-            summary = error_summary(result)
-            self.events.emit("autodev.command.failed", {**finished, "summary": summary, "attempt": entry.attempt})
-            self.logger.warning("step %s %s: %s", step_id, result.status, summary)
-        if skipped:
-            self.logger.warning("skipped because %s did not succeed: %s", step_id, ", ".join(skipped))
+            diagnosis = diagnose(step.run, result, limits.stall_timeout_s)
+            self.events.emit(
+                "autodev.command.failed",
+                {**base, "attempt": entry.attempt, "summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action},
+            )
+            self.logger.warning("step %s %s: %s", step_id, result.status, diagnosis.summary)
+        if result.status == "stalled":
+            self.stalls[step_id] += 1
+            self.events.emit("autodev.step.stalled", {**base, "attempt": entry.attempt, "stalls": self.stalls[step_id]})
+        tripped = self.breaker.record(fingerprint(step.run, result) if diagnosis else None)
+        move = next_move(result.status, entry.attempt, self.stalls[step_id], limits, tripped)
+
+        skipped: list[str] = []
+        if move == "finish":
+            skipped = self.progress.finish(step_id, result.status)
+            if skipped:
+                self.logger.warning("skipped because %s did not succeed: %s", step_id, ", ".join(skipped))
+        elif move == "block":
+            self.progress.finish(step_id, "blocked")
+            kind = "breaker" if tripped else "stall"
+            self._announce_block(step_id, step.run, result, diagnosis, kind)  # type: ignore[arg-type]
+        else:
+            self.logger.warning("step %s: attempt %d %s, running it again", step_id, entry.attempt, result.status)
+        if move != "retry":
+            self.store.set_step_states(self.run_id, {step_id: self.progress.status[step_id], **dict.fromkeys(skipped, "skipped")})
 
         def record(m: SessionMetadata) -> None:
             m.queue = [q for q in m.queue if q.queue_id != entry.queue_id]
@@ -199,14 +243,57 @@ class Orchestrator:
                     text=result.output_tail[-2000:], exit_code=result.exit_code, ts=result.finished_at, step_id=step_id
                 )
             )
-            m.last_output_at = result.finished_at if result.output_bytes else m.last_output_at
-            if summary is not None:
+            if diagnosis is not None:
                 m.blockers.append(
-                    Blocker(step_id=step_id, command=step.run, exit_code=result.exit_code, summary=summary, ts=utcnow())
+                    Blocker(
+                        step_id=step_id,
+                        command=step.run,
+                        exit_code=result.exit_code,
+                        summary=diagnosis.summary,
+                        suggested_action=diagnosis.suggested_action,
+                        kind="failure" if move != "block" else ("breaker" if tripped else "stall"),
+                        ts=utcnow(),
+                    )
                 )
             m.phase = self.progress.phase
 
-        self.store.update_session(self.run_id, record)
+        self._beat(f"handled {step_id}: {result.status}", record)
+
+    def _announce_block(self, step_id: str, command: str, result: CommandResult, diagnosis, kind: str) -> None:
+        payload = {
+            "step": step_id,
+            "command": command,
+            "exit_code": result.exit_code,
+            "status": result.status,
+            "reason": kind,
+            "summary": diagnosis.summary,
+            "suggested_action": diagnosis.suggested_action,
+            "evidence": diagnosis.evidence,
+        }
+        if kind == "breaker":
+            self.events.emit("autodev.breaker.tripped", {**payload, "threshold": self.breaker.threshold})
+        self.events.emit("autodev.run.blocked", payload)
+        self.logger.error("run blocked (%s) at step %s: %s; try: %s", kind, step_id, diagnosis.summary, diagnosis.suggested_action)
+
+    # --- heartbeat ---------------------------------------------------------------------
+    def _beat(self, loop_status: str, also=None) -> None:
+        """Record `orchestrator_heartbeat` (and the latest output time) in the metadata, with any
+        other change `also` makes in the same write; emit `autodev.heartbeat` at most once per
+        heartbeat interval."""
+        now = utcnow()
+        last_output = self.live.last_output_at
+
+        def update(m: SessionMetadata) -> None:
+            if also:
+                also(m)
+            m.orchestrator_heartbeat = Heartbeat(ts=now, loop_status=loop_status)
+            if last_output and (m.last_output_at is None or last_output > m.last_output_at):
+                m.last_output_at = last_output
+
+        self.store.update_session(self.run_id, update)
+        if time.monotonic() - self._last_beat >= self.settings.heartbeat_interval_s:
+            self._last_beat = time.monotonic()
+            self.events.emit("autodev.heartbeat", {"loop_status": loop_status, "running": list(self.running)})
 
 
 def _result_of(future: PrefectFuture) -> CommandResult:
@@ -225,14 +312,6 @@ def _result_of(future: PrefectFuture) -> CommandResult:
         started_at=now,
         finished_at=now,
     )
-
-
-def error_summary(result: CommandResult) -> str:
-    code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
-    head = f"{result.status} with {code}"
-    if result.exit_reason:
-        head += f" ({result.exit_reason})"
-    return f"{head}: {summarise_output(result.output_tail)}"
 
 
 def summary_markdown(report: RunReport) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -35,8 +36,11 @@ def run_command(
     sandbox: SandboxSession,
     tail_bytes: int = 64 * 1024,
     live_log_bytes: int = 1024 * 1024,
+    on_output: Callable[[], None] | None = None,
 ) -> CommandResult:
     """Run the command, streaming its output into this task's log; return its CommandResult.
+
+    `on_output` is called at every output chunk (the stall clock itself lives in the sandbox).
 
     A command that did not succeed ends the task run Failed (red in the UI); the state's data is
     a CommandFailed carrying the full result for the flow to act on. (Returning the state
@@ -46,8 +50,14 @@ def run_command(
     logger.info("$ %s", request.command if attempt == 1 else f"{request.command}    (attempt {attempt})")
     log_path = Path(request.log_path) if request.log_path else None
     capture = OutputCapture(tail_bytes, log_path, on_lines=logger.info, live_bytes=live_log_bytes)
+
+    def feed(chunk: bytes) -> None:
+        capture.feed(chunk)
+        if on_output:
+            on_output()  # the loop's heartbeat reports the newest output time
+
     try:
-        result = sandbox.run(request, capture.feed)
+        result = sandbox.run(request, feed)
     finally:
         capture.close()
     result = result.model_copy(

@@ -144,3 +144,17 @@ def test_doctor_reports_each_check_with_its_fix(docker_engine, prefect_api):
     broken = autodev("doctor", env={"AUTODEV_IMAGE": "autodev-no-such-image:never"})
     assert broken.returncode == 4
     assert "missing" in broken.stdout and "autodev image build" in broken.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_blocked_run_exits_3_and_says_what_to_try(prefect_api, docker_engine, tmp_path):
+    plan = write(
+        tmp_path / "plan.yaml",
+        "project: stuck\ndefaults: {stall_timeout_s: 1, max_stall_retries: 0}\nsteps:\n  - {id: wait, run: 'sleep 600'}\n",
+    )
+    result = autodev("exec", str(plan), "--workspace", str(tmp_path / "ws"))
+    assert result.returncode == 3, result.stderr
+    assert "blocked at wait (stall)" in result.stdout and "try:" in result.stdout
+    status = autodev("status")
+    assert status.returncode == 0 and "heartbeat" in status.stdout and "phase blocked" in status.stdout

@@ -4,62 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
 
-import httpx
 import pytest
 
 from autodev import metrics
-from autodev.errors import RunFailed
-from autodev.models import RunReport, utcnow
-from autodev.plan import parse_plan
-from autodev.settings import load_settings
-from blocks.state_store import StateStore
+from tests.helpers import autodev_events, containers_of, run, store, task_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-
-
-def run(plan_text: str, workspace) -> tuple[object, RunReport]:
-    from flows.plan_flow import run_plan
-
-    state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True)
-    outcome = state.result(raise_on_failure=False)
-    return state, outcome.report if isinstance(outcome, RunFailed) else outcome
-
-
-def store():
-    return StateStore(database_url=load_settings().database_url).connect()
-
-
-def autodev_events(api: str, run_id: str, expected: int) -> list[dict]:
-    """The autodev.* events the server recorded for a flow run (they arrive asynchronously)."""
-    body = {
-        "filter": {
-            "event": {"prefix": ["autodev."]},
-            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-            "occurred": {"since": (utcnow() - timedelta(hours=1)).isoformat()},
-            "order": "ASC",
-        },
-        "limit": 50,
-    }
-    events: list[dict] = []
-    for _ in range(100):
-        response = httpx.post(f"{api}/events/filter", json=body)
-        response.raise_for_status()
-        events = response.json()["events"]
-        if len(events) >= expected:
-            break
-        time.sleep(0.1)
-    return events
-
-
-def task_runs(api: str, run_id: str) -> list[dict]:
-    body = {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return httpx.post(f"{api}/task_runs/filter", json=body).json()
-
-
-def containers_of(docker_engine, run_id: str):
-    return docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
 
 
 def test_a_plan_runs_as_a_flow_with_one_task_per_step(prefect_api, docker_engine, tmp_path):

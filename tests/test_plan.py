@@ -21,8 +21,9 @@ steps:
 def test_a_good_plan_is_read_with_defaults_and_overrides():
     plan = parse_plan(GOOD)
     assert [s.id for s in plan.steps] == ["install", "test"]
-    assert plan.limits_for(plan.step("install")) == (120, 600, 1)
-    assert plan.limits_for(plan.step("test")) == (30, 600, 1)
+    install, test = plan.limits_for(plan.step("install")), plan.limits_for(plan.step("test"))
+    assert (install.stall_timeout_s, install.timeout_s, install.retries, install.max_stall_retries) == (120, 600, 1, 1)
+    assert (test.stall_timeout_s, test.timeout_s, test.retries) == (30, 600, 1)
     assert plan.network is False and plan.max_parallel == 1
 
 

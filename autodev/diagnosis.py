@@ -1,0 +1,92 @@
+"""Reading a failed command's evidence: an error summary, a suggested action, a fingerprint.
+
+Pure rules over the exit code, the status and the output tail, so a notification can say what
+broke and what to try, and the failure breaker (`autodev/policy.py`) can tell the same failure
+from a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from autodev.models import CommandResult, summarise_output
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    summary: str  # what happened, with the last meaningful output
+    suggested_action: str  # what a person (or the next attempt) should try
+    evidence: list[str] = field(default_factory=list)  # the output lines the rule matched
+
+
+_NOT_FOUND = re.compile(r"(?:^|\s)(?:sh: \d+: )?([\w./+-]+): (?:command )?not found", re.M)
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '?([\w.]+)'?")
+_FAILED_TEST = re.compile(r"^FAILED (\S+::\S+)", re.M)
+_ERROR_TEST = re.compile(r"^ERROR (\S+)", re.M)
+
+
+def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None = None) -> Diagnosis:
+    tail = result.output_tail
+    code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
+    summary = f"{result.status} with {code}"
+    if result.exit_reason:
+        summary += f" ({result.exit_reason})"
+    summary += f": {summarise_output(tail)}"
+
+    def found(action: str, *evidence: str) -> Diagnosis:
+        return Diagnosis(summary, action, [e for e in evidence if e])
+
+    if result.status == "stalled":
+        return found(
+            f"the command printed nothing for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
+            "a network (the sandbox has none unless the plan sets network: true) or a lock; "
+            "if it is legitimately quiet, raise the step's stall_timeout_s"
+        )
+    if result.status == "timed_out":
+        return found("the command ran past its timeout_s: raise the step's timeout_s or split the step")
+    if result.exit_code is None:
+        return found(f"the Docker engine went away ({result.exit_reason}); run `autodev doctor`, then retry the step")
+    if m := _NO_MODULE.search(tail):
+        return found(
+            f"Python module {m.group(1)!r} is missing: install it in an earlier step "
+            f"(python -m pip install {m.group(1).split('.')[0]}) or add it to the project's dependencies",
+            m.group(0),
+        )
+    if result.exit_code == 127 or _NOT_FOUND.search(tail):
+        m = _NOT_FOUND.search(tail)
+        name = m.group(1) if m else command.split()[0]
+        return found(
+            f"command {name!r} is not installed in the sandbox image: install it in an earlier step, "
+            "use an image that has it (plan `image:`), or fix the command's name",
+            m.group(0).strip() if m else "",
+        )
+    if failed := _FAILED_TEST.findall(tail) or _ERROR_TEST.findall(tail):
+        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        return found(f"fix the failing tests: {shown}", *failed[:5])
+    if "Permission denied" in tail or "Operation not permitted" in tail:
+        line = next(ln for ln in tail.splitlines() if "Permission denied" in ln or "Operation not permitted" in ln)
+        return found(
+            "the sandbox runs as a non-root user with no capabilities: write inside /workspace or /tmp, "
+            "and do not rely on sudo or root-owned paths",
+            line.strip(),
+        )
+    if "No space left on device" in tail:
+        return found("the disk is full: free space on the Docker host or clean the workspace")
+    if re.search(r"Temporary failure in name resolution|Network is unreachable|Could not resolve host", tail):
+        return found("the command needs a network: set `network: true` in the plan, or vendor what it downloads")
+    if result.exit_code == 137:
+        return found(
+            "the command was killed (exit 137), most likely out of memory: raise AUTODEV_SANDBOX_MEMORY "
+            "or make the command use less memory"
+        )
+    log = f" ({result.log_path})" if result.log_path else ""
+    return found(f"read the step's full log{log} for the first error, fix it, then retry the step")
+
+
+def fingerprint(command: str, result: CommandResult) -> str:
+    """Same command, same exit code, same output tail (digits ignored: timings and pids vary)."""
+    tail = re.sub(r"\d+", "#", result.output_tail[-4096:])
+    key = f"{command}\0{result.exit_code}\0{result.status}\0{tail}"
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]

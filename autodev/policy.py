@@ -1,0 +1,56 @@
+"""What the loop does after a command: finish the step, run it again, or block the run.
+
+The seed's self-healing rules as plain functions:
+- a stalled command is killed and run again up to `max_stall_retries` times, then the step and
+  the run are BLOCKED and no further command is dispatched;
+- a failed or timed-out command is run again while `retries` last, then the step fails and
+  everything downstream is skipped;
+- whatever the budgets say, `threshold` consecutive failures with the same fingerprint trip
+  the breaker: the run is BLOCKED (hammering the same wall again helps nobody).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from autodev.models import SessionMetadata, StepDefaults
+
+Move = Literal["finish", "retry", "block"]
+HEARTBEAT_LATE_S = 90  # the seed's dashboard turns the heartbeat delay red past this
+
+
+def next_move(status: str, attempt: int, stalls: int, limits: StepDefaults, breaker_tripped: bool) -> Move:
+    """`attempt` counts every run of the step so far; `stalls` how many of them stalled."""
+    if status == "succeeded":
+        return "finish"
+    if breaker_tripped:
+        return "block"
+    if status == "stalled":
+        return "retry" if stalls <= limits.max_stall_retries else "block"
+    failures = attempt - stalls
+    return "retry" if failures <= limits.retries else "finish"
+
+
+class FailureBreaker:
+    """Trips after `threshold` consecutive failures with the same fingerprint; a success resets it."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self.last: str | None = None
+        self.count = 0
+
+    def record(self, fp: str | None) -> bool:
+        """Record one command result (None for a success); True when the breaker trips."""
+        if fp is None or fp != self.last:
+            self.last, self.count = fp, (0 if fp is None else 1)
+        else:
+            self.count += 1
+        return fp is not None and self.count >= self.threshold
+
+
+def heartbeat_delay_s(meta: SessionMetadata, now: datetime) -> float:
+    """Seconds since the loop last recorded its heartbeat (infinite if it never did)."""
+    if meta.orchestrator_heartbeat is None:
+        return float("inf")
+    return max((now - meta.orchestrator_heartbeat.ts).total_seconds(), 0.0)

@@ -1,0 +1,92 @@
+"""Self-healing rules: retry, finish or block; the failure breaker; diagnoses and fingerprints."""
+
+from datetime import timedelta
+
+import pytest
+
+from autodev.diagnosis import diagnose, fingerprint
+from autodev.models import CommandResult, StepDefaults, utcnow
+from autodev.policy import FailureBreaker, next_move
+
+LIMITS = StepDefaults(retries=2, max_stall_retries=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "stalls", "tripped", "move"),
+    [
+        ("succeeded", 1, 0, False, "finish"),
+        ("failed", 1, 0, False, "retry"),
+        ("failed", 3, 0, False, "finish"),  # two retries used
+        ("timed_out", 2, 0, False, "retry"),
+        ("stalled", 1, 1, False, "retry"),  # the first stall is retried
+        ("stalled", 2, 2, False, "block"),  # the second blocks the run
+        ("failed", 3, 1, False, "retry"),  # a stall does not use up the failure retries
+        ("failed", 1, 0, True, "block"),  # the breaker wins over retries left
+        ("succeeded", 1, 0, True, "finish"),
+    ],
+)
+def test_next_move(status, attempt, stalls, tripped, move):
+    assert next_move(status, attempt, stalls, LIMITS, tripped) == move
+
+
+def test_no_stall_retries_blocks_at_the_first_stall():
+    assert next_move("stalled", 1, 1, StepDefaults(max_stall_retries=0), False) == "block"
+
+
+def test_breaker_trips_on_the_third_identical_failure_only():
+    breaker = FailureBreaker(3)
+    assert [breaker.record("same") for _ in range(3)] == [False, False, True]
+    fresh = FailureBreaker(3)
+    assert [fresh.record(fp) for fp in ("a", "b", "c")] == [False, False, False]
+    reset = FailureBreaker(3)
+    assert [reset.record(fp) for fp in ("x", "x", None, "x", "x")] == [False, False, False, False, False]
+
+
+def result(status="failed", exit_code=1, tail="", reason=None) -> CommandResult:
+    now = utcnow()
+    return CommandResult(
+        status=status, exit_code=exit_code, exit_reason=reason, started_at=now, finished_at=now + timedelta(seconds=1),
+        output_tail=tail, log_path="/workspace/.autodev/logs/r/s.1.log",
+    )
+
+
+@pytest.mark.parametrize(
+    ("res", "expected"),
+    [
+        (result(exit_code=127, tail="sh: 1: cargo: not found\n"), "command 'cargo' is not installed"),
+        (result(tail="Traceback...\nModuleNotFoundError: No module named 'requests'\n"), "pip install requests"),
+        (
+            result(tail="FAILED tests/test_a.py::test_one - assert 1 == 2\nFAILED tests/test_b.py::test_two\n2 failed\n"),
+            "fix the failing tests: tests/test_a.py::test_one, tests/test_b.py::test_two",
+        ),
+        (result(tail="touch: cannot touch '/etc/x': Permission denied\n"), "non-root user"),
+        (result(exit_code=137, tail="Killed\n"), "out of memory"),
+        (result(status="timed_out", exit_code=137, reason="killed after the 5s timeout"), "raise the step's timeout_s"),
+        (result(status="stalled", exit_code=137), "does not wait for input"),
+        (result(tail="curl: (6) Could not resolve host: example.org\n"), "network: true"),
+        (result(exit_code=None, reason="docker engine lost: ConnectionError"), "autodev doctor"),
+        (result(exit_code=3, tail="something odd\n"), "read the step's full log (/workspace/.autodev/logs/r/s.1.log)"),
+    ],
+)
+def test_suggested_actions_come_from_the_evidence(res, expected):
+    d = diagnose("some command", res, stall_timeout_s=5)
+    assert expected in d.suggested_action
+    assert d.summary.startswith(f"{res.status} with")
+
+
+def test_fingerprints_ignore_numbers_but_not_the_failure():
+    a = fingerprint("pytest", result(tail="1 failed in 0.53s\n"))
+    assert a == fingerprint("pytest", result(tail="1 failed in 0.61s\n"))
+    assert a != fingerprint("pytest", result(exit_code=2, tail="1 failed in 0.53s\n"))
+    assert a != fingerprint("pytest", result(tail="1 error in 0.53s\n"))
+    assert a != fingerprint("pytest -x", result(tail="1 failed in 0.53s\n"))
+
+
+def test_heartbeat_delay():
+    from autodev.models import Heartbeat, SessionMetadata
+    from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+
+    now = utcnow()
+    assert heartbeat_delay_s(SessionMetadata(), now) == float("inf")
+    meta = SessionMetadata(orchestrator_heartbeat=Heartbeat(ts=now - timedelta(seconds=95), loop_status="waiting"))
+    assert heartbeat_delay_s(meta, now) == pytest.approx(95) and heartbeat_delay_s(meta, now) > HEARTBEAT_LATE_S
