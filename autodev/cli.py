@@ -71,6 +71,11 @@ def exec_plan(
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
     state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
+    finish(state, as_json)
+
+
+def finish(state, as_json: bool) -> None:
+    """Show the report of a finished (or blocked) flow run and exit with the contract's code."""
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):
         run_id = outcome.report.run_id
@@ -109,6 +114,60 @@ def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
     finally:
         store.close()
     return report, session
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The blocked run's id.")],
+    action: Annotated[str, typer.Option(help="retry | skip | abort")],
+    command: Annotated[Optional[str], typer.Option(help="With retry: run this command instead of the plan's.")] = None,
+    note: Annotated[str, typer.Option(help="Why; kept with the run as an intervention.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
+) -> None:
+    """Decide on a blocked run: hand the decision to the waiting flow run, or continue the run here."""
+    if action not in ("retry", "skip", "abort"):
+        raise BadInput(f"--action {action!r}: use retry, skip or abort")
+    if command is not None and action != "retry":
+        raise BadInput("--command goes with --action retry")
+    _, session = load_run(run_id)
+    if session.status != "blocked":
+        raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
+    decision = {"action": action, "command": command, "note": note}
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(session.flow_run_id) if session.flow_run_id else None
+    if flow_run is not None and flow_run.state is not None and flow_run.state.is_paused():
+        # The run's own process is waiting for exactly this input: hand it over and follow the run.
+        resume_flow_run(flow_run.id, run_input=decision)
+        report = follow(run_id, decisions_before=len(session.metadata.interventions))
+        show_report(report, as_json, load_run(run_id)[1].metadata)
+        raise typer.Exit(EXIT_FOR_STATUS[report.status])
+
+    # Nobody is waiting any more (the decision timed out, or the process ended): continue here.
+    from flows.plan_flow import Decision, run_plan
+
+    settings = load_settings()
+    preflight(session.plan.image or settings.image, settings.database_url)
+    signal.signal(signal.SIGTERM, _interrupt)
+    state = run_plan(
+        plan=session.plan, workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
+    )
+    finish(state, as_json)
+
+
+def follow(run_id: str, decisions_before: int) -> RunReport:
+    """Wait while the run's own process applies the decision and goes on; its report once it
+    ends or blocks again. (Ctrl-C stops the waiting, not the run.)"""
+    import time
+
+    while True:
+        report, session = load_run(run_id)
+        if len(session.metadata.interventions) > decisions_before and session.status != "running":
+            return report
+        time.sleep(0.5)
 
 
 @image_app.command("build")

@@ -134,6 +134,16 @@ class Blocker(BaseModel):
     ts: datetime
 
 
+class Intervention(BaseModel):
+    """A person's decision on a blocked run, from the Prefect UI or `autodev resume`."""
+
+    step_id: str
+    action: Literal["retry", "skip", "abort"]
+    command: str | None = None  # retry with this command instead of the plan's
+    note: str = ""
+    ts: datetime
+
+
 class Heartbeat(BaseModel):
     ts: datetime
     loop_status: str
@@ -150,6 +160,7 @@ class SessionMetadata(BaseModel):
     queue: list[QueueEntry] = Field(default_factory=list)
     next_actions: list[str] = Field(default_factory=list)
     orchestrator_heartbeat: Heartbeat | None = None
+    interventions: list[Intervention] = Field(default_factory=list)
 
     HISTORY_LIMIT: ClassVar[int] = 20
 

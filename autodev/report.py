@@ -37,6 +37,6 @@ def build_report(session: SessionRecord, attempts: list[StepAttempt], step_state
         status=session.status,
         steps=steps,
         success_rate=round(succeeded / len(steps), 4),
-        interventions=0,
+        interventions=len(session.metadata.interventions),
         next_actions=session.metadata.next_actions,
     )

@@ -15,6 +15,7 @@ class Progress:
         self.plan = plan
         self.status: dict[str, StepStatus | None] = {s.id: None for s in plan.steps}
         self.attempts: dict[str, int] = {s.id: 0 for s in plan.steps}
+        self.waived: set[str] = set()  # skipped by a person: counts as done for what depends on it
         self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
         for s in plan.steps:
             for dep in s.depends_on:
@@ -29,7 +30,7 @@ class Progress:
             for s in self.plan.steps
             if self.status[s.id] is None
             and s.id not in running
-            and all(self.status[d] == "succeeded" for d in s.depends_on)
+            and all(self.status[d] == "succeeded" or d in self.waived for d in s.depends_on)
         ]
 
     def finish(self, step_id: str, status: StepStatus) -> list[str]:
@@ -50,6 +51,32 @@ class Progress:
                 pending.extend(self._dependents[dependent])
         return skipped
 
+    def reopen(self, step_id: str) -> None:
+        """A person chose to retry a blocked step."""
+        self.status[step_id] = None
+
+    def waive(self, step_id: str) -> None:
+        """A person chose to skip a blocked step: the steps after it may run."""
+        self.status[step_id] = "skipped"
+        self.waived.add(step_id)
+
+    def abort(self, step_id: str) -> list[str]:
+        """A person chose to stop the run: the step fails and nothing else runs."""
+        self.status[step_id] = "failed"
+        rest = [sid for sid, st in self.status.items() if st is None]
+        self.status.update(dict.fromkeys(rest, "skipped"))
+        return rest
+
+    def restore(self, states: dict[str, str]) -> None:
+        """Continue a run from what the store recorded: finished steps stay finished."""
+        for step_id, status in states.items():
+            if status in ("succeeded", "skipped"):
+                self.status[step_id] = status  # type: ignore[assignment]
+                if status == "skipped":
+                    self.waived.add(step_id)
+            elif status == "blocked":
+                self.status[step_id] = "blocked"
+
     @property
     def blocked(self) -> bool:
         return "blocked" in self.status.values()
@@ -63,7 +90,8 @@ class Progress:
         values = set(self.status.values())
         if self.blocked:
             return "blocked"
-        if values & FAILED_STATUSES or "skipped" in values:
+        unwaived_skips = any(st == "skipped" and sid not in self.waived for sid, st in self.status.items())
+        if values & FAILED_STATUSES or unwaived_skips:
             return "failed"
         return "succeeded" if self.finished else "running"
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     image: str = Field(DEFAULT_IMAGE, description="Sandbox image used when a plan names none.")
     stall_timeout_s: float | None = Field(None, gt=0, description="Overrides every plan's default stall timeout.")
     breaker_threshold: int = Field(3, ge=1, description="Identical failures in a row that block a run.")
+    decision_timeout_s: float = Field(
+        3600, ge=1, description="How long a blocked run waits for a person's decision before the CLI exits 3."
+    )
     heartbeat_interval_s: float = Field(10, gt=0, description="How often a waiting loop records its heartbeat.")
     output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
     live_log_bytes: int = Field(

@@ -177,8 +177,13 @@ class StoreBackend(ABC):
         run_id: str,
         mutate: Callable[[SessionMetadata], None] | None = None,
         status: RunStatus | None = None,
+        plan: Plan | None = None,
+        flow_run_id: str | None = None,
     ) -> SessionMetadata:
-        """Read-modify-write the session's metadata atomically (row lock / write lock)."""
+        """Read-modify-write the session's metadata atomically (row lock / write lock).
+
+        `plan` replaces the run's effective plan (a person edited a command); `flow_run_id` is
+        set when another flow run continues the session."""
         with self._transaction() as cur:
             cur.execute(
                 self._sql(f"SELECT metadata, status FROM agent_sessions WHERE run_id = ?{self.for_update}"), (run_id,)
@@ -193,6 +198,13 @@ class StoreBackend(ABC):
                 self._sql("UPDATE agent_sessions SET metadata = CAST(? AS {json}), status = ?, updated_at = ? WHERE run_id = ?"),
                 (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(utcnow()), run_id),
             )
+            if plan is not None:
+                cur.execute(
+                    self._sql("UPDATE agent_sessions SET plan = CAST(? AS {json}) WHERE run_id = ?"),
+                    (self._json(plan.model_dump(mode="json")), run_id),
+                )
+            if flow_run_id is not None:
+                cur.execute(self._sql("UPDATE agent_sessions SET flow_run_id = ? WHERE run_id = ?"), (flow_run_id, run_id))
         return metadata
 
     def get_session(self, run_id: str) -> SessionRecord | None:

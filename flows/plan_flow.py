@@ -13,22 +13,27 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger, pause_flow_run, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
+from prefect.exceptions import FlowPauseTimeout
 from prefect.futures import PrefectFuture
-from prefect.states import Failed
+from prefect.input import RunInput
+from prefect.client.orchestration import get_client
+from prefect.states import Failed, Running
+from pydantic import Field
 
 from autodev import metrics
-from autodev.errors import CommandFailed, RunFailed
+from autodev.errors import BadInput, CommandFailed, RunFailed
 from autodev.diagnosis import diagnose, fingerprint
 from autodev.models import (
     Blocker,
     CommandRequest,
     CommandResult,
     Heartbeat,
+    Intervention,
     LastCommandResult,
     Plan,
     QueueEntry,
@@ -54,16 +59,39 @@ def _flow_run_name() -> str:
     return f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+class Decision(RunInput):
+    """A person's answer to a blocked run; the Prefect UI shows it as a form under the evidence."""
+
+    action: Literal["retry", "skip", "abort"] = Field(
+        "retry", description="retry the blocked step, skip it and go on, or abort the run"
+    )
+    command: str | None = Field(None, description="optional: retry with this command instead of the plan's")
+    note: str = Field("", description="why; kept with the run as an intervention")
+
+
 @flow(name="autodev-plan", flow_run_name=_flow_run_name, persist_result=False)
-def run_plan(plan: Plan, workspace: str):
-    """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace."""
+def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decision: Decision | None = None):
+    """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
+
+    `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
+    first unfinished step, in the same workspace.
+    """
     settings = load_settings()
-    run_id = str(runtime.flow_run.id)
+    flow_run_id = str(runtime.flow_run.id)
+    store = StateStore(database_url=settings.database_url).connect()
+    if continue_run:
+        session = store.get_session(continue_run)
+        if session is None:
+            raise BadInput(f"no run {continue_run!r} in the state store")
+        run_id, plan, workspace = continue_run, session.plan, session.workspace
+        store.update_session(run_id, status="running", flow_run_id=flow_run_id)
+    else:
+        run_id = flow_run_id
     workspace_path = Path(workspace).resolve()
     workspace_path.mkdir(parents=True, exist_ok=True)
-    store = StateStore(database_url=settings.database_url).connect()
-    store.create_session(run_id, plan, str(workspace_path), flow_run_id=run_id)
-    events = RunEvents(run_id, plan.project)
+    if not continue_run:
+        store.create_session(run_id, plan, str(workspace_path), flow_run_id=flow_run_id)
+    events = RunEvents(flow_run_id, run_id, plan.project)
     events.emit("autodev.run.started", {"steps": len(plan.steps), "workspace": str(workspace_path)})
     sandbox_block = DockerSandbox(
         image=plan.image or settings.image,
@@ -74,8 +102,19 @@ def run_plan(plan: Plan, workspace: str):
     try:
         with sandbox_block.open(workspace_path, run_id) as sandbox:
             loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
-            while loop.run_once():
-                pass
+            if continue_run:
+                loop.restore()
+                if decision is not None:
+                    loop.apply(decision)
+            while True:
+                while loop.run_once():
+                    pass
+                if not loop.progress.blocked:
+                    break
+                decision = loop.ask_for_decision()
+                if decision is None:
+                    break  # nobody decided in time: the run stays blocked and can be resumed later
+                loop.apply(decision)
         store.update_session(run_id, lambda m: setattr(m, "phase", loop.progress.phase), status=loop.progress.run_status)
         report = build_report(store.get_session(run_id), store.attempts(run_id), store.step_states(run_id))
     except BaseException:
@@ -96,9 +135,10 @@ def run_plan(plan: Plan, workspace: str):
 class RunEvents:
     """Prefect events about one run; the resource is the flow run, so automations can follow it."""
 
-    def __init__(self, run_id: str, project: str):
+    def __init__(self, flow_run_id: str, run_id: str, project: str):
         self.resource = {
-            "prefect.resource.id": f"prefect.flow-run.{run_id}",
+            "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+            "autodev.run_id": run_id,
             "autodev.project": project,
         }
 
@@ -275,6 +315,69 @@ class Orchestrator:
         self.events.emit("autodev.run.blocked", payload)
         self.logger.error("run blocked (%s) at step %s: %s; try: %s", kind, step_id, diagnosis.summary, diagnosis.suggested_action)
 
+    # --- human decision ----------------------------------------------------------------
+    def ask_for_decision(self) -> Decision | None:
+        """Pause the flow run until a person decides (Prefect UI or `autodev resume`), or None
+        when AUTODEV_DECISION_TIMEOUT_S passes first."""
+        blocker = next(b for b in reversed(self._blockers()) if b.kind != "failure")
+        self.store.update_session(self.run_id, lambda m: setattr(m, "phase", f"waiting for a decision on {blocker.step_id}"), status="blocked")
+        description = decision_markdown(blocker, self.run_id)
+        try:
+            return pause_flow_run(
+                wait_for_input=Decision.with_initial_data(description=description, action="retry"),
+                timeout=int(self.settings.decision_timeout_s),
+                poll_interval=max(1, min(10, int(self.settings.decision_timeout_s // 4) or 1)),
+            )
+        except FlowPauseTimeout:
+            # Prefect would fail the flow run as "never resumed"; take it back to Running so the
+            # run ends with its own state and message (blocked), and its report.
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(runtime.flow_run.id, Running(message="no decision in time"), force=True)
+            self.logger.warning("no decision within %ss: the run stays blocked; `autodev resume %s --action ...` continues it",
+                                self.settings.decision_timeout_s, self.run_id)
+            return None
+
+    def apply(self, decision: Decision) -> None:
+        """Carry out a person's decision on the blocked step and record it as an intervention."""
+        step_id = next(sid for sid, st in self.progress.status.items() if st == "blocked")
+        intervention = Intervention(
+            step_id=step_id, action=decision.action, command=decision.command, note=decision.note, ts=utcnow()
+        )
+        new_plan = None
+        if decision.action == "retry":
+            self.progress.reopen(step_id)
+            self.stalls[step_id] = 0
+            self.breaker = FailureBreaker(self.settings.breaker_threshold)
+            if decision.command and decision.command.strip():
+                steps = [s.model_copy(update={"run": decision.command}) if s.id == step_id else s for s in self.plan.steps]
+                self.plan = new_plan = self.plan.model_copy(update={"steps": steps})
+                self.progress.plan = self.plan
+            changed: dict[str, str] = {}
+        elif decision.action == "skip":
+            self.progress.waive(step_id)
+            changed = {step_id: "skipped"}
+        else:
+            changed = {step_id: "failed", **dict.fromkeys(self.progress.abort(step_id), "skipped")}
+        if changed:
+            self.store.set_step_states(self.run_id, changed)
+
+        def record(m: SessionMetadata) -> None:
+            m.interventions.append(intervention)
+            m.phase = self.progress.phase
+
+        self.store.update_session(self.run_id, record, status="running", plan=new_plan)
+        self.events.emit("autodev.run.resumed", intervention.model_dump(mode="json"))
+        self.logger.info("decision on %s: %s%s", step_id, decision.action, f" with `{decision.command}`" if decision.command else "")
+
+    def restore(self) -> None:
+        """Pick up a run recorded earlier: finished steps stay finished, attempts keep counting."""
+        self.progress.restore(self.store.step_states(self.run_id))
+        for a in self.store.attempts(self.run_id):
+            self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
+
+    def _blockers(self) -> list[Blocker]:
+        return self.store.get_session(self.run_id).metadata.blockers
+
     # --- heartbeat ---------------------------------------------------------------------
     def _beat(self, loop_status: str, also=None) -> None:
         """Record `orchestrator_heartbeat` (and the latest output time) in the metadata, with any
@@ -311,6 +414,17 @@ def _result_of(future: PrefectFuture) -> CommandResult:
         exit_reason=f"task crashed: {outcome!r}"[:500],
         started_at=now,
         finished_at=now,
+    )
+
+
+def decision_markdown(blocker: Blocker, run_id: str) -> str:
+    code = "unknown" if blocker.exit_code is None else blocker.exit_code
+    return (
+        f"## Run blocked at step `{blocker.step_id}` ({blocker.kind})\n\n"
+        f"**Command:** `{blocker.command}`  \n**Exit code:** {code}\n\n"
+        f"**What happened:** {blocker.summary}\n\n**Suggested action:** {blocker.suggested_action}\n\n"
+        "Choose *retry* (optionally with an edited command), *skip* (go on without this step) or *abort*. "
+        f"From a shell: `autodev resume {run_id} --action retry|skip|abort [--command CMD]`."
     )
 
 

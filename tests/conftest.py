@@ -29,6 +29,8 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AUTODEV_DATABASE_URL", f"sqlite:///{tmp_path / 'autodev.db'}")
     monkeypatch.setenv("AUTODEV_WORKSPACE_ROOT", str(tmp_path / "workspaces"))
     monkeypatch.setenv("AUTODEV_CONFIG", str(tmp_path / "no-config.toml"))
+    # A blocked run waits this long for a person; tests that decide raise it.
+    monkeypatch.setenv("AUTODEV_DECISION_TIMEOUT_S", "1")
     return tmp_path
 
 

@@ -113,13 +113,14 @@ def test_an_interrupted_run_removes_its_container_and_is_recorded(prefect_api, d
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not docker_engine.containers.list(
-            filters={"label": "autodev.run_id", "name": "autodev-"}
-        ):
+        running = []
+        while time.monotonic() < deadline and not running:
             time.sleep(0.2)
-        running = [
-            c for c in docker_engine.containers.list(filters={"label": "autodev.run_id"}) if "sleep 300" in str(c.top())
-        ]
+            running = [
+                c
+                for c in docker_engine.containers.list(filters={"label": "autodev.run_id"})
+                if "sleep 300" in str(c.top())
+            ]
         assert running, "the step never started"
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
