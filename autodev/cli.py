@@ -32,6 +32,8 @@ app = typer.Typer(
 )
 image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+automations_app = typer.Typer(help="Prefect automations that notify people.", no_args_is_help=True)
+app.add_typer(automations_app, name="automations")
 
 out = Console()
 err = Console(stderr=True)
@@ -183,6 +185,28 @@ def image_build(
     if method not in ("auto", "dockerfile", "debian"):
         raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
     build_image(tag or load_settings().image, method, say=lambda line: err.print(line, highlight=False))  # type: ignore[arg-type]
+
+
+@automations_app.command("apply")
+def automations_apply(
+    webhook_url: Annotated[
+        Optional[str], typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL).")
+    ] = None,
+) -> None:
+    """Create or update (idempotently) the notification automations on the Prefect server."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from flows.automations import WEBHOOK_BLOCK, apply
+
+    url = webhook_url or load_settings().webhook_url
+    if not url:
+        raise BadInput("no webhook URL: pass --webhook-url URL or set AUTODEV_WEBHOOK_URL")
+    if not PREFECT_API_URL.value():
+        err.print("[yellow]PREFECT_API_URL is not set: automations go to a temporary server and fire only while it runs[/]")
+    ui = PREFECT_UI_URL.value() or "http://127.0.0.1:4200"
+    for name in apply(url, ui):
+        out.print(f"applied: {name}", highlight=False)
+    out.print(f"webhook block: {WEBHOOK_BLOCK}", highlight=False)
 
 
 @app.command()

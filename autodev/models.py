@@ -130,7 +130,7 @@ class Blocker(BaseModel):
     exit_code: int | None
     summary: str
     suggested_action: str = ""
-    kind: Literal["failure", "stall", "breaker"] = "failure"
+    kind: Literal["failure", "stall", "breaker", "watchdog"] = "failure"
     ts: datetime
 
 

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     decision_timeout_s: float = Field(
         3600, ge=1, description="How long a blocked run waits for a person's decision before the CLI exits 3."
     )
+    webhook_url: str | None = Field(None, description="Where `autodev automations apply` sends notifications.")
     heartbeat_interval_s: float = Field(10, gt=0, description="How often a waiting loop records its heartbeat.")
     output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
     live_log_bytes: int = Field(

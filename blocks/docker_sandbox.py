@@ -101,6 +101,18 @@ class DockerSandbox(Block):
         return DockerSandboxSession(client, container)
 
 
+def remove_run_containers(run_id: str) -> int:
+    """Remove the sandbox containers a run left behind (its process died); how many there were."""
+    client = docker_client(timeout=10)
+    try:
+        containers = client.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
+        for container in containers:
+            container.remove(force=True)
+        return len(containers)
+    finally:
+        client.close()
+
+
 def _sandbox_user(workspace: Path) -> tuple[str, str]:
     """Run as the workspace's owner; a root-owned workspace is handed to the image's user.
 

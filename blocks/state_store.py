@@ -211,6 +211,11 @@ class StoreBackend(ABC):
         rows = self._select_sessions("WHERE run_id = ?", (run_id,))
         return rows[0] if rows else None
 
+    def quiet_sessions(self, since: datetime) -> list[SessionRecord]:
+        """Running sessions whose metadata nobody has written since `since` (every heartbeat
+        writes it, so these are runs whose orchestrator died or hung)."""
+        return self._select_sessions("WHERE status = ? AND updated_at < ?", ("running", self._ts(since)))
+
     def latest_session(self) -> SessionRecord | None:
         rows = self._select_sessions("ORDER BY created_at DESC LIMIT 1", ())
         return rows[0] if rows else None

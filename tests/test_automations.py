@@ -1,0 +1,94 @@
+"""Automations deliver notifications to a real HTTP receiver, through a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from tests.helpers import run
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+class Receiver:
+    """An HTTP server on loopback that keeps every JSON body POSTed to it; stops with the test."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, event: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in self.bodies:
+                if body.get("event") == event:
+                    return body
+            time.sleep(0.2)
+        raise AssertionError(f"no {event} notification; got {[b.get('event') for b in self.bodies]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_a_blocked_run_notifies_with_the_evidence_and_apply_is_idempotent(prefect_api, docker_engine, receiver, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.automations import apply
+
+    names = apply(receiver.url, "http://127.0.0.1:4200")
+    apply(receiver.url, "http://127.0.0.1:4200")  # a second apply updates, never duplicates
+    with get_client(sync_client=True) as client:
+        for name in names:
+            assert len(client.read_automations_by_name(name)) == 1, name
+    time.sleep(2)  # the server's trigger service loads new automations
+
+    started = time.monotonic()
+    _, report = run(
+        """
+project: notify-me
+defaults: {stall_timeout_s: 1, max_stall_retries: 0}
+steps:
+  - {id: quiet, run: "echo before the silence; sleep 600"}
+""",
+        tmp_path,
+    )
+    assert report.status == "blocked"
+    blocked = receiver.wait_for("autodev.run.blocked")
+    stalled = receiver.wait_for("autodev.step.stalled")
+    delivered_after = time.monotonic() - started
+
+    assert blocked["run"] == report.run_id and blocked["run_id"] == report.run_id
+    assert blocked["project"] == "notify-me" and blocked["step"] == "quiet"
+    assert blocked["command"] == "echo before the silence; sleep 600" and blocked["exit_code"] == 137
+    assert blocked["reason"] == "stall" and "killed after 1s without output" in blocked["summary"]
+    assert "stall_timeout_s" in blocked["suggested_action"]
+    assert blocked["link"] == f"http://127.0.0.1:4200/runs/flow-run/{report.run_id}"
+    assert blocked["text"].startswith("autodev run blocked: notify-me step quiet - stalled")
+    assert stalled["step"] == "quiet" and stalled["exit_code"] == 137
+    assert delivered_after < 60

@@ -1,0 +1,66 @@
+"""The watchdog against forged stale metadata: the seed's "forge the metadata to simulate a stall"."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from autodev.models import Heartbeat, QueueEntry, utcnow
+from autodev.plan import parse_plan
+from autodev.settings import load_settings
+from tests.helpers import autodev_events, store
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+PLAN = parse_plan("project: forged\nsteps:\n  - {id: build, run: make}\n")
+
+
+def forged_session(minutes_ago: float) -> tuple[str, str]:
+    run_id, flow_run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    s = store()
+    s.create_session(run_id, PLAN, "/tmp/nowhere", flow_run_id=flow_run_id)
+    then = utcnow() - timedelta(minutes=minutes_ago)
+
+    def forge(m):
+        m.orchestrator_heartbeat = Heartbeat(ts=then, loop_status="waiting for build")
+        m.queue.append(QueueEntry(queue_id="q1", step_id="build", attempt=1, dispatched_at=then))
+
+    s.update_session(run_id, forge)
+    s.close()
+    path = load_settings().database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # as if nobody had written since
+        conn.execute("UPDATE agent_sessions SET updated_at = ? WHERE run_id = ?", (then.isoformat(), run_id))
+    return run_id, flow_run_id
+
+
+def test_the_watchdog_blocks_runs_whose_heartbeat_is_stale_and_alerts(prefect_api, docker_engine):
+    from flows.watchdog import watchdog
+
+    stale, stale_flow_run = forged_session(minutes_ago=10)
+    fresh, _ = forged_session(minutes_ago=0)
+    orphan = docker_engine.containers.run(
+        "autodev-sandbox:latest", ["sleep", "600"], detach=True, network_mode="none", labels={"autodev.run_id": stale}
+    )
+    try:
+        assert watchdog(stale_after_s=90) == [stale]
+    finally:
+        try:
+            orphan.remove(force=True)
+        except Exception:
+            pass
+
+    s = store()
+    blocked, untouched = s.get_session(stale), s.get_session(fresh)
+    s.close()
+    assert blocked.status == "blocked" and untouched.status == "running"
+    (blocker,) = blocked.metadata.blockers
+    assert blocker.kind == "watchdog" and blocker.step_id == "build"
+    assert "last heartbeat 600s ago" in blocker.summary and f"autodev resume {stale}" in blocker.suggested_action
+    assert not docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={stale}"})
+
+    (event,) = autodev_events(prefect_api, stale_flow_run, expected=1)
+    assert event["event"] == "autodev.run.blocked"
+    assert event["payload"]["reason"] == "watchdog" and event["payload"]["containers_removed"] == 1
+    assert watchdog(stale_after_s=90) == []  # once blocked, a run is not reported again
