@@ -6,9 +6,12 @@ are not UTF-8 are shown) are tested directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from autodev.redact import Redactor
 
 
 def decode(data: bytes) -> str:
@@ -21,7 +24,8 @@ class OutputCapture:
 
     Keeps the last `tail_bytes` bytes, counts every byte, appends everything to `log_path` and
     hands complete lines to `on_lines` until `live_bytes` have been shown (a 20 MB build log
-    must not be shipped line by line to the Prefect API; the file has all of it).
+    must not be shipped line by line to the Prefect API; the file has all of it). Secrets the
+    `redactor` knows are masked in all three.
     """
 
     def __init__(
@@ -30,8 +34,11 @@ class OutputCapture:
         log_path: Path | None = None,
         on_lines: Callable[[str], None] | None = None,
         live_bytes: int = 1024 * 1024,
+        redactor: Redactor | None = None,
     ):
         self.tail_bytes = tail_bytes
+        self.redactor = redactor or Redactor()
+        self.log_path = log_path
         self.total_bytes = 0
         self._tail = bytearray()
         self._log: BinaryIO | None = None
@@ -62,13 +69,13 @@ class OutputCapture:
             return
         shown = complete[: self._live_left]
         self._live_left -= len(shown)
-        self._on_lines(decode(shown))  # type: ignore[misc]
+        self._on_lines(self.redactor.text(decode(shown)))  # type: ignore[misc]
         if self._live_left <= 0:
             self._live_cut = True
 
     def close(self) -> None:
         if self._live_left > 0 and self._partial:
-            self._on_lines(decode(self._partial[: self._live_left]))  # type: ignore[misc]
+            self._on_lines(self.redactor.text(decode(self._partial[: self._live_left])))  # type: ignore[misc]
         if self._live_cut and self._on_lines:
             self._on_lines(
                 f"[autodev] live log stops here after {self.total_bytes} bytes; the full output is in the step's log file"
@@ -77,8 +84,19 @@ class OutputCapture:
         if self._log:
             self._log.close()
             self._log = None
+            if self.redactor:
+                self._redact_log()
+
+    def _redact_log(self) -> None:
+        # Line by line, so a secret split across two output chunks is still found.
+        assert self.log_path is not None
+        masked = self.log_path.with_suffix(".redacting")
+        with open(self.log_path, "rb") as src, open(masked, "wb") as dst:
+            for line in src:
+                dst.write(self.redactor.bytes(line))
+        os.replace(masked, self.log_path)
 
     @property
     def tail(self) -> str:
-        text = decode(bytes(self._tail[-self.tail_bytes:]))
+        text = self.redactor.text(decode(bytes(self._tail[-self.tail_bytes:])))
         return text.lstrip("\ufffd") if self.total_bytes > self.tail_bytes else text

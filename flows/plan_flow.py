@@ -8,6 +8,7 @@ history and blockers in the session's metadata, every attempt in the results tab
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 import uuid
@@ -44,6 +45,7 @@ from autodev.models import (
     utcnow,
 )
 from autodev.policy import FailureBreaker, next_move
+from autodev.redact import Redactor
 from autodev.report import build_report
 from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
@@ -183,6 +185,7 @@ class Orchestrator:
         self.running: dict[str, QueueEntry] = {}
         self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
         self._last_beat = 0.0
+        self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
         self.logger = get_run_logger()
 
     def run_once(self) -> bool:
@@ -231,6 +234,7 @@ class Orchestrator:
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
             on_output=self.live.seen,
+            redactor=self.redactors[step.id],
         )
         future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, f)))
 
@@ -238,19 +242,20 @@ class Orchestrator:
     def _handle(self, step_id: str, future: PrefectFuture) -> None:
         entry = self.running.pop(step_id)
         step = self.plan.step(step_id)
+        command = self.redactors[step_id].text(step.run)  # what is stored and sent
         limits = self.plan.limits_for(step)
         result = _result_of(future)
         self.store.record_attempt(
-            StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=step.run, result=result)
+            StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result)
         )
         metrics.COMMANDS.labels(status=result.status).inc()
-        base = {"step": step_id, "command": step.run, "exit_code": result.exit_code, "status": result.status}
+        base = {"step": step_id, "command": command, "exit_code": result.exit_code, "status": result.status}
         self.events.emit("autodev.command.finished", {**base, "duration_s": round(result.duration_s, 3)})
 
         diagnosis = None
         if result.status != "succeeded":
             metrics.COMMAND_FAILURES.inc()
-            diagnosis = diagnose(step.run, result, limits.stall_timeout_s)
+            diagnosis = diagnose(command, result, limits.stall_timeout_s)
             self.events.emit(
                 "autodev.command.failed",
                 {**base, "attempt": entry.attempt, "summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action},
@@ -270,7 +275,7 @@ class Orchestrator:
         elif move == "block":
             self.progress.finish(step_id, "blocked")
             kind = "breaker" if tripped else "stall"
-            self._announce_block(step_id, step.run, result, diagnosis, kind)  # type: ignore[arg-type]
+            self._announce_block(step_id, command, result, diagnosis, kind)  # type: ignore[arg-type]
         else:
             self.logger.warning("step %s: attempt %d %s, running it again", step_id, entry.attempt, result.status)
         if move != "retry":
@@ -287,7 +292,7 @@ class Orchestrator:
                 m.blockers.append(
                     Blocker(
                         step_id=step_id,
-                        command=step.run,
+                        command=command,
                         exit_code=result.exit_code,
                         summary=diagnosis.summary,
                         suggested_action=diagnosis.suggested_action,

@@ -12,6 +12,7 @@ from prefect.states import Failed
 from autodev.errors import CommandFailed
 from autodev.models import CommandRequest, CommandResult
 from autodev.output import OutputCapture
+from autodev.redact import Redactor
 from blocks.sandbox import SandboxSession
 
 
@@ -37,19 +38,23 @@ def run_command(
     tail_bytes: int = 64 * 1024,
     live_log_bytes: int = 1024 * 1024,
     on_output: Callable[[], None] | None = None,
+    redactor: Redactor | None = None,
 ) -> CommandResult:
     """Run the command, streaming its output into this task's log; return its CommandResult.
 
-    `on_output` is called at every output chunk (the stall clock itself lives in the sandbox).
+    `on_output` is called at every output chunk (the stall clock itself lives in the sandbox);
+    secrets `redactor` knows never reach the log, the stored tail or the log file.
 
     A command that did not succeed ends the task run Failed (red in the UI); the state's data is
     a CommandFailed carrying the full result for the flow to act on. (Returning the state
     rather than raising keeps a failing command from filling the log with a traceback.)
     """
     logger = get_run_logger()
-    logger.info("$ %s", request.command if attempt == 1 else f"{request.command}    (attempt {attempt})")
+    redactor = redactor or Redactor()
+    shown = redactor.text(request.command)
+    logger.info("$ %s", shown if attempt == 1 else f"{shown}    (attempt {attempt})")
     log_path = Path(request.log_path) if request.log_path else None
-    capture = OutputCapture(tail_bytes, log_path, on_lines=logger.info, live_bytes=live_log_bytes)
+    capture = OutputCapture(tail_bytes, log_path, on_lines=logger.info, live_bytes=live_log_bytes, redactor=redactor)
 
     def feed(chunk: bytes) -> None:
         capture.feed(chunk)

@@ -26,8 +26,9 @@ def store():
     return StateStore(database_url=load_settings().database_url).connect()
 
 
-def autodev_events(api: str, run_id: str, expected: int) -> list[dict]:
-    """The autodev.* events the server recorded for a flow run (they arrive asynchronously)."""
+def autodev_events(api: str, run_id: str, until: str = "autodev.run.finished") -> list[dict]:
+    """The autodev.* events the server recorded for a flow run, once the event `until` is among
+    them (events arrive asynchronously, and not always in the order they were emitted)."""
     body = {
         "filter": {
             "event": {"prefix": ["autodev."]},
@@ -42,7 +43,7 @@ def autodev_events(api: str, run_id: str, expected: int) -> list[dict]:
         response = httpx.post(f"{api}/events/filter", json=body)
         response.raise_for_status()
         events = response.json()["events"]
-        if len(events) >= expected:
+        if any(e["event"] == until for e in events):
             break
         time.sleep(0.1)
     return events

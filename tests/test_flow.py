@@ -49,7 +49,8 @@ steps:
     assert log.read_text() == "handed-over\n"
     assert not containers_of(docker_engine, report.run_id)
 
-    names = [e["event"] for e in autodev_events(prefect_api, report.run_id, expected=5)]
+    events = sorted(autodev_events(prefect_api, report.run_id), key=lambda e: e["occurred"])
+    names = [e["event"] for e in events if e["event"] != "autodev.heartbeat"]
     assert names[0] == "autodev.run.started" and names[-1] == "autodev.run.finished"
     assert names.count("autodev.command.finished") == 3
 
@@ -86,7 +87,7 @@ steps:
     states = {t["name"]: t["state"]["type"] for t in task_runs(prefect_api, report.run_id)}
     assert states == {"build": "FAILED", "lint": "COMPLETED"}
 
-    events = autodev_events(prefect_api, report.run_id, expected=5)
+    events = autodev_events(prefect_api, report.run_id)
     (failed,) = [e for e in events if e["event"] == "autodev.command.failed"]
     assert failed["payload"]["step"] == "build" and failed["payload"]["exit_code"] == 2
     assert failed["payload"]["command"].startswith("echo compiling")

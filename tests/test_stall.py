@@ -36,7 +36,7 @@ steps:
     assert meta.blockers[-1].kind == "stall" and "does not wait for input" in meta.blockers[-1].suggested_action
     assert meta.phase == "blocked"
 
-    events = autodev_events(prefect_api, report.run_id, expected=7)
+    events = autodev_events(prefect_api, report.run_id)
     names = [e["event"] for e in events]
     assert names.count("autodev.step.stalled") == 2
     (blocked,) = [e for e in events if e["event"] == "autodev.run.blocked"]
@@ -69,7 +69,7 @@ steps:
     )
     assert report.status == "blocked"
     assert report.steps[0].status == "blocked" and report.steps[0].attempts == 3  # not 6
-    events = autodev_events(prefect_api, report.run_id, expected=8)
+    events = autodev_events(prefect_api, report.run_id)
     (tripped,) = [e for e in events if e["event"] == "autodev.breaker.tripped"]
     assert tripped["payload"]["threshold"] == 3
     assert "pip install requests2" in tripped["payload"]["suggested_action"]
@@ -108,6 +108,6 @@ steps:
     assert meta.orchestrator_heartbeat is not None
     assert meta.orchestrator_heartbeat.loop_status == "handled slow: succeeded"
     assert meta.last_output_at is not None
-    beats = [e for e in autodev_events(prefect_api, report.run_id, expected=6) if e["event"] == "autodev.heartbeat"]
+    beats = [e for e in autodev_events(prefect_api, report.run_id) if e["event"] == "autodev.heartbeat"]
     assert len(beats) >= 3  # while `slow` was running, not only at the end
     assert any(b["payload"]["running"] == ["slow"] for b in beats)

@@ -60,7 +60,7 @@ def test_the_watchdog_blocks_runs_whose_heartbeat_is_stale_and_alerts(prefect_ap
     assert "last heartbeat 600s ago" in blocker.summary and f"autodev resume {stale}" in blocker.suggested_action
     assert not docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={stale}"})
 
-    (event,) = autodev_events(prefect_api, stale_flow_run, expected=1)
+    (event,) = autodev_events(prefect_api, stale_flow_run, until="autodev.run.blocked")
     assert event["event"] == "autodev.run.blocked"
     assert event["payload"]["reason"] == "watchdog" and event["payload"]["containers_removed"] == 1
     assert watchdog(stale_after_s=90) == []  # once blocked, a run is not reported again
