@@ -32,6 +32,8 @@ app = typer.Typer(
 )
 image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
 automations_app = typer.Typer(help="Prefect automations that notify people.", no_args_is_help=True)
 app.add_typer(automations_app, name="automations")
 
@@ -185,6 +187,31 @@ def image_build(
     if method not in ("auto", "dockerfile", "debian"):
         raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
     build_image(tag or load_settings().image, method, say=lambda line: err.print(line, highlight=False))  # type: ignore[arg-type]
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9464,
+) -> None:
+    """Serve Prometheus metrics computed from the state store at http://HOST:PORT/metrics."""
+    import threading
+
+    from autodev.exporter import serve
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=load_settings().database_url).connect()
+    try:
+        serve(store, host, port)
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    err.print(f"serving metrics at http://{host}:{port}/metrics (Ctrl-C stops)", highlight=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
 
 
 @automations_app.command("apply")

@@ -79,6 +79,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (run_id, step_id))""",
         ],
     ),
+    (
+        3,
+        [
+            # Metrics scrapes group by status; the watchdog looks for running sessions.
+            "CREATE INDEX step_results_status ON step_results (status)",
+            "CREATE INDEX agent_sessions_status ON agent_sessions (status, updated_at)",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -258,6 +266,30 @@ class StoreBackend(ABC):
 
     def step_states(self, run_id: str) -> dict[str, str]:
         return dict(self._fetchall("SELECT step_id, status FROM step_states WHERE run_id = ?", (run_id,)))
+
+    # --- metrics -----------------------------------------------------------------------
+    def attempt_totals(self, after_id: int, buckets: tuple[float, ...]) -> tuple[int, list[tuple]]:
+        """Per status, for attempts with id > after_id: (status, count, sum of durations, count
+        per duration bucket...). Returns the highest id seen, so the next scrape reads only
+        what is new."""
+        cases = ", ".join(f"SUM(CASE WHEN duration_s <= {b!r} THEN 1 ELSE 0 END)" for b in buckets)
+        rows = self._fetchall(
+            f"SELECT status, COUNT(*), SUM(duration_s), MAX(id), {cases} FROM step_results WHERE id > ? GROUP BY status",
+            (after_id,),
+        )
+        last = max((r[3] for r in rows), default=after_id)
+        return last, [(r[0], r[1], r[2] or 0.0, *r[4:]) for r in rows]
+
+    def session_counts(self) -> dict[str, int]:
+        return dict(self._fetchall("SELECT status, COUNT(*) FROM agent_sessions GROUP BY status", ()))
+
+    def running_sessions(self) -> list[tuple[str, str, datetime]]:
+        """(run_id, project, last write) of every running session; every heartbeat writes."""
+        rows = self._fetchall("SELECT run_id, project, updated_at FROM agent_sessions WHERE status = ?", ("running",))
+        return [(r[0], r[1], _load_ts(r[2])) for r in rows]
+
+    def blocked_step_count(self) -> int:
+        return self._fetchall("SELECT COUNT(*) FROM step_states WHERE status = ?", ("blocked",))[0][0]
 
     # --- step results ------------------------------------------------------------------
     def record_attempt(self, attempt: StepAttempt) -> None:

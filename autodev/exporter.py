@@ -1,0 +1,89 @@
+"""`autodev metrics serve`: Prometheus metrics computed from the state store.
+
+Flow runs are short-lived processes, so counters kept in memory would restart at zero with each
+run; this exporter derives them from what every run wrote to the state store, so they are right
+across processes, machines and restarts. Scrapes stay cheap as history grows: attempt totals are
+read incrementally (only rows added since the previous scrape), the rest are indexed counts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from autodev.models import utcnow
+from blocks.state_store import StoreBackend
+
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+FAILED = ("failed", "stalled", "timed_out")
+
+
+class StoreCollector:
+    """A prometheus-client collector over one state store."""
+
+    def __init__(self, store: StoreBackend):
+        self.store = store
+        self._lock = threading.Lock()
+        self._last_id = 0
+        self._count: dict[str, int] = defaultdict(int)
+        self._sum: dict[str, float] = defaultdict(float)
+        self._buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(DURATION_BUCKETS))
+
+    def _refresh(self) -> None:
+        self._last_id, rows = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
+        for status, count, total, *per_bucket in rows:
+            self._count[status] += count
+            self._sum[status] += total
+            self._buckets[status] = [a + b for a, b in zip(self._buckets[status], per_bucket)]
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:  # scrapes may overlap; the running totals must not
+            self._refresh()
+            commands = CounterMetricFamily("orchestrator_commands", "Commands run, by final status.", labels=["status"])
+            for status, count in sorted(self._count.items()):
+                commands.add_metric([status], count)
+            yield commands
+            yield CounterMetricFamily(
+                "orchestrator_command_failures",
+                "Commands that ended with a non-zero or unknown exit code, a stall or a timeout.",
+                value=sum(self._count[s] for s in FAILED),
+            )
+            yield CounterMetricFamily(
+                "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count["stalled"]
+            )
+            duration = HistogramMetricFamily(
+                "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]
+            )
+            for status in sorted(self._count):
+                cumulative = [(str(b), n) for b, n in zip(DURATION_BUCKETS, self._buckets[status])]
+                duration.add_metric(
+                    [status], cumulative + [("+Inf", self._count[status])], sum_value=self._sum[status]
+                )
+            yield duration
+        runs = GaugeMetricFamily("orchestrator_runs", "Runs in the state store, by status.", labels=["status"])
+        for status, count in sorted(self.store.session_counts().items()):
+            runs.add_metric([status], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "orchestrator_blocked_steps", "Steps currently blocked, waiting for a person.", value=self.store.blocked_step_count()
+        )
+        age = GaugeMetricFamily(
+            "orchestrator_heartbeat_age_seconds",
+            "Seconds since each running run last wrote its heartbeat (alert past 90).",
+            labels=["run_id", "project"],
+        )
+        now = utcnow()
+        for run_id, project, last_write in self.store.running_sessions():
+            age.add_metric([run_id, project], max((now - last_write).total_seconds(), 0.0))
+        yield age
+
+
+def serve(store: StoreBackend, host: str, port: int):
+    """Start serving /metrics in a background thread; returns (server, thread)."""
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    return start_http_server(port, addr=host, registry=registry)

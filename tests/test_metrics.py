@@ -1,0 +1,125 @@
+"""Prometheus metrics from the state store: exporter values, incremental scrapes, a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from datetime import timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from autodev.exporter import serve
+from autodev.models import CommandResult, StepAttempt, utcnow
+from autodev.plan import parse_plan
+from blocks.state_store import StateStore
+
+PLAN = parse_plan("project: metered\nsteps:\n  - {id: a, run: 'true'}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def add_attempts(store, run_id: str, statuses: list[str], seconds: float = 2.0) -> None:
+    now = utcnow()
+    start = len(store.attempts(run_id))
+    for i, status in enumerate(statuses, start=start + 1):
+        result = CommandResult(
+            status=status, exit_code=0 if status == "succeeded" else 1, started_at=now, finished_at=now + timedelta(seconds=seconds)
+        )
+        store.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=i, command="true", result=result))
+
+
+@pytest.mark.postgres
+def test_exporter_counts_from_the_store_and_reads_only_new_rows(database_url):
+    store = StateStore(database_url=database_url).connect()
+    run_id = uuid.uuid4().hex
+    store.create_session(run_id, PLAN, "/tmp", None)
+    add_attempts(store, run_id, ["succeeded", "failed", "stalled", "timed_out"])
+    port = free_port()
+    server, _ = serve(StateStore(database_url=database_url).connect(), "127.0.0.1", port)
+    try:
+        first = scrape(port)
+        assert first[("orchestrator_command_failures_total", ())] == 3
+        assert first[("orchestrator_commands_total", (("status", "failed"),))] == 1
+        assert first[("orchestrator_stalls_total", ())] == 1
+        assert first[("orchestrator_step_duration_seconds_count", (("status", "succeeded"),))] == 1
+        assert first[("orchestrator_step_duration_seconds_bucket", (("le", "1.0"), ("status", "succeeded")))] == 0
+        assert first[("orchestrator_step_duration_seconds_bucket", (("le", "5.0"), ("status", "succeeded")))] == 1
+        assert first[("orchestrator_runs", (("status", "running"),))] == 1
+        age = first[("orchestrator_heartbeat_age_seconds", (("project", "metered"), ("run_id", run_id)))]
+        assert 0 <= age < 60
+
+        add_attempts(store, run_id, ["failed", "failed"])
+        second = scrape(port)  # the new rows are added to the running totals, nothing counted twice
+        assert second[("orchestrator_command_failures_total", ())] == 5
+        assert second[("orchestrator_commands_total", (("status", "failed"),))] == 3
+        assert scrape(port)[("orchestrator_command_failures_total", ())] == 5
+    finally:
+        server.shutdown()
+        store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_real_prometheus_scrapes_the_failures_of_real_commands(prefect_api, docker_engine, tmp_path):
+    from autodev.settings import load_settings
+    from tests.helpers import run
+
+    _, report = run(
+        """
+project: scraped
+steps:
+  - {id: one, run: "exit 3"}
+  - {id: two, run: "no-such-tool --version"}
+  - {id: three, run: "echo fine"}
+""",
+        tmp_path / "ws",
+    )
+    assert [s.exit_code for s in report.steps] == [3, 127, 0]
+
+    exporter_port, prom_port = free_port(), free_port()
+    server, _ = serve(StateStore(database_url=load_settings().database_url).connect(), "127.0.0.1", exporter_port)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: autodev\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = f"http://127.0.0.1:{prom_port}/api/v1/query?query=orchestrator_command_failures_total"
+        value = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and value is None:
+            time.sleep(0.5)
+            try:
+                result = json.load(urllib.request.urlopen(query, timeout=2))["data"]["result"]
+            except OSError:
+                continue  # Prometheus still starting
+            if result:
+                value = float(result[0]["value"][1])
+        assert value == 2
+    finally:
+        prometheus.terminate()
+        prometheus.wait(30)
+        server.shutdown()
