@@ -82,8 +82,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         3,
         [
-            # Metrics scrapes group by status; the watchdog looks for running sessions.
-            "CREATE INDEX step_results_status ON step_results (status)",
+            # The watchdog and the metrics exporter look for sessions by status. (Attempt
+            # totals need no index of their own: they are read by primary key, newest rows only.)
             "CREATE INDEX agent_sessions_status ON agent_sessions (status, updated_at)",
         ],
     ),
