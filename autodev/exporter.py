@@ -50,10 +50,10 @@ class StoreCollector:
             yield CounterMetricFamily(
                 "orchestrator_command_failures",
                 "Commands that ended with a non-zero or unknown exit code, a stall or a timeout.",
-                value=sum(self._count[s] for s in FAILED),
+                value=sum(self._count.get(s, 0) for s in FAILED),
             )
             yield CounterMetricFamily(
-                "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count["stalled"]
+                "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count.get("stalled", 0)
             )
             duration = HistogramMetricFamily(
                 "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, pause_flow_run, runtime
-from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.exceptions import FlowPauseTimeout
 from prefect.futures import PrefectFuture
@@ -38,7 +37,6 @@ from autodev.models import (
     LastCommandResult,
     Plan,
     QueueEntry,
-    RunReport,
     SessionMetadata,
     Step,
     StepAttempt,
@@ -50,6 +48,7 @@ from autodev.report import build_report
 from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import DockerSandbox
+from flows.dashboard import RunDashboard
 from blocks.sandbox import SandboxSession
 from blocks.state_store import StateStore, StoreBackend
 from tasks.run_command import run_command
@@ -104,6 +103,7 @@ def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decisi
     try:
         with sandbox_block.open(workspace_path, run_id) as sandbox:
             loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
+            dashboard = loop.dashboard = RunDashboard(plan, settings.heartbeat_interval_s)
             if continue_run:
                 loop.restore()
                 if decision is not None:
@@ -118,7 +118,9 @@ def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decisi
                     break  # nobody decided in time: the run stays blocked and can be resumed later
                 loop.apply(decision)
         store.update_session(run_id, lambda m: setattr(m, "phase", loop.progress.phase), status=loop.progress.run_status)
-        report = build_report(store.get_session(run_id), store.attempts(run_id), store.step_states(run_id))
+        session = store.get_session(run_id)
+        report = build_report(session, store.attempts(run_id), store.step_states(run_id))
+        dashboard.finish(loop.progress, report, session.metadata)
     except BaseException:
         store.update_session(run_id, lambda m: setattr(m, "phase", "crashed"), status="failed")
         events.emit("autodev.run.finished", {"status": "failed", "reason": "crashed"})
@@ -126,7 +128,6 @@ def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decisi
     finally:
         store.close()
     events.emit("autodev.run.finished", {"status": report.status, "success_rate": report.success_rate})
-    create_markdown_artifact(key="autodev-run-summary", markdown=summary_markdown(report), description=plan.project)
     if report.status != "succeeded":
         failed = [s.id for s in report.steps if s.status not in ("succeeded", "skipped")]
         message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
@@ -185,6 +186,7 @@ class Orchestrator:
         self.running: dict[str, QueueEntry] = {}
         self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
         self._last_beat = 0.0
+        self.dashboard: RunDashboard | None = None
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
         self.logger = get_run_logger()
 
@@ -399,6 +401,8 @@ class Orchestrator:
                 m.last_output_at = last_output
 
         self.store.update_session(self.run_id, update)
+        if self.dashboard:
+            self.dashboard.update(self.progress, set(self.running))
         if time.monotonic() - self._last_beat >= self.settings.heartbeat_interval_s:
             self._last_beat = time.monotonic()
             self.events.emit("autodev.heartbeat", {"loop_status": loop_status, "running": list(self.running)})
@@ -430,15 +434,4 @@ def decision_markdown(blocker: Blocker, run_id: str) -> str:
         f"**What happened:** {blocker.summary}\n\n**Suggested action:** {blocker.suggested_action}\n\n"
         "Choose *retry* (optionally with an edited command), *skip* (go on without this step) or *abort*. "
         f"From a shell: `autodev resume {run_id} --action retry|skip|abort [--command CMD]`."
-    )
-
-
-def summary_markdown(report: RunReport) -> str:
-    rows = "\n".join(
-        f"| {s.id} | {s.status} | {'' if s.exit_code is None else s.exit_code} | {s.duration_s:.2f} | {s.attempts} |"
-        for s in report.steps
-    )
-    return (
-        f"# Run {report.status}\n\nsuccess rate {report.success_rate:.0%}\n\n"
-        "| step | status | exit code | seconds | attempts |\n|---|---|---|---|---|\n" + rows + "\n"
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
+import httpx
 import pytest
 
 from autodev import metrics
@@ -44,6 +46,16 @@ steps:
     assert session.metadata.last_command_result.exit_code == 0
     assert len(s.attempts(report.run_id)) == 3
     s.close()
+
+    artifacts = httpx.post(
+        f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [report.run_id]}}}
+    ).json()
+    by_key = {a["key"]: a for a in artifacts}
+    assert set(by_key) == {"autodev-progress", "autodev-steps", "autodev-run-summary"}
+    assert by_key["autodev-progress"]["data"] == 100
+    table = json.loads(by_key["autodev-steps"]["data"])
+    assert [(row["step"], row["state"]) for row in table] == [("write", "succeeded"), ("read", "succeeded"), ("quiet", "succeeded")]
+    assert "# Run succeeded" in by_key["autodev-run-summary"]["data"] and "heartbeat" in by_key["autodev-run-summary"]["data"]
 
     log = tmp_path / ".autodev" / "logs" / report.run_id / "read.1.log"
     assert log.read_text() == "handed-over\n"

@@ -1,0 +1,77 @@
+"""The run's dashboard in the Prefect UI: artifacts on the flow run's page.
+
+- `autodev-progress`: a progress bar, steps finished out of all;
+- `autodev-steps`: a table of the plan with each step's live state, attempts and exit code;
+- `autodev-run-summary`: at the end, the outcome, the heartbeat and what blocked the run.
+Updates are throttled to the heartbeat interval (a 1,000-step plan must not make 1,000 table
+versions); the last update always happens.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from autodev.models import Plan, RunReport, SessionMetadata, utcnow
+from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+from autodev.scheduling import Progress
+
+
+class RunDashboard:
+    def __init__(self, plan: Plan, interval_s: float):
+        self.plan = plan
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._progress_id = create_progress_artifact(
+            progress=0.0, key="autodev-progress", description=f"{plan.project}: steps finished"
+        )
+
+    def update(self, progress: Progress, running: set[str], force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self.interval_s:
+            return
+        self._last = time.monotonic()
+        done = sum(status is not None for status in progress.status.values())
+        update_progress_artifact(self._progress_id, progress=round(100 * done / len(self.plan.steps), 1))
+        rows = [
+            {
+                "step": s.id,
+                "state": progress.status[s.id] or ("running" if s.id in running else "pending"),
+                "attempts": progress.attempts[s.id],
+                "depends on": ", ".join(s.depends_on),
+                "command": s.run if len(s.run) <= 80 else s.run[:77] + "...",
+            }
+            for s in self.plan.steps
+        ]
+        create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live")
+
+    def finish(self, progress: Progress, report: RunReport, meta: SessionMetadata) -> None:
+        self.update(progress, set(), force=True)
+        create_markdown_artifact(
+            key="autodev-run-summary", markdown=summary_markdown(report, meta), description=self.plan.project
+        )
+
+
+def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
+    rows = "\n".join(
+        f"| {s.id} | {s.status} | {'' if s.exit_code is None else s.exit_code} | {s.duration_s:.2f} | {s.attempts} |"
+        for s in report.steps
+    )
+    delay = heartbeat_delay_s(meta, utcnow())
+    late = delay > HEARTBEAT_LATE_S and report.status == "running"
+    heartbeat = "never" if delay == float("inf") else f"{delay:.0f}s ago"
+    lines = [
+        f"# Run {report.status}",
+        "",
+        f"success rate {report.success_rate:.0%} | interventions {report.interventions} | phase {meta.phase} | "
+        + (f'heartbeat <span style="color:red">**{heartbeat}**</span>' if late else f"heartbeat {heartbeat}"),
+        "",
+        "| step | status | exit code | seconds | attempts |",
+        "|---|---|---|---|---|",
+        rows,
+    ]
+    stops = [b for b in meta.blockers if b.kind != "failure"]
+    if report.status == "blocked" and stops:
+        b = stops[-1]
+        lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}", "", f"**Try:** {b.suggested_action}"]
+    return "\n".join(lines) + "\n"
