@@ -80,6 +80,15 @@ class StoreCollector:
         for run_id, project, last_write in self.store.running_sessions():
             age.add_metric([run_id, project], max((now - last_write).total_seconds(), 0.0))
         yield age
+        confidence = GaugeMetricFamily(
+            "orchestrator_insight_confidence",
+            "Confidence of the latest next-step advice of each running or blocked run.",
+            labels=["run_id", "project"],
+        )
+        for session in self.store.sessions_with_status(("running", "blocked")):
+            if session.metadata.insight is not None:
+                confidence.add_metric([session.run_id, session.project], session.metadata.insight.confidence)
+        yield confidence
 
 
 def serve(store: StoreBackend, host: str, port: int):

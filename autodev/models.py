@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -149,6 +149,29 @@ class Heartbeat(BaseModel):
     loop_status: str
 
 
+class GitState(BaseModel):
+    is_repo: bool = False
+    branch: str | None = None
+    head: str | None = None
+    dirty_files: list[str] = Field(default_factory=list)  # tracked files changed, staged or not
+    untracked_files: list[str] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)  # unmerged paths
+    commits_since_start: int = 0  # commits made after `start_head`
+    diff_stat: str = ""  # `git diff --shortstat start_head` (committed and uncommitted)
+
+
+class Recommendation(BaseModel):
+    action: str
+    reason: str
+    command: str | None = None
+
+
+class Insight(BaseModel):
+    recommendations: list[Recommendation]
+    confidence: float = Field(ge=0, le=1)
+    evidence: dict[str, Any]
+
+
 class SessionMetadata(BaseModel):
     """The `agent_sessions.metadata` document of one run."""
 
@@ -161,6 +184,7 @@ class SessionMetadata(BaseModel):
     next_actions: list[str] = Field(default_factory=list)
     orchestrator_heartbeat: Heartbeat | None = None
     interventions: list[Intervention] = Field(default_factory=list)
+    insight: Insight | None = None
 
     HISTORY_LIMIT: ClassVar[int] = 20
 

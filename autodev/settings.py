@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         3600, ge=1, description="How long a blocked run waits for a person's decision before the CLI exits 3."
     )
     webhook_url: str | None = Field(None, description="Where `autodev automations apply` sends notifications.")
+    insight_confidence_drop: float = Field(
+        0.2, gt=0, le=1, description="A confidence drop this large sends a decision-support notification."
+    )
     heartbeat_interval_s: float = Field(10, gt=0, description="How often a waiting loop records its heartbeat.")
     output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
     live_log_bytes: int = Field(

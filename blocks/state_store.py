@@ -224,6 +224,10 @@ class StoreBackend(ABC):
         writes it, so these are runs whose orchestrator died or hung)."""
         return self._select_sessions("WHERE status = ? AND updated_at < ?", ("running", self._ts(since)))
 
+    def sessions_with_status(self, statuses: tuple[str, ...]) -> list[SessionRecord]:
+        marks = ", ".join("?" * len(statuses))
+        return self._select_sessions(f"WHERE status IN ({marks})", statuses)
+
     def latest_session(self) -> SessionRecord | None:
         rows = self._select_sessions("ORDER BY created_at DESC LIMIT 1", ())
         return rows[0] if rows else None

@@ -79,6 +79,12 @@ def definitions(webhook_id: UUID, ui_url: str) -> list[Automation]:
             actions=[notify("autodev failure breaker tripped")],
         ),
         Automation(
+            name="autodev: decision support",
+            description="autodev's next-step advice for a run changed, or its confidence dropped.",
+            trigger=on("autodev.insight.changed"),
+            actions=[notify("autodev decision support")],
+        ),
+        Automation(
             name="autodev: orchestrator heartbeat late",
             description=f"A running run recorded no heartbeat for {HEARTBEAT_LATE_S}s.",
             trigger=EventTrigger(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import time
 import uuid
 from datetime import datetime
@@ -21,6 +22,7 @@ from prefect.events import emit_event
 from prefect.exceptions import FlowPauseTimeout
 from prefect.futures import PrefectFuture
 from prefect.input import RunInput
+from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.states import Failed, Running
 from pydantic import Field
@@ -28,11 +30,13 @@ from pydantic import Field
 from autodev import metrics
 from autodev.errors import BadInput, CommandFailed, RunFailed
 from autodev.diagnosis import diagnose, fingerprint
+from autodev.insights import changed as insight_changed
 from autodev.models import (
     Blocker,
     CommandRequest,
     CommandResult,
     Heartbeat,
+    Insight,
     Intervention,
     LastCommandResult,
     Plan,
@@ -48,9 +52,11 @@ from autodev.report import build_report
 from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import DockerSandbox
+from blocks.git_state import read_git_state
 from flows.dashboard import RunDashboard
 from blocks.sandbox import SandboxSession
 from blocks.state_store import StateStore, StoreBackend
+from tasks.insights import compute_insight
 from tasks.run_command import run_command
 
 
@@ -187,6 +193,9 @@ class Orchestrator:
         self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
         self._last_beat = 0.0
         self.dashboard: RunDashboard | None = None
+        self.insight: Insight | None = None
+        self._last_insight = 0.0
+        self.start_head = read_git_state(workspace).head  # insights measure changes from here
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
         self.logger = get_run_logger()
 
@@ -305,6 +314,7 @@ class Orchestrator:
             m.phase = self.progress.phase
 
         self._beat(f"handled {step_id}: {result.status}", record)
+        self.update_insight(force=move == "block" or self.progress.finished)
 
     def _announce_block(self, step_id: str, command: str, result: CommandResult, diagnosis, kind: str) -> None:
         payload = {
@@ -385,6 +395,52 @@ class Orchestrator:
     def _blockers(self) -> list[Blocker]:
         return self.store.get_session(self.run_id).metadata.blockers
 
+    # --- insights ----------------------------------------------------------------------
+    def update_insight(self, force: bool = False) -> None:
+        """Recompute the next-step advice (at most once per heartbeat interval, always when the
+        run blocks or ends); store it as `next_actions`, and tell people when it changed."""
+        if not force and time.monotonic() - self._last_insight < self.settings.heartbeat_interval_s:
+            return
+        self._last_insight = time.monotonic()
+        insight = compute_insight(
+            self.run_id,
+            self.plan,
+            dict(self.progress.status),
+            dict(self.progress.attempts),
+            self._blockers(),
+            str(self.workspace),
+            self.start_head,
+        )
+        # The advice quotes commands and output: mask every step's secrets in all of it.
+        everything = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
+        insight = Insight.model_validate_json(everything.text(insight.model_dump_json()))
+        previous, self.insight = self.insight, insight
+        next_actions = [f"{r.action}" + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
+
+        def record(m: SessionMetadata) -> None:
+            m.insight = insight
+            m.next_actions = next_actions
+
+        self.store.update_session(self.run_id, record)
+        if not insight_changed(previous, insight, self.settings.insight_confidence_drop):
+            return
+        top = insight.recommendations[0] if insight.recommendations else None
+        self.events.emit(
+            "autodev.insight.changed",
+            {
+                "summary": top.reason if top else "",
+                "suggested_action": "; ".join(next_actions),
+                "recommendations": [r.model_dump() for r in insight.recommendations],
+                "confidence": insight.confidence,
+                "previous_confidence": previous.confidence if previous else None,
+            },
+        )
+        create_markdown_artifact(
+            key=f"insights-{re.sub(r'[^a-z0-9-]+', '-', self.plan.project.lower())}",
+            markdown=insight_markdown(insight),
+            description=f"{self.plan.project}: what to do next",
+        )
+
     # --- heartbeat ---------------------------------------------------------------------
     def _beat(self, loop_status: str, also=None) -> None:
         """Record `orchestrator_heartbeat` (and the latest output time) in the metadata, with any
@@ -424,6 +480,27 @@ def _result_of(future: PrefectFuture) -> CommandResult:
         started_at=now,
         finished_at=now,
     )
+
+
+def insight_markdown(insight: Insight) -> str:
+    lines = [f"# Next steps (confidence {insight.confidence:.2f})", ""]
+    for i, r in enumerate(insight.recommendations, 1):
+        lines.append(f"{i}. **{r.action}**  \n   why: {r.reason}" + (f"  \n   run: `{r.command}`" if r.command else ""))
+    steps = insight.evidence.get("steps", {})
+    git = insight.evidence.get("git", {})
+    lines += [
+        "",
+        f"Evidence: {steps.get('succeeded', 0)}/{steps.get('total', 0)} steps succeeded; "
+        f"failed {steps.get('failed') or 'none'}; blocked {steps.get('blocked') or 'none'}; "
+        + (
+            f"git {git.get('branch')} @ {str(git.get('head'))[:8]}, {len(git.get('dirty_files', []))} changed, "
+            f"{len(git.get('untracked_files', []))} untracked, {len(git.get('conflicts', []))} conflicts, "
+            f"{git.get('commits_since_start', 0)} commit(s) this run"
+            if git.get("is_repo")
+            else "the workspace is not a git repository"
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def decision_markdown(blocker: Blocker, run_id: str) -> str:

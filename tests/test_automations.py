@@ -91,4 +91,7 @@ steps:
     assert blocked["link"] == f"http://127.0.0.1:4200/runs/flow-run/{report.run_id}"
     assert blocked["text"].startswith("autodev run blocked: notify-me step quiet - stalled")
     assert stalled["step"] == "quiet" and stalled["exit_code"] == 137
+    support = receiver.wait_for("autodev.insight.changed")  # the decision-support notification
+    assert support["run"] == report.run_id and "does not wait for input" in support["suggested_action"]
+    assert f"autodev resume {report.run_id} --action retry" in support["suggested_action"]
     assert delivered_after < 60

@@ -111,3 +111,30 @@ steps:
     beats = [e for e in autodev_events(prefect_api, report.run_id) if e["event"] == "autodev.heartbeat"]
     assert len(beats) >= 3  # while `slow` was running, not only at the end
     assert any(b["payload"]["running"] == ["slow"] for b in beats)
+
+
+def test_advice_is_recorded_and_only_changes_are_announced(prefect_api, docker_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTODEV_HEARTBEAT_INTERVAL_S", "0.01")  # advise after every result
+    _, report = run(
+        """
+project: advised
+steps:
+  - {id: a, run: "true"}
+  - {id: b, run: "true"}
+  - {id: c, run: "true"}
+  - {id: d, run: "echo result > out.txt"}
+""",
+        tmp_path,
+    )
+    s = store()
+    meta = s.get_session(report.run_id).metadata
+    s.close()
+    assert report.next_actions == meta.next_actions
+    assert meta.next_actions == ["review the result and move on to the next requirement"]
+    assert meta.insight.evidence["steps"]["succeeded"] == 4
+    changes = [e for e in autodev_events(prefect_api, report.run_id) if e["event"] == "autodev.insight.changed"]
+    # four pieces of advice were computed; only the first and the final one differ
+    assert [c["payload"]["suggested_action"] for c in changes] == [
+        "nothing to do yet: let the run go on",
+        "review the result and move on to the next requirement",
+    ]

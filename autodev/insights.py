@@ -1,0 +1,111 @@
+"""Next-step advice from the evidence: plain rules over the run's progress, blockers and git state.
+
+`advise()` returns recommendations (each an action, the reason pointing into the evidence, and
+a command where one applies), a confidence in [0, 1] and the evidence itself. Contradictory
+evidence (a run that "succeeded" with merge conflicts in its tree, commits made while a step
+failed) lowers the confidence. `changed()` says when people should hear about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autodev.models import Blocker, GitState, Insight, Plan, Recommendation
+
+
+def advise(
+    run_id: str,
+    plan: Plan,
+    statuses: dict[str, str | None],
+    attempts: dict[str, int],
+    blockers: list[Blocker],
+    git: GitState,
+) -> Insight:
+    done = [s for s, st in statuses.items() if st == "succeeded"]
+    failed = [s for s, st in statuses.items() if st in ("failed", "stalled", "timed_out")]
+    blocked = [s for s, st in statuses.items() if st == "blocked"]
+    pending = [s.id for s in plan.steps if statuses[s.id] is None]
+    evidence: dict[str, Any] = {
+        "steps": {"total": len(plan.steps), "succeeded": len(done), "failed": failed, "blocked": blocked, "pending": pending},
+        "retried": sorted(s for s, n in attempts.items() if n > 1),
+        "latest_blocker": blockers[-1].model_dump(mode="json") if blockers else None,
+        "git": git.model_dump(),
+    }
+    recs: list[Recommendation] = []
+    confidence = 0.6
+
+    if git.conflicts:
+        recs.append(
+            Recommendation(
+                action=f"resolve the merge conflicts in {', '.join(git.conflicts[:5])}",
+                reason=f"git reports {len(git.conflicts)} unmerged path(s) (evidence.git.conflicts)",
+                command="git status && git diff --name-only --diff-filter=U",
+            )
+        )
+        confidence = 0.9
+    if blocked:
+        b = next((b for b in reversed(blockers) if b.step_id == blocked[0] and b.kind != "failure"), None)
+        recs.append(
+            Recommendation(
+                action=b.suggested_action if b else f"decide on the blocked step {blocked[0]}",
+                reason=f"the run is blocked at {blocked[0]}" + (f": {b.summary}" if b else "") + " (evidence.latest_blocker)",
+                command=f"autodev resume {run_id} --action retry",
+            )
+        )
+        confidence = max(confidence, 0.8)
+    for step_id in failed:
+        b = next((b for b in reversed(blockers) if b.step_id == step_id), None)
+        recs.append(
+            Recommendation(
+                action=b.suggested_action if b else f"fix step {step_id}",
+                reason=f"step {step_id} {statuses[step_id]}" + (f": {b.summary}" if b else "") + " (evidence.steps.failed)",
+                command=plan.step(step_id).run,
+            )
+        )
+        confidence = max(confidence, 0.75)
+    finished = not pending and not blocked
+    if finished and not failed and git.is_repo and (git.dirty_files or git.untracked_files) and not git.conflicts:
+        files = git.dirty_files + git.untracked_files
+        recs.append(
+            Recommendation(
+                action=f"commit the run's changes ({len(files)} file(s) changed or new)",
+                reason="every step succeeded and the tree has uncommitted changes (evidence.git.dirty_files, untracked_files)",
+                command=f'git add -A && git commit -m "{plan.project}: steps {", ".join(done[:3])}{"..." if len(done) > 3 else ""}"',
+            )
+        )
+        confidence = max(confidence, 0.7)
+    if finished and not failed and not recs:
+        recs.append(
+            Recommendation(
+                action="review the result and move on to the next requirement",
+                reason="every step succeeded" + (f"; changes since the start: {git.diff_stat}" if git.diff_stat else ""),
+                command="git log --oneline -5 && git diff --stat HEAD~1" if git.commits_since_start else None,
+            )
+        )
+        confidence = 0.85
+    if not recs and pending:
+        recs.append(
+            Recommendation(
+                action="nothing to do yet: let the run go on",
+                reason=f"{len(pending)} step(s) still to run, next {pending[0]}; nothing failed (evidence.steps.pending)",
+            )
+        )
+        confidence = 0.6
+
+    # Contradictions: the evidence disagrees with itself, so the advice is less sure.
+    if finished and not failed and git.conflicts:
+        confidence -= 0.3  # "succeeded" with an unmerged tree
+    if failed and git.commits_since_start:
+        confidence -= 0.2  # commits made while a step fails
+    if evidence["retried"] and not failed and not blocked:
+        confidence -= 0.1  # flaky: success only after retries
+    return Insight(recommendations=recs, confidence=round(min(max(confidence, 0.05), 1.0), 2), evidence=evidence)
+
+
+def changed(previous: Insight | None, current: Insight, drop: float = 0.2) -> bool:
+    """Notify when the advice itself changes or the confidence falls by `drop` or more."""
+    if previous is None:
+        return True
+    if [r.action for r in previous.recommendations] != [r.action for r in current.recommendations]:
+        return True
+    return previous.confidence - current.confidence >= drop - 1e-9
