@@ -138,12 +138,10 @@ def resume(
         raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
     decision = {"action": action, "command": command, "note": note}
 
-    from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(session.flow_run_id) if session.flow_run_id else None
-    if flow_run is not None and flow_run.state is not None and flow_run.state.is_paused():
+    flow_run = waiting_flow_run(session)
+    if flow_run is not None:
         # The run's own process is waiting for exactly this input: hand it over and follow the run.
         resume_flow_run(flow_run.id, run_input=decision)
         report = follow(run_id, decisions_before=len(session.metadata.interventions))
@@ -160,6 +158,29 @@ def resume(
         plan=session.plan, workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
     )
     finish(state, as_json)
+
+
+def waiting_flow_run(session: SessionRecord):
+    """The run's flow run if it is paused for a decision (or about to be), else None."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    if not session.flow_run_id:
+        return None
+    deadline = time.monotonic() + 15
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(session.flow_run_id)
+            if flow_run.state is not None and flow_run.state.is_paused():
+                return flow_run
+            # The loop records "waiting for a decision" a moment before Prefect shows Paused.
+            about_to_pause = flow_run.state is not None and flow_run.state.is_running()
+            if not (about_to_pause and session.metadata.phase.startswith("waiting for a decision")):
+                return None
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
 
 
 def follow(run_id: str, decisions_before: int) -> RunReport:

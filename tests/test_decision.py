@@ -45,7 +45,10 @@ def test_a_decision_from_the_cli_reaches_the_waiting_run(prefect_api, docker_eng
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            assert client.read_flow_run(run_id).state.is_paused()
+            deadline = time.monotonic() + 15
+            while not client.read_flow_run(run_id).state.is_paused():
+                assert time.monotonic() < deadline, "the flow run never paused"
+                time.sleep(0.2)
         decided = autodev("resume", run_id, "--action", "retry", "--command", "echo fixed by a person",
                           "--note", "the sleep was a placeholder", "--json")
         assert decided.returncode == 0, decided.stderr
