@@ -52,7 +52,7 @@ def payload_template(headline: str, ui_url: str) -> str:
     return prelude + "{" + ", ".join(f'"{key}": {{{{ ({expr}) | tojson }}}}' for key, expr in fields.items()) + "}"
 
 
-def definitions(webhook_id: UUID, ui_url: str) -> list[Automation]:
+def definitions(webhook_id: UUID, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> list[Automation]:
     def notify(headline: str) -> CallWebhook:
         return CallWebhook(block_document_id=webhook_id, payload=payload_template(headline, ui_url))
 
@@ -86,7 +86,7 @@ def definitions(webhook_id: UUID, ui_url: str) -> list[Automation]:
         ),
         Automation(
             name="autodev: orchestrator heartbeat late",
-            description=f"A running run recorded no heartbeat for {HEARTBEAT_LATE_S}s.",
+            description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
             trigger=EventTrigger(
                 after={"autodev.heartbeat"},
                 expect={"autodev.heartbeat", "autodev.run.finished", "autodev.run.blocked"},
@@ -94,7 +94,7 @@ def definitions(webhook_id: UUID, ui_url: str) -> list[Automation]:
                 for_each={"prefect.resource.id"},
                 posture=Posture.Proactive,
                 threshold=1,
-                within=timedelta(seconds=HEARTBEAT_LATE_S),
+                within=timedelta(seconds=heartbeat_late_s),
             ),
             actions=[notify("autodev orchestrator heartbeat late")],
         ),
@@ -127,14 +127,16 @@ def definitions(webhook_id: UUID, ui_url: str) -> list[Automation]:
     ]
 
 
-def apply(webhook_url: str, ui_url: str) -> list[str]:
-    """Save the webhook block and create or update every automation; returns their names."""
+def apply(webhook_url: str, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> list[str]:
+    """Save the webhook block and create or update every automation; returns their names.
+
+    `heartbeat_late_s` (at least 10, Prefect's minimum for proactive triggers) is there for tests."""
     webhook = Webhook(
         method="POST", url=webhook_url, headers={"Content-Type": "application/json"}, allow_private_urls=True
     )
     webhook_id = webhook.save(WEBHOOK_BLOCK, overwrite=True)
     names = []
-    for automation in definitions(webhook_id, ui_url):
+    for automation in definitions(webhook_id, ui_url, heartbeat_late_s):
         try:
             existing = Automation.read(name=automation.name)
         except (ObjectNotFound, ValueError):

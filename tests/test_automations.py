@@ -95,3 +95,23 @@ steps:
     assert support["run"] == report.run_id and "does not wait for input" in support["suggested_action"]
     assert f"autodev resume {report.run_id} --action retry" in support["suggested_action"]
     assert delivered_after < 60
+
+
+def test_a_run_whose_heartbeats_stop_is_reported_late(prefect_api, receiver):
+    """The proactive automation: a heartbeat, then silence, for a (forged) running flow run."""
+    import uuid
+
+    from prefect.events import emit_event
+
+    from flows.automations import apply
+
+    apply(receiver.url, "http://127.0.0.1:4200", heartbeat_late_s=10)
+    time.sleep(2)
+    flow_run = str(uuid.uuid4())
+    resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run}", "autodev.run_id": flow_run, "autodev.project": "silent"}
+    emit_event(event="autodev.heartbeat", resource=resource, payload={"loop_status": "waiting for build", "running": ["build"]})
+    started = time.monotonic()
+    late = receiver.wait_for("autodev.heartbeat", timeout=60)
+    assert late["run"] == flow_run and late["project"] == "silent"
+    assert late["text"].startswith("autodev orchestrator heartbeat late: silent")
+    assert 8 <= time.monotonic() - started < 40  # not before the 10 s are up
