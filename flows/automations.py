@@ -52,38 +52,35 @@ def payload_template(headline: str, ui_url: str) -> str:
     return prelude + "{" + ", ".join(f'"{key}": {{{{ ({expr}) | tojson }}}}' for key, expr in fields.items()) + "}"
 
 
+# (automation name, autodev event, notification headline, description)
+REACTIVE = [
+    ("autodev: run blocked", "autodev.run.blocked", "autodev run blocked",
+     "A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person."),
+    ("autodev: step stalled", "autodev.step.stalled", "autodev step stalled",
+     "A command printed nothing for its stall timeout and was killed."),
+    ("autodev: breaker tripped", "autodev.breaker.tripped", "autodev failure breaker tripped",
+     "The same failure happened several times in a row; the run is blocked."),
+    ("autodev: decision support", "autodev.insight.changed", "autodev decision support",
+     "autodev's next-step advice for a run changed, or its confidence dropped."),
+]
+
+
 def definitions(webhook_id: UUID, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> list[Automation]:
     def notify(headline: str) -> CallWebhook:
         return CallWebhook(block_document_id=webhook_id, payload=payload_template(headline, ui_url))
 
-    def on(event: str) -> EventTrigger:
-        return EventTrigger(expect={event}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1)
-
-    return [
+    reactive = [
         Automation(
-            name="autodev: run blocked",
-            description="A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person.",
-            trigger=on("autodev.run.blocked"),
-            actions=[notify("autodev run blocked")],
-        ),
-        Automation(
-            name="autodev: step stalled",
-            description="A command printed nothing for its stall timeout and was killed.",
-            trigger=on("autodev.step.stalled"),
-            actions=[notify("autodev step stalled")],
-        ),
-        Automation(
-            name="autodev: breaker tripped",
-            description="The same failure happened several times in a row; the run is blocked.",
-            trigger=on("autodev.breaker.tripped"),
-            actions=[notify("autodev failure breaker tripped")],
-        ),
-        Automation(
-            name="autodev: decision support",
-            description="autodev's next-step advice for a run changed, or its confidence dropped.",
-            trigger=on("autodev.insight.changed"),
-            actions=[notify("autodev decision support")],
-        ),
+            name=name,
+            description=description,
+            trigger=EventTrigger(
+                expect={event}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1
+            ),
+            actions=[notify(headline)],
+        )
+        for name, event, headline, description in REACTIVE
+    ]
+    return reactive + [
         Automation(
             name="autodev: orchestrator heartbeat late",
             description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
