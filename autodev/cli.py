@@ -318,6 +318,8 @@ def show_report(report: RunReport, as_json: bool, meta: SessionMetadata) -> None
     for blocker in stopping[-1:] if report.status == "blocked" else []:
         out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
         out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
+    for action in report.next_actions[:3]:
+        out.print(f"[cyan]next:[/] {action}", highlight=False)
     ui = flow_run_url(report.run_id)
     if ui:
         out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
