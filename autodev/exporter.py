@@ -89,6 +89,13 @@ class StoreCollector:
             if session.metadata.insight is not None:
                 confidence.add_metric([session.run_id, session.project], session.metadata.insight.confidence)
         yield confidence
+        tokens = CounterMetricFamily("orchestrator_llm_tokens", "Tokens used by model calls.", labels=["model"])
+        cost = CounterMetricFamily("orchestrator_llm_cost_usd", "Cost of model calls in US dollars.", labels=["model"])
+        for model, used, usd in self.store.llm_totals():
+            tokens.add_metric([model], used or 0)
+            cost.add_metric([model], usd or 0.0)
+        yield tokens
+        yield cost
 
 
 def serve(store: StoreBackend, host: str, port: int):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from autodev.models import Blocker, GitState, Insight, Plan, Recommendation
 
 
@@ -109,3 +111,32 @@ def changed(previous: Insight | None, current: Insight, drop: float = 0.2) -> bo
     if [r.action for r in previous.recommendations] != [r.action for r in current.recommendations]:
         return True
     return previous.confidence - current.confidence >= drop - 1e-9
+
+
+class ModelAdvice(BaseModel):
+    """What a model may change in the rules' advice: the order and the wording, nothing else."""
+
+    order: list[int] = Field(description="indexes of the given recommendations, most important first; each once")
+    actions: list[str] = Field(description="the reworded action of each recommendation, in the new order")
+
+
+def refine(insight: Insight, advice: ModelAdvice) -> Insight | None:
+    """The rules' advice reordered and reworded by a model, or None when the model's answer does
+    not fit (unknown or repeated indexes, missing or empty actions). Reasons, commands and the
+    confidence stay the rules' own: a model never makes the advice surer."""
+    n = len(insight.recommendations)
+    if sorted(advice.order) != list(range(n)) or len(advice.actions) != n or any(not a.strip() for a in advice.actions):
+        return None
+    recs = [
+        insight.recommendations[i].model_copy(update={"action": action.strip()[:300]})
+        for i, action in zip(advice.order, advice.actions)
+    ]
+    return insight.model_copy(update={"recommendations": recs})
+
+
+REFINE_PROMPT = (
+    "You help a person supervising an unattended software build. Below are recommendations that "
+    "rules derived from the evidence. Reorder them by importance and reword each action so it is "
+    "short, concrete and imperative. Do not add, drop or merge recommendations and do not invent "
+    'facts. Answer with JSON only: {"order": [indexes], "actions": [reworded actions in that order]}.'
+)

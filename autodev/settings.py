@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     insight_confidence_drop: float = Field(
         0.2, gt=0, le=1, description="A confidence drop this large sends a decision-support notification."
     )
+    llm_model: str | None = Field(None, description="Any litellm model string; unset means no model is used.")
+    llm_api_base: str | None = Field(None, description="OpenAI-compatible endpoint for the model.")
+    llm_api_key: str | None = Field(None, description="API key for the model's provider.")
+    llm_timeout_s: float = Field(60, gt=0, description="How long one model call may take.")
     heartbeat_interval_s: float = Field(10, gt=0, description="How often a waiting loop records its heartbeat.")
     output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
     live_log_bytes: int = Field(

@@ -87,6 +87,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX agent_sessions_status ON agent_sessions (status, updated_at)",
         ],
     ),
+    (
+        4,
+        [
+            # Every model call a run made: what it cost, for reports and metrics.
+            """CREATE TABLE llm_usage (
+                id {serial_pk},
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                purpose TEXT NOT NULL,
+                model TEXT NOT NULL,
+                tokens INTEGER NOT NULL,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                ts {ts} NOT NULL)""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -283,6 +297,17 @@ class StoreBackend(ABC):
         )
         last = max((r[3] for r in rows), default=after_id)
         return last, [(r[0], r[1], r[2] or 0.0, *r[4:]) for r in rows]
+
+    def record_llm_usage(self, run_id: str, purpose: str, model: str, tokens: int, cost_usd: float) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql("INSERT INTO llm_usage (run_id, purpose, model, tokens, cost_usd, ts) VALUES (?, ?, ?, ?, ?, ?)"),
+                (run_id, purpose, model, tokens, cost_usd, self._ts(utcnow())),
+            )
+
+    def llm_totals(self) -> list[tuple[str, int, float]]:
+        """(model, tokens, cost in USD) over every recorded call."""
+        return self._fetchall("SELECT model, SUM(tokens), SUM(cost_usd) FROM llm_usage GROUP BY model", ())
 
     def session_counts(self) -> dict[str, int]:
         return dict(self._fetchall("SELECT status, COUNT(*) FROM agent_sessions GROUP BY status", ()))

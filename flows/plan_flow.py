@@ -53,6 +53,7 @@ from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import DockerSandbox
 from blocks.git_state import read_git_state
+from blocks.llm import LLM
 from flows.dashboard import RunDashboard
 from blocks.sandbox import SandboxSession
 from blocks.state_store import StateStore, StoreBackend
@@ -196,6 +197,11 @@ class Orchestrator:
         self.insight: Insight | None = None
         self._last_insight = 0.0
         self.start_head = read_git_state(workspace).head  # insights measure changes from here
+        self.llm = (
+            LLM(model=settings.llm_model, api_base=settings.llm_api_base, api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s)
+            if settings.llm_model
+            else None
+        )
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
         self.logger = get_run_logger()
 
@@ -402,7 +408,7 @@ class Orchestrator:
         if not force and time.monotonic() - self._last_insight < self.settings.heartbeat_interval_s:
             return
         self._last_insight = time.monotonic()
-        insight = compute_insight(
+        insight, usage = compute_insight(
             self.run_id,
             self.plan,
             dict(self.progress.status),
@@ -410,7 +416,10 @@ class Orchestrator:
             self._blockers(),
             str(self.workspace),
             self.start_head,
+            llm=self.llm,
         )
+        if usage is not None:
+            self.store.record_llm_usage(self.run_id, "insights", usage.model, usage.tokens, usage.cost_usd)
         # The advice quotes commands and output: mask every step's secrets in all of it.
         everything = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         insight = Insight.model_validate_json(everything.text(insight.model_dump_json()))

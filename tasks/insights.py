@@ -6,9 +6,12 @@ from pathlib import Path
 
 from prefect import task
 
-from autodev.insights import advise
+import json
+
+from autodev.insights import REFINE_PROMPT, ModelAdvice, advise, refine
 from autodev.models import Blocker, Insight, Plan
 from blocks.git_state import read_git_state
+from blocks.llm import LLM, LLMError, Usage
 
 
 @task(name="insights", task_run_name="insights", cache_policy=None, persist_result=False)
@@ -20,6 +23,21 @@ def compute_insight(
     blockers: list[Blocker],
     workspace: str,
     start_head: str | None,
-) -> Insight:
+    llm: LLM | None = None,
+) -> tuple[Insight, Usage | None]:
+    """Rules first; with a model configured, the model may reorder and reword the advice. If the
+    model fails or answers garbage, the rules' advice stands and the evidence says why."""
     git = read_git_state(Path(workspace), start_head)
-    return advise(run_id, plan, statuses, attempts, blockers, git)
+    insight = advise(run_id, plan, statuses, attempts, blockers, git)
+    if llm is None or not insight.recommendations:
+        return insight, None
+    listing = [{"index": i, "action": r.action, "reason": r.reason} for i, r in enumerate(insight.recommendations)]
+    try:
+        answer, usage = llm.ask_json(REFINE_PROMPT, json.dumps({"recommendations": listing}), ModelAdvice)
+    except LLMError as exc:
+        return insight.model_copy(update={"evidence": {**insight.evidence, "llm": f"not used: {exc}"}}), None
+    refined = refine(insight, answer)
+    if refined is None:
+        note = f"rejected the answer of {llm.model} (it changed the set of recommendations)"
+        return insight.model_copy(update={"evidence": {**insight.evidence, "llm": note}}), usage
+    return refined.model_copy(update={"evidence": {**refined.evidence, "llm": f"reworded by {llm.model}"}}), usage

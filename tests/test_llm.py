@@ -1,0 +1,121 @@
+"""The real litellm HTTP path against a local OpenAI-compatible server: advice refined, or not."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from autodev.models import GitState
+from autodev.plan import parse_plan
+from blocks.llm import LLM
+from tasks.insights import compute_insight
+
+
+class FakeModelServer:
+    """Answers /v1/chat/completions with scripted replies, the way an OpenAI-compatible server does."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, str]] = []
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                outer.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                status, content = outer.replies.pop(0)
+                body = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "local-test",
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
+                }
+                data = json.dumps(body if status == 200 else {"error": {"message": content}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.api_base = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def model_server():
+    server = FakeModelServer()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: lint, run: ruff .}\n")
+FAILED = {"build": "failed", "lint": "failed"}
+
+
+def insight_with(server: FakeModelServer, tmp_path):
+    llm = LLM(model="openai/local-test", api_base=server.api_base, api_key="test-key", timeout_s=10)
+    return compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None, llm=llm)
+
+
+def rules_only(tmp_path):
+    return compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)[0]
+
+
+def test_a_valid_answer_reorders_and_rewords_and_costs_tokens(model_server, tmp_path):
+    model_server.replies.append((200, json.dumps({"order": [1, 0], "actions": ["Fix lint first", "Then fix the build"]})))
+    insight, usage = insight_with(model_server, tmp_path)
+    rules = rules_only(tmp_path)
+    assert [r.action for r in insight.recommendations] == ["Fix lint first", "Then fix the build"]
+    assert [r.command for r in insight.recommendations] == ["ruff .", "make"]  # reasons and commands stay the rules'
+    assert insight.confidence == rules.confidence and insight.evidence["llm"] == "reworded by openai/local-test"
+    assert usage.tokens == 150 and usage.model == "openai/local-test"
+    (request,) = model_server.requests
+    assert request["model"] == "local-test" and request["response_format"]["type"] == "json_schema"
+    assert "recommendations" in request["messages"][1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ((200, "Sure! Here is my advice: fix everything."), "not used"),
+        ((200, json.dumps({"order": [0, 0], "actions": ["a", "b"]})), "rejected the answer"),
+        ((200, json.dumps({"order": [0], "actions": ["only one"]})), "rejected the answer"),
+        ((500, "the model is overloaded"), "not used"),
+    ],
+)
+def test_garbage_or_failure_leaves_the_rules_advice(model_server, tmp_path, reply, expected):
+    model_server.replies.append(reply)
+    insight, _ = insight_with(model_server, tmp_path)
+    rules = rules_only(tmp_path)
+    assert insight.recommendations == rules.recommendations
+    assert insight.confidence == rules.confidence  # never higher for a failed model
+    assert insight.evidence["llm"].startswith(expected)
+
+
+def test_tokens_and_cost_are_recorded_and_exported(tmp_path):
+    from autodev.exporter import StoreCollector
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=f"sqlite:///{tmp_path / 's.db'}").connect()
+    run_id = uuid.uuid4().hex
+    store.create_session(run_id, PLAN, "/tmp", None)
+    store.record_llm_usage(run_id, "insights", "openai/local-test", 150, 0.0)
+    store.record_llm_usage(run_id, "insights", "openai/local-test", 50, 0.002)
+    samples = {s.name: s.value for f in StoreCollector(store).collect() for s in f.samples if "llm" in s.name}
+    store.close()
+    assert samples == {"orchestrator_llm_tokens_total": 200, "orchestrator_llm_cost_usd_total": 0.002}
+
+
+def test_no_model_no_call(tmp_path):
+    insight, usage = compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)
+    assert usage is None and "llm" not in insight.evidence and GitState() == GitState(**insight.evidence["git"])
