@@ -32,10 +32,12 @@ class StoreCollector:
         self._count: dict[str, int] = defaultdict(int)
         self._sum: dict[str, float] = defaultdict(float)
         self._buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(DURATION_BUCKETS))
+        self._trips = 0
 
     def _refresh(self) -> None:
         self._last_id, rows = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
-        for status, count, total, *per_bucket in rows:
+        for status, count, total, trips, *per_bucket in rows:
+            self._trips += trips
             self._count[status] += count
             self._sum[status] += total
             self._buckets[status] = [a + b for a, b in zip(self._buckets[status], per_bucket)]
@@ -54,6 +56,9 @@ class StoreCollector:
             )
             yield CounterMetricFamily(
                 "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count.get("stalled", 0)
+            )
+            yield CounterMetricFamily(
+                "orchestrator_breaker_trips", "Runs blocked by the failure breaker.", value=self._trips
             )
             duration = HistogramMetricFamily(
                 "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]

@@ -106,6 +106,7 @@ class StepAttempt(BaseModel):
     attempt: int
     command: str
     result: CommandResult
+    breaker_tripped: bool = False  # this attempt was the failure that tripped the breaker
 
 
 class LastCommandResult(BaseModel):

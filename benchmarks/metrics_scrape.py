@@ -36,10 +36,10 @@ def fill(store, run_id: str, count: int, first_attempt: int) -> None:
     now = utcnow()
     rows = [
         (run_id, "s", first_attempt + i, "true", STATUSES[i % len(STATUSES)], i % 3, None,
-         store._ts(now), store._ts(now + timedelta(seconds=i % 100)), float(i % 100), 10, "tail", None)
+         store._ts(now), store._ts(now + timedelta(seconds=i % 100)), float(i % 100), 10, "tail", None, 0)
         for i in range(count)
     ]
-    marks = ", ".join("?" * 13)
+    marks = ", ".join("?" * 14)
     with store._transaction() as cur:
         cur.executemany(store._sql(f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({marks})"), rows)
 

@@ -101,13 +101,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 ts {ts} NOT NULL)""",
         ],
     ),
+    (5, ["ALTER TABLE step_results ADD COLUMN breaker_tripped INTEGER NOT NULL DEFAULT 0"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at"
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
-    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path"
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped"
 )
 
 
@@ -287,16 +288,17 @@ class StoreBackend(ABC):
 
     # --- metrics -----------------------------------------------------------------------
     def attempt_totals(self, after_id: int, buckets: tuple[float, ...]) -> tuple[int, list[tuple]]:
-        """Per status, for attempts with id > after_id: (status, count, sum of durations, count
-        per duration bucket...). Returns the highest id seen, so the next scrape reads only
+        """Per status, for attempts with id > after_id: (status, count, sum of durations, breaker
+        trips, count per duration bucket...). Returns the highest id seen, so the next scrape reads only
         what is new."""
         cases = ", ".join(f"SUM(CASE WHEN duration_s <= {b!r} THEN 1 ELSE 0 END)" for b in buckets)
         rows = self._fetchall(
-            f"SELECT status, COUNT(*), SUM(duration_s), MAX(id), {cases} FROM step_results WHERE id > ? GROUP BY status",
+            f"SELECT status, COUNT(*), SUM(duration_s), MAX(id), SUM(breaker_tripped), {cases} "
+            "FROM step_results WHERE id > ? GROUP BY status",
             (after_id,),
         )
         last = max((r[3] for r in rows), default=after_id)
-        return last, [(r[0], r[1], r[2] or 0.0, *r[4:]) for r in rows]
+        return last, [(r[0], r[1], r[2] or 0.0, r[4] or 0, *r[5:]) for r in rows]
 
     def record_llm_usage(self, run_id: str, purpose: str, model: str, tokens: int, cost_usd: float) -> None:
         with self._transaction() as cur:
@@ -325,7 +327,7 @@ class StoreBackend(ABC):
         r = attempt.result
         with self._transaction() as cur:
             cur.execute(
-                self._sql(f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                self._sql(f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 (
                     attempt.run_id,
                     attempt.step_id,
@@ -340,6 +342,7 @@ class StoreBackend(ABC):
                     r.output_bytes,
                     r.output_tail,
                     r.log_path,
+                    int(attempt.breaker_tripped),
                 ),
             )
 
@@ -361,6 +364,7 @@ class StoreBackend(ABC):
                     output_tail=r[11],
                     log_path=r[12],
                 ),
+                breaker_tripped=bool(r[13]),
             )
             for r in rows
         ]

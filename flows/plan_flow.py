@@ -262,8 +262,12 @@ class Orchestrator:
         command = self.redactors[step_id].text(step.run)  # what is stored and sent
         limits = self.plan.limits_for(step)
         result = _result_of(future)
+        tripped = self.breaker.record(fingerprint(step.run, result) if result.status != "succeeded" else None)
         self.store.record_attempt(
-            StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result)
+            StepAttempt(
+                run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result,
+                breaker_tripped=tripped,
+            )
         )
         metrics.COMMANDS.labels(status=result.status).inc()
         base = {"step": step_id, "command": command, "exit_code": result.exit_code, "status": result.status}
@@ -281,7 +285,6 @@ class Orchestrator:
         if result.status == "stalled":
             self.stalls[step_id] += 1
             self.events.emit("autodev.step.stalled", {**base, "attempt": entry.attempt, "stalls": self.stalls[step_id]})
-        tripped = self.breaker.record(fingerprint(step.run, result) if diagnosis else None)
         move = next_move(result.status, entry.attempt, self.stalls[step_id], limits, tripped)
 
         skipped: list[str] = []

@@ -36,14 +36,16 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
     }
 
 
-def add_attempts(store, run_id: str, statuses: list[str], seconds: float = 2.0) -> None:
+def add_attempts(store, run_id: str, statuses: list[str], seconds: float = 2.0, trip_on: str = "timed_out") -> None:
     now = utcnow()
     start = len(store.attempts(run_id))
     for i, status in enumerate(statuses, start=start + 1):
         result = CommandResult(
             status=status, exit_code=0 if status == "succeeded" else 1, started_at=now, finished_at=now + timedelta(seconds=seconds)
         )
-        store.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=i, command="true", result=result))
+        store.record_attempt(
+            StepAttempt(run_id=run_id, step_id="a", attempt=i, command="true", result=result, breaker_tripped=status == trip_on)
+        )
 
 
 @pytest.mark.postgres
@@ -59,6 +61,7 @@ def test_exporter_counts_from_the_store_and_reads_only_new_rows(database_url):
         assert first[("orchestrator_command_failures_total", ())] == 3
         assert first[("orchestrator_commands_total", (("status", "failed"),))] == 1
         assert first[("orchestrator_stalls_total", ())] == 1
+        assert first[("orchestrator_breaker_trips_total", ())] == 1
         assert first[("orchestrator_step_duration_seconds_count", (("status", "succeeded"),))] == 1
         assert first[("orchestrator_step_duration_seconds_bucket", (("le", "1.0"), ("status", "succeeded")))] == 0
         assert first[("orchestrator_step_duration_seconds_bucket", (("le", "5.0"), ("status", "succeeded")))] == 1

@@ -75,6 +75,9 @@ steps:
     assert "pip install requests2" in tripped["payload"]["suggested_action"]
     (blocked,) = [e for e in events if e["event"] == "autodev.run.blocked"]
     assert blocked["payload"]["reason"] == "breaker"
+    s = store()
+    assert [a.breaker_tripped for a in s.attempts(report.run_id)] == [False, False, True]
+    s.close()
 
 
 def test_different_failures_do_not_trip_the_breaker(prefect_api, docker_engine, tmp_path):

@@ -127,3 +127,29 @@ def test_password_never_shown_and_unreachable_database_is_an_environment_problem
         open_store("postgresql://me:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(info.value)
     assert "unreachable" in str(info.value) and "AUTODEV_DATABASE_URL" in str(info.value)
+
+
+def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monkeypatch):
+    import blocks.state_store as state_store
+
+    monkeypatch.setattr(state_store, "MIGRATIONS", state_store.MIGRATIONS[:1])
+    old = open_store(database_url)
+    assert old.schema_version() == 1
+    run_id = new_run(old)
+    with old._transaction() as cur:  # an attempt written by a version-1 autodev
+        cur.execute(
+            old._sql(
+                "INSERT INTO step_results (run_id, step_id, attempt, command, status, exit_code, started_at, "
+                "finished_at, duration_s, output_bytes, output_tail) VALUES (?, 'a', 1, 'echo a', 'failed', 1, ?, ?, 0.5, 2, ?)"
+            ),
+            (run_id, old._ts(utcnow()), old._ts(utcnow()), "x\n"),
+        )
+    old.close()
+    monkeypatch.undo()
+
+    upgraded = open_store(database_url)
+    assert upgraded.schema_version() == SCHEMA_VERSION
+    (attempt,) = upgraded.attempts(run_id)
+    assert attempt.result.output_tail == "x\n" and attempt.breaker_tripped is False
+    assert upgraded.get_session(run_id).plan == PLAN
+    upgraded.close()
