@@ -1,0 +1,90 @@
+"""autodev deployed like any Prefect project: `prefect deploy --all`, a process worker,
+`prefect deployment run`, against a real `prefect server start` (SQLite, loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AUTODEV_DATABASE_URL": f"sqlite:///{tmp_path / 'autodev.db'}",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "prefect server start did not come up"
+            time.sleep(0.5)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def prefect(env, *args, timeout=180) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
+
+
+def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tmp_path):
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    plan = {"project": "deployed", "steps": [
+        {"id": "hello", "run": "echo from a deployment > out.txt"},
+        {"id": "after", "run": "cat out.txt", "depends_on": ["hello"]},
+    ]}
+    started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
+                      "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / 'ws'}")
+    flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
+    prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=240)
+
+    flow_run = httpx.get(f"{api}/flow_runs/{flow_run_id}").json()
+    assert flow_run["state"]["type"] == "COMPLETED"
+    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+    assert sorted(t["name"] for t in task_runs if t["name"] != "insights") == ["after", "hello"]
+    artifacts = httpx.post(f"{api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    assert {"autodev-steps", "autodev-progress", "autodev-run-summary"} <= {a["key"] for a in artifacts}
+
+    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    report = json.loads(status.stdout)  # the same state store records as `autodev exec`
+    assert report["status"] == "succeeded"
+    assert report["steps"][1]["output_tail"] == "from a deployment\n"
