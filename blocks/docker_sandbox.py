@@ -72,7 +72,7 @@ class DockerSandbox(Block):
     memory: str = Field("4g", description="Memory limit, docker syntax (512m, 4g).")
     pids_limit: int = Field(1024, description="Maximum number of processes in the container.")
 
-    def open(self, workspace: Path, run_id: str) -> DockerSandboxSession:
+    def open(self, workspace: Path, run_id: str, flow_run_id: str | None = None) -> DockerSandboxSession:
         client = docker_client()
         try:
             client.images.get(self.image)
@@ -96,16 +96,17 @@ class DockerSandbox(Block):
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
             mem_limit=self.memory,
-            labels={"autodev.run_id": run_id},
+            labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
         )
         return DockerSandboxSession(client, container)
 
 
-def remove_run_containers(run_id: str) -> int:
-    """Remove the sandbox containers a run left behind (its process died); how many there were."""
+def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
+    """Remove the sandbox containers a run left behind (its process died or was cancelled);
+    how many there were. `label` may be autodev.flow_run_id to find them by flow run."""
     client = docker_client(timeout=10)
     try:
-        containers = client.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
+        containers = client.containers.list(all=True, filters={"label": f"{label}={run_id}"})
         for container in containers:
             container.remove(force=True)
         return len(containers)

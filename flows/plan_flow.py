@@ -51,7 +51,7 @@ from autodev.redact import Redactor
 from autodev.report import build_report
 from autodev.scheduling import Progress
 from autodev.settings import Settings, load_settings
-from blocks.docker_sandbox import DockerSandbox
+from blocks.docker_sandbox import DockerSandbox, remove_run_containers
 from blocks.git_state import read_git_state
 from blocks.llm import LLM
 from flows.dashboard import RunDashboard
@@ -77,7 +77,25 @@ class Decision(RunInput):
     note: str = Field("", description="why; kept with the run as an intervention")
 
 
-@flow(name="autodev-plan", flow_run_name=_flow_run_name, persist_result=False)
+def _on_cancellation(flow, flow_run, state) -> None:
+    """Cancelled from the UI or `prefect flow-run cancel`: the worker stops the flow's process,
+    and this hook (run by the worker) removes the run's sandbox and records the run as failed."""
+    remove_run_containers(str(flow_run.id), label="autodev.flow_run_id")
+    store = StateStore(database_url=load_settings().database_url).connect()
+    try:
+        for session in store.sessions_with_status(("running", "blocked")):
+            if session.flow_run_id == str(flow_run.id):
+                store.update_session(session.run_id, lambda m: setattr(m, "phase", "cancelled"), status="failed")
+    finally:
+        store.close()
+
+
+@flow(
+    name="autodev-plan",
+    flow_run_name=_flow_run_name,
+    persist_result=False,
+    on_cancellation=[_on_cancellation],
+)
 def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decision: Decision | None = None):
     """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
 
@@ -108,7 +126,7 @@ def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decisi
         pids_limit=settings.sandbox_pids,
     )
     try:
-        with sandbox_block.open(workspace_path, run_id) as sandbox:
+        with sandbox_block.open(workspace_path, run_id, flow_run_id) as sandbox:
             loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
             dashboard = loop.dashboard = RunDashboard(plan, settings.heartbeat_interval_s)
             if continue_run:

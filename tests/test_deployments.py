@@ -88,3 +88,38 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
     report = json.loads(status.stdout)  # the same state store records as `autodev exec`
     assert report["status"] == "succeeded"
     assert report["steps"][1]["output_tail"] == "from a deployment\n"
+
+
+def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(prefect_server, docker_engine, tmp_path):
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    plan = {"project": "to-cancel", "steps": [{"id": "long", "run": "echo started; sleep 600"}]}
+    started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
+                      "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / 'ws'}")
+    flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        label = {"label": f"autodev.flow_run_id={flow_run_id}"}
+        deadline = time.monotonic() + 120
+        while not docker_engine.containers.list(filters=label):
+            assert time.monotonic() < deadline, "the run's sandbox never started"
+            time.sleep(0.5)
+        time.sleep(1)
+        prefect(env, "flow-run", "cancel", flow_run_id)
+        deadline = time.monotonic() + 90
+        while True:
+            state = httpx.get(f"{api}/flow_runs/{flow_run_id}").json()["state"]["type"]
+            gone = not docker_engine.containers.list(all=True, filters=label)
+            if state == "CANCELLED" and gone:
+                break
+            assert time.monotonic() < deadline, f"state {state}, sandbox removed: {gone}"
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(status.stdout)["status"] == "failed"
