@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres]
 
 
 def free_port() -> int:
@@ -24,11 +24,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def prefect_server(request, tmp_path):
+    """`prefect server start` on loopback, on its own SQLite file or on a PostgreSQL database."""
     port = free_port()
+    database = {}
+    if request.param == "postgres":
+        url = request.getfixturevalue("fresh_postgres_url")
+        database = {"PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql://", "postgresql+asyncpg://", 1)}
     env = {
         **os.environ,
+        **database,
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
