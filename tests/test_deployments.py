@@ -129,3 +129,47 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
     status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(status.stdout)["status"] == "failed"
+
+
+@pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
+def test_two_workers_share_one_postgres_state_store_without_losing_results(prefect_server, fresh_postgres_url, tmp_path):
+    env = {**prefect_server, "AUTODEV_DATABASE_URL": fresh_postgres_url}
+    api = env["PREFECT_API_URL"]
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    runs = []
+    for n in range(4):
+        plan = {"project": f"shared-{n}", "steps": [{"id": f"s{i}", "run": f"echo run {n} step {i}"} for i in range(5)]}
+        started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
+                          "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / f'ws{n}'}")
+        runs.append(started.stdout.split("/runs/flow-run/")[1].split()[0].strip())
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process", "--name", f"w{i}"],
+                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            states = [httpx.get(f"{api}/flow_runs/{r}").json()["state"]["type"] for r in runs]
+            if all(s == "COMPLETED" for s in states):
+                break
+            assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
+            time.sleep(1)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
+
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=fresh_postgres_url).connect()
+    try:
+        for n, run_id in enumerate(runs):
+            attempts = store.attempts(run_id)
+            assert [(a.step_id, a.attempt) for a in attempts] == [(f"s{i}", 1) for i in range(5)]
+            assert [a.result.output_tail for a in attempts] == [f"run {n} step {i}\n" for i in range(5)]
+            assert store.get_session(run_id).status == "succeeded"
+    finally:
+        store.close()
