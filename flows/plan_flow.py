@@ -77,11 +77,18 @@ class Decision(RunInput):
     note: str = Field("", description="why; kept with the run as an intervention")
 
 
+def state_store_config(block_name: str | None) -> StateStore:
+    """The state store block saved under `block_name`, or the one AUTODEV_DATABASE_URL describes."""
+    if block_name:
+        return StateStore.load(block_name)
+    return StateStore(database_url=load_settings().database_url)
+
+
 def _on_cancellation(flow, flow_run, state) -> None:
     """Cancelled from the UI or `prefect flow-run cancel`: the worker stops the flow's process,
     and this hook (run by the worker) removes the run's sandbox and records the run as failed."""
     remove_run_containers(str(flow_run.id), label="autodev.flow_run_id")
-    store = StateStore(database_url=load_settings().database_url).connect()
+    store = state_store_config(flow_run.parameters.get("state_store_block")).connect()
     try:
         for session in store.sessions_with_status(("running", "blocked")):
             if session.flow_run_id == str(flow_run.id):
@@ -96,15 +103,24 @@ def _on_cancellation(flow, flow_run, state) -> None:
     persist_result=False,
     on_cancellation=[_on_cancellation],
 )
-def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decision: Decision | None = None):
+def run_plan(
+    plan: Plan,
+    workspace: str,
+    continue_run: str | None = None,
+    decision: Decision | None = None,
+    sandbox_block: str | None = None,
+    state_store_block: str | None = None,
+):
     """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
 
     `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
-    first unfinished step, in the same workspace.
+    first unfinished step, in the same workspace. `sandbox_block` and `state_store_block` name
+    blocks saved in Prefect (created or edited in the UI); without them the AUTODEV_* settings
+    apply.
     """
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
-    store = StateStore(database_url=settings.database_url).connect()
+    store = state_store_config(state_store_block).connect()
     if continue_run:
         session = store.get_session(continue_run)
         if session is None:
@@ -119,14 +135,16 @@ def run_plan(plan: Plan, workspace: str, continue_run: str | None = None, decisi
         store.create_session(run_id, plan, str(workspace_path), flow_run_id=flow_run_id)
     events = RunEvents(flow_run_id, run_id, plan.project)
     events.emit("autodev.run.started", {"steps": len(plan.steps), "workspace": str(workspace_path)})
-    sandbox_block = DockerSandbox(
-        image=plan.image or settings.image,
-        network=plan.network,
-        memory=settings.sandbox_memory,
-        pids_limit=settings.sandbox_pids,
+    if sandbox_block:
+        sandbox_config = DockerSandbox.load(sandbox_block)
+    else:
+        sandbox_config = DockerSandbox(image=settings.image, memory=settings.sandbox_memory, pids_limit=settings.sandbox_pids)
+    # What the plan asks for wins over the block or the settings.
+    sandbox_config = sandbox_config.model_copy(
+        update={"image": plan.image or sandbox_config.image, "network": plan.network or sandbox_config.network}
     )
     try:
-        with sandbox_block.open(workspace_path, run_id, flow_run_id) as sandbox:
+        with sandbox_config.open(workspace_path, run_id, flow_run_id) as sandbox:
             loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
             dashboard = loop.dashboard = RunDashboard(plan, settings.heartbeat_interval_s)
             if continue_run:

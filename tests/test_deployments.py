@@ -173,3 +173,39 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
             assert store.get_session(run_id).status == "succeeded"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
+def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_server, tmp_path):
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    for module in ("blocks.docker_sandbox", "blocks.state_store", "blocks.llm"):
+        prefect(env, "block", "register", "-m", module)
+    types = {t["name"] for t in httpx.post(f"{api}/block_types/filter", json={}).json()}
+    assert {"autodev Docker sandbox", "autodev state store", "autodev LLM"} <= types
+
+    team_db = tmp_path / "team.db"
+    subprocess.run(  # as a person would in the UI: save a sandbox and a state store under names
+        [sys.executable, "-c",
+         "from blocks.docker_sandbox import DockerSandbox; from blocks.state_store import StateStore; "
+         "DockerSandbox(image='autodev-sandbox:latest', memory='256m').save('small'); "
+         f"StateStore(database_url='sqlite:///{team_db}').save('team')"],
+        env=env, cwd=ROOT, check=True, timeout=60,
+    )
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    plan = {"project": "blocks", "steps": [{"id": "limit", "run": "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}]}
+    started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan", "--param", f"plan={json.dumps(plan)}",
+                      "--param", f"workspace={tmp_path / 'ws'}", "--param", "sandbox_block=small",
+                      "--param", "state_store_block=team")
+    flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
+    prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=240)
+
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=f"sqlite:///{team_db}").connect()
+    try:
+        (attempt,) = store.attempts(flow_run_id)  # in the block's state store, not the default one
+    finally:
+        store.close()
+    assert attempt.result.output_tail == f"{256 * 1024 * 1024}\n"  # the block's memory limit
