@@ -84,6 +84,21 @@ def state_store_config(block_name: str | None) -> StateStore:
     return StateStore(database_url=load_settings().database_url)
 
 
+def llm_config(block_name: str | None) -> LLM | None:
+    """The LLM block saved under `block_name`, or the model AUTODEV_LLM_MODEL names, or none."""
+    if block_name:
+        return LLM.load(block_name)
+    settings = load_settings()
+    if not settings.llm_model:
+        return None
+    return LLM(
+        model=settings.llm_model,
+        api_base=settings.llm_api_base,
+        api_key=settings.llm_api_key,
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
 def _on_cancellation(flow, flow_run, state) -> None:
     """Cancelled from the UI or `prefect flow-run cancel`: the worker stops the flow's process,
     and this hook (run by the worker) removes the run's sandbox and records the run as failed."""
@@ -110,13 +125,14 @@ def run_plan(
     decision: Decision | None = None,
     sandbox_block: str | None = None,
     state_store_block: str | None = None,
+    llm_block: str | None = None,
 ):
     """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
 
     `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
-    first unfinished step, in the same workspace. `sandbox_block` and `state_store_block` name
-    blocks saved in Prefect (created or edited in the UI); without them the AUTODEV_* settings
-    apply.
+    first unfinished step, in the same workspace. `sandbox_block`, `state_store_block` and
+    `llm_block` name blocks saved in Prefect (created or edited in the UI); without them the
+    AUTODEV_* settings apply.
     """
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
@@ -145,7 +161,7 @@ def run_plan(
     )
     try:
         with sandbox_config.open(workspace_path, run_id, flow_run_id) as sandbox:
-            loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events)
+            loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events, llm_config(llm_block))
             dashboard = loop.dashboard = RunDashboard(plan, settings.heartbeat_interval_s)
             if continue_run:
                 loop.restore()
@@ -214,6 +230,7 @@ class Orchestrator:
         sandbox: SandboxSession,
         settings: Settings,
         events: RunEvents,
+        llm: LLM | None = None,
     ):
         self.plan = plan
         self.run_id = run_id
@@ -233,11 +250,7 @@ class Orchestrator:
         self.insight: Insight | None = None
         self._last_insight = 0.0
         self.start_head = read_git_state(workspace).head  # insights measure changes from here
-        self.llm = (
-            LLM(model=settings.llm_model, api_base=settings.llm_api_base, api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s)
-            if settings.llm_model
-            else None
-        )
+        self.llm = llm
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
         self.logger = get_run_logger()
 

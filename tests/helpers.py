@@ -14,10 +14,11 @@ from autodev.settings import load_settings
 from blocks.state_store import StateStore
 
 
-def run(plan_text: str, workspace) -> tuple[object, RunReport]:
+def run(plan_text: str, workspace, **options) -> tuple[object, RunReport]:
+    """Run a plan through the flow (`options`: block names...); its final state and report."""
     from flows.plan_flow import run_plan
 
-    state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True)
+    state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True, **options)
     outcome = state.result(raise_on_failure=False)
     return state, outcome.report if isinstance(outcome, RunFailed) else outcome
 

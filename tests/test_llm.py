@@ -119,3 +119,23 @@ def test_tokens_and_cost_are_recorded_and_exported(tmp_path):
 def test_no_model_no_call(tmp_path):
     insight, usage = compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)
     assert usage is None and "llm" not in insight.evidence and GitState() == GitState(**insight.evidence["git"])
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_run_uses_the_llm_block_named_for_it_and_records_its_cost(prefect_api, docker_engine, model_server, tmp_path):
+    from tests.helpers import run, store
+
+    LLM(model="openai/local-test", api_base=model_server.api_base, api_key="test-key", timeout_s=10).save(
+        "local-model", overwrite=True
+    )
+    for _ in range(4):  # every advice computed in the run asks the model once
+        model_server.replies.append((200, json.dumps({"order": [0], "actions": ["Reworded by the model"]})))
+    _, report = run("project: priced\nsteps:\n  - {id: only, run: 'echo hi'}\n", tmp_path, llm_block="local-model")
+    assert report.next_actions == ["Reworded by the model"]
+    s = store()
+    meta = s.get_session(report.run_id).metadata
+    totals = s.llm_totals()
+    s.close()
+    assert meta.insight.evidence["llm"] == "reworded by openai/local-test"
+    assert totals == [("openai/local-test", 150 * len(model_server.requests), 0.0)]
