@@ -20,7 +20,7 @@ from rich.table import Table
 
 from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
 from autodev.models import RunReport, SessionMetadata, SessionRecord, utcnow
-from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.plan import load_plan
 from autodev.settings import load_settings
 
@@ -310,12 +310,12 @@ def show_report(report: RunReport, as_json: bool, meta: SessionMetadata) -> None
     colour = STATUS_STYLE.get(report.status, "")
     line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
     if meta.orchestrator_heartbeat:
-        delay = heartbeat_delay_s(meta, utcnow())
-        late = report.status == "running" and delay > HEARTBEAT_LATE_S
+        now = utcnow()
+        delay, late = heartbeat_delay_s(meta, now), heartbeat_is_late(meta, report.status, now)
         line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
     out.print(line)
-    stopping = [b for b in meta.blockers if b.kind != "failure"]
-    for blocker in stopping[-1:] if report.status == "blocked" else []:
+    blocker = meta.stopping_blocker() if report.status == "blocked" else None
+    if blocker:
         out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
         out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
     for action in report.next_actions[:3]:

@@ -189,6 +189,10 @@ class SessionMetadata(BaseModel):
 
     HISTORY_LIMIT: ClassVar[int] = 20
 
+    def stopping_blocker(self) -> Blocker | None:
+        """The newest blocker that stopped the run (stall, breaker or watchdog), if any."""
+        return next((b for b in reversed(self.blockers) if b.kind != "failure"), None)
+
     def record_result(self, entry: LastCommandResult) -> None:
         """Set the last result and keep the newest HISTORY_LIMIT results, dropping the oldest."""
         self.last_command_result = entry

@@ -54,3 +54,8 @@ def heartbeat_delay_s(meta: SessionMetadata, now: datetime) -> float:
     if meta.orchestrator_heartbeat is None:
         return float("inf")
     return max((now - meta.orchestrator_heartbeat.ts).total_seconds(), 0.0)
+
+
+def heartbeat_is_late(meta: SessionMetadata, run_status: str, now: datetime) -> bool:
+    """Only a running run's heartbeat can be late (a finished or blocked loop stops beating)."""
+    return run_status == "running" and heartbeat_delay_s(meta, now) > HEARTBEAT_LATE_S

@@ -14,7 +14,7 @@ import time
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from autodev.models import Plan, RunReport, SessionMetadata, utcnow
-from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.scheduling import Progress
 
 
@@ -57,8 +57,8 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         f"| {s.id} | {s.status} | {'' if s.exit_code is None else s.exit_code} | {s.duration_s:.2f} | {s.attempts} |"
         for s in report.steps
     )
-    delay = heartbeat_delay_s(meta, utcnow())
-    late = delay > HEARTBEAT_LATE_S and report.status == "running"
+    now = utcnow()
+    delay, late = heartbeat_delay_s(meta, now), heartbeat_is_late(meta, report.status, now)
     heartbeat = "never" if delay == float("inf") else f"{delay:.0f}s ago"
     lines = [
         f"# Run {report.status}",
@@ -70,8 +70,7 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         "|---|---|---|---|---|",
         rows,
     ]
-    stops = [b for b in meta.blockers if b.kind != "failure"]
-    if report.status == "blocked" and stops:
-        b = stops[-1]
+    b = meta.stopping_blocker() if report.status == "blocked" else None
+    if b:
         lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}", "", f"**Try:** {b.suggested_action}"]
     return "\n".join(lines) + "\n"

@@ -394,7 +394,8 @@ class Orchestrator:
     def ask_for_decision(self) -> Decision | None:
         """Pause the flow run until a person decides (Prefect UI or `autodev resume`), or None
         when AUTODEV_DECISION_TIMEOUT_S passes first."""
-        blocker = next(b for b in reversed(self._blockers()) if b.kind != "failure")
+        blocker = self.store.get_session(self.run_id).metadata.stopping_blocker()
+        assert blocker is not None  # a blocked step always leaves its blocker
         self.store.update_session(self.run_id, lambda m: setattr(m, "phase", f"waiting for a decision on {blocker.step_id}"), status="blocked")
         description = decision_markdown(blocker, self.run_id)
         try:

@@ -84,9 +84,10 @@ def test_fingerprints_ignore_numbers_but_not_the_failure():
 
 def test_heartbeat_delay():
     from autodev.models import Heartbeat, SessionMetadata
-    from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+    from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
 
     now = utcnow()
     assert heartbeat_delay_s(SessionMetadata(), now) == float("inf")
     meta = SessionMetadata(orchestrator_heartbeat=Heartbeat(ts=now - timedelta(seconds=95), loop_status="waiting"))
     assert heartbeat_delay_s(meta, now) == pytest.approx(95) and heartbeat_delay_s(meta, now) > HEARTBEAT_LATE_S
+    assert heartbeat_is_late(meta, "running", now) and not heartbeat_is_late(meta, "blocked", now)
