@@ -78,6 +78,122 @@ def exec_plan(
     finish(state, as_json)
 
 
+@app.command("run")
+def run_requirements(
+    requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
+    workspace: Annotated[
+        Optional[Path], typer.Option(help="New directory to scaffold and work in (default: a new one under ~/.autodev).")
+    ] = None,
+    template: Annotated[Optional[str], typer.Option(help="Template to scaffold (default: the one the requirements name).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Run a template's plan without asking for confirmation.")] = False,
+    replay: Annotated[
+        Optional[Path], typer.Option(help="Answer model calls from this file of stored responses (offline, no API key).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
+) -> None:
+    """Decompose requirements into a plan, scaffold the workspace, execute the plan."""
+    from flows.develop import read_requirements
+
+    settings = load_settings()
+    wanted = read_requirements(str(requirements))  # bad input fails here, before any flow run
+    if replay is not None and not replay.is_file():
+        raise BadInput(f"--replay {replay}: no such file")
+    preflight(settings.image, settings.database_url)
+    if workspace is None:
+        workspace = settings.workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}"
+
+    from flows.develop import develop
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    if not as_json:
+        made_by = f"stored responses from {replay}" if replay else (settings.llm_model or "no model: the template's plan")
+        err.print(f"developing {wanted.project} from {requirements} in {workspace} (model: {made_by})", highlight=False, soft_wrap=True)
+    state = develop(
+        requirements=str(requirements),
+        workspace=str(workspace),
+        template=template,
+        confirm=not yes,
+        replay=str(replay) if replay else None,
+        return_state=True,
+    )
+    finish(state, as_json)
+
+
+@app.command("plan")
+def plan_requirements(
+    requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
+    template: Annotated[Optional[str], typer.Option(help="Template to plan for (default: the one the requirements name).")] = None,
+    replay: Annotated[Optional[Path], typer.Option(help="Answer model calls from this file of stored responses.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (plan, source, guidance, usage).")] = False,
+) -> None:
+    """Decompose requirements into a plan and print it; nothing runs."""
+    import contextlib
+    import logging
+
+    import yaml
+
+    from autodev.replay import ReplayServer, load_cassette
+    from autodev.scaffold import choose_template, load_manifest, render_template
+    from blocks.llm import LLM
+    from flows.develop import read_requirements
+    from flows.plan_flow import llm_config
+    from tasks.decomposer import plan_for
+
+    wanted = read_requirements(str(requirements))
+    manifest = load_manifest(template) if template else choose_template(wanted)
+    files = render_template(manifest, wanted.variables)
+    logger = logging.getLogger("autodev.plan")
+    logger.addHandler(logging.StreamHandler(sys.stderr))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    with contextlib.ExitStack() as stack:
+        if replay:
+            server = stack.enter_context(ReplayServer(load_cassette(replay)))
+            llm = LLM.replaying(server.api_base, load_settings().llm_timeout_s)
+        else:
+            llm = llm_config(None)
+        decomposition = plan_for(wanted, manifest, files, llm, logger)
+    if as_json:
+        print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))
+        return
+    if decomposition.source == "model":
+        made_by = f"plan made by the model {llm.model}" + (f" (stored responses from {replay})" if replay else "")
+        err.print(made_by, highlight=False, soft_wrap=True)
+    else:
+        err.print(f"[yellow]plan from the {manifest.name} template's default steps:[/] {decomposition.reason}", highlight=False, soft_wrap=True)
+        err.print(decomposition.guidance, highlight=False, markup=False, soft_wrap=True)
+    print(yaml.safe_dump(decomposition.plan.model_dump(mode="json", exclude_defaults=True), sort_keys=False, width=100))
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option(help="Where to write the report.")] = Path(
+        "docs/orchestrator_ai_development_test_report.md"
+    ),
+    limit: Annotated[int, typer.Option(help="How many of the newest runs to include.")] = 200,
+    project: Annotated[Optional[str], typer.Option(help="Only runs of this project.")] = None,
+) -> None:
+    """Render the development test report from the runs recorded in the state store."""
+    from autodev.evaluation import evaluate, render_report
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=load_settings().database_url).connect()
+    try:
+        sessions = [s for s in store.recent_sessions(limit) if project is None or s.project == project]
+        evaluations = [
+            evaluate(s, store.attempts(s.run_id), store.step_states(s.run_id), store.llm_usage(s.run_id))
+            for s in sessions
+            if s.status != "running"
+        ]
+    finally:
+        store.close()
+    if not evaluations:
+        raise BadInput("no finished runs recorded yet" + (f" for project {project!r}" if project else ""))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_report(evaluations, utcnow()), encoding="utf-8")
+    err.print(f"wrote {output} from {len(evaluations)} recorded run(s)", highlight=False)
+
+
 def finish(state, as_json: bool) -> None:
     """Show the report of a finished (or blocked) flow run and exit with the contract's code."""
     outcome = state.result(raise_on_failure=False)

@@ -61,7 +61,7 @@ def advise(
             Recommendation(
                 action=b.suggested_action if b else f"fix step {step_id}",
                 reason=f"step {step_id} {statuses[step_id]}" + (f": {b.summary}" if b else "") + " (evidence.steps.failed)",
-                command=plan.step(step_id).run,
+                command=plan.step(step_id).run,  # None for agent steps: nothing to paste into a shell
             )
         )
         confidence = max(confidence, 0.75)

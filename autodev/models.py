@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -36,9 +36,30 @@ class StepDefaults(_Strict):
     max_stall_retries: int = Field(1, ge=0, le=10, description="Attempts after a stall before the run blocks.")
 
 
+def _check_agent_command(template: str | None) -> str | None:
+    if template is not None and "{instruction}" not in template:
+        raise ValueError("needs an {instruction} placeholder where the instruction goes")
+    return template
+
+
 class Step(_Strict):
     id: str = Field(pattern=STEP_ID_PATTERN)
-    run: str = Field(description="Shell command, run by /bin/sh -c in the sandbox's /workspace.")
+    kind: Literal["command", "agent"] = Field(
+        "command", description="command: run a shell command; agent: a coding agent follows `instruction`."
+    )
+    run: str | None = Field(None, description="Shell command, run by /bin/sh -c in the sandbox's /workspace.")
+    instruction: str | None = Field(None, description="What an agent step's coding agent is asked to do.")
+    agent_command: str | None = Field(
+        None, description="An agent step's external CLI, with {instruction} where the instruction goes "
+        "(e.g. `claude -p {instruction}`); unset: the built-in agent (needs a model)."
+    )
+    files: list[str] = Field(
+        default_factory=list, description="Files the built-in agent may edit (default: those with TODO markers)."
+    )
+    context: list[str] = Field(default_factory=list, description="Files the built-in agent reads but does not edit.")
+    feedback_to: str | None = Field(
+        None, description="When this step fails, send the run back to that earlier (agent) step with the evidence."
+    )
     depends_on: list[str] = Field(default_factory=list)
     stall_timeout_s: float | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
@@ -46,12 +67,39 @@ class Step(_Strict):
     max_stall_retries: int | None = Field(None, ge=0, le=10)
     env: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("run")
+    @field_validator("run", "instruction")
     @classmethod
-    def _command_not_empty(cls, run: str) -> str:
-        if not run.strip():
-            raise ValueError("command is empty")
-        return run
+    def _not_blank(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if text is not None and not text.strip():
+            raise ValueError("command is empty" if info.field_name == "run" else "instruction is empty")
+        return text
+
+    @field_validator("agent_command")
+    @classmethod
+    def _has_placeholder(cls, template: str | None) -> str | None:
+        return _check_agent_command(template)
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> Step:
+        if self.kind == "command":
+            if self.run is None:
+                raise ValueError("missing required field 'run' (or give `kind: agent` and an `instruction`)")
+            if self.instruction is not None or self.agent_command is not None:
+                raise ValueError("`instruction` and `agent_command` belong to steps of kind agent")
+        else:
+            if self.run is not None:
+                raise ValueError("an agent step has `instruction`, not `run`")
+            if self.instruction is None:
+                raise ValueError("an agent step needs `instruction`")
+        return self
+
+    @property
+    def command(self) -> str:
+        """What the step runs, as shown and stored: the shell command, or the agent's instruction."""
+        if self.kind == "command":
+            return self.run  # type: ignore[return-value]
+        first_line = self.instruction.strip().splitlines()[0]  # type: ignore[union-attr]
+        return f"agent: {first_line[:200]}"
 
 
 class Plan(_Strict):
@@ -59,8 +107,17 @@ class Plan(_Strict):
     image: str | None = None
     network: bool = Field(False, description="Give the sandbox a network (off by default).")
     max_parallel: int = Field(1, ge=1, le=32, description="How many independent steps may run at once.")
+    max_feedback_rounds: int = Field(
+        2, ge=0, le=10, description="How many times failed checks may send the run back to an agent step."
+    )
+    agent_command: str | None = Field(None, description="Default external agent CLI for agent steps.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("agent_command")
+    @classmethod
+    def _has_placeholder(cls, template: str | None) -> str | None:
+        return _check_agent_command(template)
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -173,6 +230,57 @@ class Insight(BaseModel):
     evidence: dict[str, Any]
 
 
+class LLMUsage(BaseModel):
+    """What one model call cost."""
+
+    model: str
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Pause(BaseModel):
+    """A point where the run waited for a person: a blocked step, or a plan to confirm."""
+
+    kind: Literal["decision", "confirmation"]
+    step_id: str | None = None
+    ts: datetime
+
+
+class RunOrigin(BaseModel):
+    """Where a run's plan came from: a plan file, a model's decomposition, or a template's fallback."""
+
+    source: Literal["plan", "model", "template"] = "plan"
+    requirements: str | None = None  # the requirements document's path or name
+    template: str | None = None
+    reason: str | None = None  # why the template's plan was used instead of a model's
+    usage: list[LLMUsage] = Field(default_factory=list)  # model calls spent on the plan
+
+
+class RunEvaluation(BaseModel):
+    """A run's figures (autodev.evaluation computes them)."""
+
+    run_id: str
+    project: str
+    status: str
+    plan_source: str  # plan file, model, or the template's fallback
+    started_at: datetime
+    total_s: float
+    steps: int
+    steps_succeeded: int
+    success_rate: float
+    step_seconds: dict[str, float]  # every attempt of the step, summed
+    attempts: int
+    retries: int  # attempts beyond each step's first
+    stalls: int
+    breaker_trips: int
+    feedback_rounds: int
+    pauses: int  # times the run waited for a person (blocked step, plan to confirm)
+    decisions: int  # decisions people took (retry, skip, abort)
+    model_calls: int
+    model_tokens: int
+    model_cost_usd: float
+
+
 class SessionMetadata(BaseModel):
     """The `agent_sessions.metadata` document of one run."""
 
@@ -186,6 +294,10 @@ class SessionMetadata(BaseModel):
     orchestrator_heartbeat: Heartbeat | None = None
     interventions: list[Intervention] = Field(default_factory=list)
     insight: Insight | None = None
+    pauses: list[Pause] = Field(default_factory=list)
+    feedback_rounds: int = 0  # times a failed check sent the run back to an agent step
+    origin: RunOrigin = Field(default_factory=RunOrigin)
+    evaluation: RunEvaluation | None = None  # the run's figures at its end
 
     HISTORY_LIMIT: ClassVar[int] = 20
 

@@ -80,7 +80,25 @@ def _graph_problems(plan: Plan) -> list[str]:
         cycle = find_cycle(plan)
         if cycle:
             problems.append(f"step {cycle[0]!r} field 'depends_on': cycle {' -> '.join(cycle)}")
+    if not problems:
+        for step in plan.steps:
+            if step.feedback_to is not None and step.feedback_to not in upstream_of(plan, step.id):
+                problems.append(
+                    f"step {step.id!r} field 'feedback_to': {step.feedback_to!r} is not a step this one depends on"
+                )
     return problems
+
+
+def upstream_of(plan: Plan, step_id: str) -> set[str]:
+    """Every step `step_id` depends on, directly or through others."""
+    found: set[str] = set()
+    pending = list(plan.step(step_id).depends_on)
+    while pending:
+        dep = pending.pop()
+        if dep not in found:
+            found.add(dep)
+            pending.extend(plan.step(dep).depends_on)
+    return found
 
 
 def find_cycle(plan: Plan) -> list[str] | None:

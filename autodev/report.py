@@ -23,7 +23,7 @@ def build_report(session: SessionRecord, attempts: list[StepAttempt], step_state
         steps.append(
             StepReport(
                 id=step.id,
-                command=step.run,
+                command=step.command,
                 status=status,
                 exit_code=a.result.exit_code if a else None,
                 duration_s=round(a.result.duration_s, 3) if a else 0.0,

@@ -55,6 +55,21 @@ class Progress:
         """A person chose to retry a blocked step."""
         self.status[step_id] = None
 
+    def rewind(self, step_id: str) -> list[str]:
+        """A failed check sends the run back to `step_id`: it and everything downstream of it
+        run again. Returns those steps, in plan order."""
+        again = {step_id}
+        pending = [step_id]
+        while pending:
+            for dependent in self._dependents[pending.pop()]:
+                if dependent not in again:
+                    again.add(dependent)
+                    pending.append(dependent)
+        for sid in again:
+            self.status[sid] = None
+            self.waived.discard(sid)
+        return [s.id for s in self.plan.steps if s.id in again]
+
     def waive(self, step_id: str) -> None:
         """A person chose to skip a blocked step: the steps after it may run."""
         self.status[step_id] = "skipped"

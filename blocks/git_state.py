@@ -1,4 +1,4 @@
-"""Reading a workspace's git state with gitpython, for insights. Read-only: never changes the repo."""
+"""A workspace's git state with gitpython: read for insights, and the scaffold's first commit."""
 
 from __future__ import annotations
 
@@ -40,3 +40,19 @@ def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
             commits_since_start=commits,
             diff_stat=diff_stat,
         )
+
+
+AUTODEV_ACTOR = git.Actor("autodev", "autodev@localhost")
+
+
+def commit_all(workspace: Path, message: str) -> str:
+    """Make `workspace` a git repository (when it is not one) and commit every file in it;
+    the new commit's sha."""
+    try:
+        repo = git.Repo(workspace)
+    except git.InvalidGitRepositoryError:
+        repo = git.Repo.init(workspace, initial_branch="main")
+    with repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        repo.git.add(A=True)
+        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha

@@ -15,18 +15,20 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from autodev.errors import AutodevError
+from autodev.models import LLMUsage
+from autodev.replay import REPLAY_MODEL
 
 T = TypeVar("T", bound=BaseModel)
 
 
 class LLMError(AutodevError):
-    """The model failed, timed out or answered something that does not validate."""
+    """The model failed, timed out or answered something that does not validate; `usage` is what
+    the call cost when the model did answer."""
 
-
-class Usage(BaseModel):
-    model: str
-    tokens: int = 0
-    cost_usd: float = 0.0
+    def __init__(self, message: str, usage: LLMUsage | None = None, timed_out: bool = False):
+        super().__init__(message)
+        self.usage = usage
+        self.timed_out = timed_out
 
 
 class LLM(Block):
@@ -38,11 +40,17 @@ class LLM(Block):
     api_key: SecretStr | None = None
     timeout_s: float = 60
 
-    def ask_json(self, system: str, user: str, schema: type[T]) -> tuple[T, Usage]:
+    @classmethod
+    def replaying(cls, api_base: str, timeout_s: float = 60) -> LLM:
+        """The client for a local replay server (autodev.replay): stored answers, no provider."""
+        return cls(model=REPLAY_MODEL, api_base=api_base, api_key="replay", timeout_s=timeout_s)
+
+    def ask_json(self, system: str, user: str, schema: type[T]) -> tuple[T, LLMUsage]:
         """One completion whose answer must be JSON matching `schema`; LLMError otherwise."""
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
+        litellm.suppress_debug_info = True  # its help banner would land on stdout, inside --json output
         try:
             response = litellm.completion(
                 model=self.model,
@@ -57,8 +65,9 @@ class LLM(Block):
                 num_retries=0,
             )
         except Exception as exc:  # litellm maps every provider's errors to its own classes
-            raise LLMError(f"model {self.model} failed: {exc.__class__.__name__}: {str(exc)[:300]}") from exc
-        usage = Usage(model=self.model, tokens=getattr(response.usage, "total_tokens", 0) or 0)
+            timed_out = "timeout" in exc.__class__.__name__.lower()
+            raise LLMError(f"model {self.model} failed: {exc.__class__.__name__}: {str(exc)[:300]}", timed_out=timed_out) from exc
+        usage = LLMUsage(model=self.model, tokens=getattr(response.usage, "total_tokens", 0) or 0)
         try:
             usage.cost_usd = float(litellm.completion_cost(completion_response=response) or 0.0)
         except Exception:  # unknown (local) models have no price: record the tokens only
@@ -67,7 +76,15 @@ class LLM(Block):
         try:
             return schema.model_validate(json.loads(_strip_fences(text))), usage
         except (json.JSONDecodeError, ValidationError) as exc:
-            raise LLMError(f"model {self.model} answered with something that is not a valid {schema.__name__}: {text[:200]!r}") from exc
+            problem = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_errors(exc)
+            raise LLMError(
+                f"model {self.model} answered with something that is not a valid {schema.__name__} ({problem}): {text[:200]!r}",
+                usage,
+            ) from exc
+
+
+def _first_errors(exc: ValidationError, limit: int = 5) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}" for e in exc.errors()[:limit])
 
 
 def _strip_fences(text: str) -> str:

@@ -174,7 +174,9 @@ class StoreBackend(ABC):
             return cur.fetchone()[0] or 0
 
     # --- sessions ----------------------------------------------------------------------
-    def create_session(self, run_id: str, plan: Plan, workspace: str, flow_run_id: str | None) -> None:
+    def create_session(
+        self, run_id: str, plan: Plan, workspace: str, flow_run_id: str | None, metadata: SessionMetadata | None = None
+    ) -> None:
         now = self._ts(utcnow())
         with self._transaction() as cur:
             cur.execute(
@@ -189,7 +191,7 @@ class StoreBackend(ABC):
                     workspace,
                     flow_run_id,
                     self._json(plan.model_dump(mode="json")),
-                    self._json(SessionMetadata().model_dump(mode="json")),
+                    self._json((metadata or SessionMetadata()).model_dump(mode="json")),
                     now,
                     now,
                 ),
@@ -242,6 +244,10 @@ class StoreBackend(ABC):
     def sessions_with_status(self, statuses: tuple[str, ...]) -> list[SessionRecord]:
         marks = ", ".join("?" * len(statuses))
         return self._select_sessions(f"WHERE status IN ({marks})", statuses)
+
+    def recent_sessions(self, limit: int = 500) -> list[SessionRecord]:
+        """The newest `limit` sessions, newest first."""
+        return self._select_sessions("ORDER BY created_at DESC LIMIT ?", (limit,))
 
     def latest_session(self) -> SessionRecord | None:
         rows = self._select_sessions("ORDER BY created_at DESC LIMIT 1", ())
@@ -306,6 +312,12 @@ class StoreBackend(ABC):
                 self._sql("INSERT INTO llm_usage (run_id, purpose, model, tokens, cost_usd, ts) VALUES (?, ?, ?, ?, ?, ?)"),
                 (run_id, purpose, model, tokens, cost_usd, self._ts(utcnow())),
             )
+
+    def llm_usage(self, run_id: str) -> list[tuple[str, str, int, float]]:
+        """(purpose, model, tokens, cost in USD) of each model call a run made, oldest first."""
+        return self._fetchall(
+            "SELECT purpose, model, tokens, cost_usd FROM llm_usage WHERE run_id = ? ORDER BY id", (run_id,)
+        )
 
     def llm_totals(self) -> list[tuple[str, int, float]]:
         """(model, tokens, cost in USD) over every recorded call."""

@@ -9,13 +9,20 @@ versions); the last update always happens.
 
 from __future__ import annotations
 
+import re
 import time
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from autodev.evaluation import RunEvaluation, evaluation_markdown
 from autodev.models import Plan, RunReport, SessionMetadata, utcnow
 from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.scheduling import Progress
+
+
+def artifact_key(name: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
 
 class RunDashboard:
@@ -39,16 +46,21 @@ class RunDashboard:
                 "state": progress.status[s.id] or ("running" if s.id in running else "pending"),
                 "attempts": progress.attempts[s.id],
                 "depends on": ", ".join(s.depends_on),
-                "command": s.run if len(s.run) <= 80 else s.run[:77] + "...",
+                "command": s.command if len(s.command) <= 80 else s.command[:77] + "...",
             }
             for s in self.plan.steps
         ]
         create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live")
 
-    def finish(self, progress: Progress, report: RunReport, meta: SessionMetadata) -> None:
+    def finish(self, progress: Progress, report: RunReport, meta: SessionMetadata, evaluation: RunEvaluation) -> None:
         self.update(progress, set(), force=True)
         create_markdown_artifact(
             key="autodev-run-summary", markdown=summary_markdown(report, meta), description=self.plan.project
+        )
+        create_markdown_artifact(
+            key=f"evaluation-{artifact_key(self.plan.project)}",
+            markdown=evaluation_markdown(evaluation),
+            description=f"{self.plan.project}: how the run went, in figures",
         )
 
 

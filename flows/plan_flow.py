@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import queue
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 import time
 import uuid
 from datetime import datetime
@@ -28,7 +29,9 @@ from prefect.states import Failed, Running
 from pydantic import Field
 
 from autodev import metrics
+from autodev.agent import agent_cli_command, failure_evidence
 from autodev.errors import BadInput, CommandFailed, RunFailed
+from autodev.evaluation import evaluate
 from autodev.diagnosis import diagnose, fingerprint
 from autodev.insights import changed as insight_changed
 from autodev.models import (
@@ -39,8 +42,11 @@ from autodev.models import (
     Insight,
     Intervention,
     LastCommandResult,
+    LLMUsage,
+    Pause,
     Plan,
     QueueEntry,
+    RunOrigin,
     SessionMetadata,
     Step,
     StepAttempt,
@@ -48,15 +54,18 @@ from autodev.models import (
 )
 from autodev.policy import FailureBreaker, next_move
 from autodev.redact import Redactor
+from autodev.replay import ReplayServer, load_cassette
 from autodev.report import build_report
-from autodev.scheduling import Progress
+from autodev.scaffold import todo_files_in
+from autodev.scheduling import FAILED_STATUSES, Progress
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import DockerSandbox, remove_run_containers
 from blocks.git_state import read_git_state
 from blocks.llm import LLM
-from flows.dashboard import RunDashboard
+from flows.dashboard import RunDashboard, artifact_key
 from blocks.sandbox import SandboxSession
 from blocks.state_store import StateStore, StoreBackend
+from tasks.agent import run_agent
 from tasks.insights import compute_insight
 from tasks.run_command import run_command
 
@@ -99,6 +108,18 @@ def llm_config(block_name: str | None) -> LLM | None:
     )
 
 
+@contextmanager
+def model_for(llm_block: str | None, replay: str | None) -> Iterator[LLM | None]:
+    """The run's model: stored responses replayed by a local server when `replay` names a
+    file (offline experiments), else the LLM block or AUTODEV_LLM_MODEL, else none."""
+    if not replay:
+        yield llm_config(llm_block)
+        return
+    with ReplayServer(load_cassette(replay)) as server:
+        get_run_logger().info("model answers are replayed from %s by a local server, not asked of a model", replay)
+        yield LLM.replaying(server.api_base, load_settings().llm_timeout_s)
+
+
 def _on_cancellation(flow, flow_run, state) -> None:
     """Cancelled from the UI or `prefect flow-run cancel`: the worker stops the flow's process,
     and this hook (run by the worker) removes the run's sandbox and records the run as failed."""
@@ -126,13 +147,18 @@ def run_plan(
     sandbox_block: str | None = None,
     state_store_block: str | None = None,
     llm_block: str | None = None,
+    origin: RunOrigin | None = None,
+    pauses: list[Pause] | None = None,
+    replay: str | None = None,
 ):
     """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
 
     `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
     first unfinished step, in the same workspace. `sandbox_block`, `state_store_block` and
     `llm_block` name blocks saved in Prefect (created or edited in the UI); without them the
-    AUTODEV_* settings apply.
+    AUTODEV_* settings apply. `origin` says where the plan came from and `pauses` where it
+    waited for a person before the run began (both kept with the run);
+    `replay` names a file of stored model responses to use instead of a model.
     """
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
@@ -148,7 +174,10 @@ def run_plan(
     workspace_path = Path(workspace).resolve()
     workspace_path.mkdir(parents=True, exist_ok=True)
     if not continue_run:
-        store.create_session(run_id, plan, str(workspace_path), flow_run_id=flow_run_id)
+        origin = origin or RunOrigin()
+        store.create_session(run_id, plan, str(workspace_path), flow_run_id, SessionMetadata(origin=origin, pauses=pauses or []))
+        for usage in origin.usage:
+            store.record_llm_usage(run_id, "decompose", usage.model, usage.tokens, usage.cost_usd)
     events = RunEvents(flow_run_id, run_id, plan.project)
     events.emit("autodev.run.started", {"steps": len(plan.steps), "workspace": str(workspace_path)})
     if sandbox_block:
@@ -160,8 +189,8 @@ def run_plan(
         update={"image": plan.image or sandbox_config.image, "network": plan.network or sandbox_config.network}
     )
     try:
-        with sandbox_config.open(workspace_path, run_id, flow_run_id) as sandbox:
-            loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events, llm_config(llm_block))
+        with sandbox_config.open(workspace_path, run_id, flow_run_id) as sandbox, model_for(llm_block, replay) as llm:
+            loop = Orchestrator(plan, run_id, workspace_path, store, sandbox, settings, events, llm)
             dashboard = loop.dashboard = RunDashboard(plan, settings.heartbeat_interval_s)
             if continue_run:
                 loop.restore()
@@ -178,8 +207,11 @@ def run_plan(
                 loop.apply(decision)
         store.update_session(run_id, lambda m: setattr(m, "phase", loop.progress.phase), status=loop.progress.run_status)
         session = store.get_session(run_id)
-        report = build_report(session, store.attempts(run_id), store.step_states(run_id))
-        dashboard.finish(loop.progress, report, session.metadata)
+        attempts, step_states = store.attempts(run_id), store.step_states(run_id)
+        report = build_report(session, attempts, step_states)
+        evaluation = evaluate(session, attempts, step_states, store.llm_usage(run_id))
+        store.update_session(run_id, lambda m: setattr(m, "evaluation", evaluation))
+        dashboard.finish(loop.progress, report, session.metadata, evaluation)
     except BaseException:
         store.update_session(run_id, lambda m: setattr(m, "phase", "crashed"), status="failed")
         events.emit("autodev.run.finished", {"status": "failed", "reason": "crashed"})
@@ -252,6 +284,11 @@ class Orchestrator:
         self.start_head = read_git_state(workspace).head  # insights measure changes from here
         self.llm = llm
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
+        self.todo_files = todo_files_in(workspace)  # what the built-in agent edits by default
+        self.evidence: dict[str, str] = {}  # agent step -> the failed check that sent the run back to it
+        self.feedback_rounds = 0
+        self.round_start: dict[str, int] = {}  # attempts a step had when its feedback round began
+        self._usage: queue.Queue[tuple[str, LLMUsage]] = queue.Queue()  # model calls made by agent tasks
         self.logger = get_run_logger()
 
     def run_once(self) -> bool:
@@ -289,29 +326,36 @@ class Orchestrator:
         if self.settings.stall_timeout_s and step.stall_timeout_s is None:
             stall_s = self.settings.stall_timeout_s
         log_path = self.workspace / ".autodev" / "logs" / self.run_id / f"{step.id}.{attempt}.log"
-        request = CommandRequest(
-            command=step.run, timeout_s=limits.timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
-        )
-        future = run_command.submit(
-            step.id,
-            attempt,
-            request,
-            self.sandbox,
+        capture = dict(
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
             on_output=self.live.seen,
             redactor=self.redactors[step.id],
         )
+        agent_cli = step.agent_command or self.plan.agent_command
+        if step.kind == "agent" and not agent_cli:
+            future = run_agent.submit(
+                step.id, attempt, step, self.evidence.get(step.id), str(self.workspace), self.todo_files, self.sandbox,
+                self.llm, limits.model_copy(update={"stall_timeout_s": stall_s}), str(log_path),
+                on_usage=lambda usage, sid=step.id: self._usage.put((sid, usage)), **capture,
+            )
+        else:
+            command = step.run if step.kind == "command" else agent_cli_command(agent_cli, step.instruction, self.evidence.get(step.id))
+            request = CommandRequest(
+                command=command, timeout_s=limits.timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
+            )
+            future = run_command.submit(step.id, attempt, request, self.sandbox, **capture)
         future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, f)))
 
     # --- results -----------------------------------------------------------------------
     def _handle(self, step_id: str, future: PrefectFuture) -> None:
         entry = self.running.pop(step_id)
         step = self.plan.step(step_id)
-        command = self.redactors[step_id].text(step.run)  # what is stored and sent
+        command = self.redactors[step_id].text(step.command)  # what is stored and sent
         limits = self.plan.limits_for(step)
         result = _result_of(future)
-        tripped = self.breaker.record(fingerprint(step.run, result) if result.status != "succeeded" else None)
+        self._record_usage()
+        tripped = self.breaker.record(fingerprint(step.command, result) if result.status != "succeeded" else None)
         self.store.record_attempt(
             StepAttempt(
                 run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result,
@@ -334,10 +378,14 @@ class Orchestrator:
         if result.status == "stalled":
             self.stalls[step_id] += 1
             self.events.emit("autodev.step.stalled", {**base, "attempt": entry.attempt, "stalls": self.stalls[step_id]})
-        move = next_move(result.status, entry.attempt, self.stalls[step_id], limits, tripped)
+        attempt_in_round = entry.attempt - self.round_start.get(step_id, 0)
+        move = next_move(result.status, attempt_in_round, self.stalls[step_id], limits, tripped)
 
         skipped: list[str] = []
-        if move == "finish":
+        if move == "finish" and result.status in FAILED_STATUSES and self._may_send_back(step):
+            self._send_back(step, command, result)
+            move = "retry"  # nothing is finished: the step runs again after its agent step
+        elif move == "finish":
             skipped = self.progress.finish(step_id, result.status)
             if skipped:
                 self.logger.warning("skipped because %s did not succeed: %s", step_id, ", ".join(skipped))
@@ -374,6 +422,36 @@ class Orchestrator:
         self._beat(f"handled {step_id}: {result.status}", record)
         self.update_insight(force=move == "block" or self.progress.finished)
 
+    def _may_send_back(self, step: Step) -> bool:
+        return step.feedback_to is not None and self.feedback_rounds < self.plan.max_feedback_rounds
+
+    def _send_back(self, step: Step, command: str, result: CommandResult) -> None:
+        """A failed check sends the run back to its agent step, which sees the failure's evidence."""
+        target = step.feedback_to
+        assert target is not None
+        self.feedback_rounds += 1
+        self.evidence[target] = failure_evidence(step.id, command, result.status, result.exit_code, result.output_tail)
+        again = self.progress.rewind(target)
+        for sid in again:
+            self.round_start[sid] = self.progress.attempts[sid]
+        self.store.set_step_states(self.run_id, dict.fromkeys(again, "pending"))
+        rounds = self.feedback_rounds
+        self.store.update_session(self.run_id, lambda m: setattr(m, "feedback_rounds", rounds))
+        self.events.emit(
+            "autodev.feedback.round",
+            {"step": step.id, "to": target, "round": rounds, "max_rounds": self.plan.max_feedback_rounds,
+             "exit_code": result.exit_code, "rerun": again},
+        )
+        self.logger.warning(
+            "check %s failed: back to %s with its evidence (feedback round %d of %d); again: %s",
+            step.id, target, rounds, self.plan.max_feedback_rounds, ", ".join(again),
+        )
+
+    def _record_usage(self) -> None:
+        while not self._usage.empty():
+            step_id, usage = self._usage.get_nowait()
+            self.store.record_llm_usage(self.run_id, f"agent:{step_id}", usage.model, usage.tokens, usage.cost_usd)
+
     def _announce_block(self, step_id: str, command: str, result: CommandResult, diagnosis, kind: str) -> None:
         payload = {
             "step": step_id,
@@ -396,7 +474,11 @@ class Orchestrator:
         when AUTODEV_DECISION_TIMEOUT_S passes first."""
         blocker = self.store.get_session(self.run_id).metadata.stopping_blocker()
         assert blocker is not None  # a blocked step always leaves its blocker
-        self.store.update_session(self.run_id, lambda m: setattr(m, "phase", f"waiting for a decision on {blocker.step_id}"), status="blocked")
+        def waiting(m: SessionMetadata) -> None:
+            m.phase = f"waiting for a decision on {blocker.step_id}"
+            m.pauses.append(Pause(kind="decision", step_id=blocker.step_id, ts=utcnow()))
+
+        self.store.update_session(self.run_id, waiting, status="blocked")
         description = decision_markdown(blocker, self.run_id)
         try:
             return pause_flow_run(
@@ -425,7 +507,9 @@ class Orchestrator:
             self.stalls[step_id] = 0
             self.breaker = FailureBreaker(self.settings.breaker_threshold)
             if decision.command and decision.command.strip():
-                steps = [s.model_copy(update={"run": decision.command}) if s.id == step_id else s for s in self.plan.steps]
+                # An agent step retried with a command becomes a command step.
+                replaced = {"kind": "command", "run": decision.command, "instruction": None, "agent_command": None}
+                steps = [s.model_copy(update=replaced) if s.id == step_id else s for s in self.plan.steps]
                 self.plan = new_plan = self.plan.model_copy(update={"steps": steps})
                 self.progress.plan = self.plan
             changed: dict[str, str] = {}
@@ -450,6 +534,7 @@ class Orchestrator:
         self.progress.restore(self.store.step_states(self.run_id))
         for a in self.store.attempts(self.run_id):
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
+        self.feedback_rounds = self.store.get_session(self.run_id).metadata.feedback_rounds
 
     def _blockers(self) -> list[Blocker]:
         return self.store.get_session(self.run_id).metadata.blockers
@@ -498,7 +583,7 @@ class Orchestrator:
             },
         )
         create_markdown_artifact(
-            key=f"insights-{re.sub(r'[^a-z0-9-]+', '-', self.plan.project.lower())}",
+            key=f"insights-{artifact_key(self.plan.project)}",
             markdown=insight_markdown(insight),
             description=f"{self.plan.project}: what to do next",
         )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import task
 
-import json
-
 from autodev.insights import REFINE_PROMPT, ModelAdvice, advise, refine
-from autodev.models import Blocker, Insight, Plan
+from autodev.models import Blocker, Insight, LLMUsage, Plan
 from blocks.git_state import read_git_state
-from blocks.llm import LLM, LLMError, Usage
+from blocks.llm import LLM, LLMError
 
 
 @task(name="insights", task_run_name="insights", cache_policy=None, persist_result=False)
@@ -24,7 +23,7 @@ def compute_insight(
     workspace: str,
     start_head: str | None,
     llm: LLM | None = None,
-) -> tuple[Insight, Usage | None]:
+) -> tuple[Insight, LLMUsage | None]:
     """Rules first; with a model configured, the model may reorder and reword the advice. If the
     model fails or answers garbage, the rules' advice stands and the evidence says why."""
     git = read_git_state(Path(workspace), start_head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def run_command(
     a CommandFailed carrying the full result for the flow to act on. (Returning the state
     rather than raising keeps a failing command from filling the log with a traceback.)
     """
+    return run_captured(attempt, request, sandbox, tail_bytes, live_log_bytes, on_output, redactor)
+
+
+def run_captured(
+    attempt: int,
+    request: CommandRequest,
+    sandbox: SandboxSession,
+    tail_bytes: int,
+    live_log_bytes: int,
+    on_output: Callable[[], None] | None,
+    redactor: Redactor | None,
+    preamble: str = "",
+    started_at: datetime | None = None,
+) -> CommandResult | Failed:
+    """The body of every step task: run `request` under capture; `preamble` is text put ahead of
+    the command's output (what an agent did before it), and `started_at` when the step began,
+    if before the command (the agent's model call)."""
     logger = get_run_logger()
     redactor = redactor or Redactor()
     shown = redactor.text(request.command)
@@ -61,13 +79,21 @@ def run_command(
         if on_output:
             on_output()  # the loop's heartbeat reports the newest output time
 
+    if preamble:
+        feed(preamble.encode())
     try:
         result = sandbox.run(request, feed)
     finally:
         capture.close()
-    result = result.model_copy(
-        update={"output_bytes": capture.total_bytes, "output_tail": capture.tail, "log_path": request.log_path}
-    )
+    if started_at is not None:
+        result = result.model_copy(update={"started_at": started_at})
+    return verdict_of(result, capture, request.log_path)
+
+
+def verdict_of(result: CommandResult, capture: OutputCapture, log_path: str | None) -> CommandResult | Failed:
+    """The finished step as the task's return: the result when it succeeded, else a Failed state."""
+    logger = get_run_logger()
+    result = result.model_copy(update={"output_bytes": capture.total_bytes, "output_tail": capture.tail, "log_path": log_path})
     verdict = describe(result)
     if result.status == "succeeded":
         logger.info(verdict)

@@ -132,3 +132,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def model_server():
+    """A local OpenAI-compatible server with scripted replies (tests.helpers.FakeModelServer)."""
+    from tests.helpers import FakeModelServer
+
+    with FakeModelServer() as server:
+        yield server

@@ -10,7 +10,9 @@ import httpx
 from autodev.errors import RunFailed
 from autodev.models import RunReport, utcnow
 from autodev.plan import parse_plan
+from autodev.replay import ModelServer
 from autodev.settings import load_settings
+from blocks.llm import LLM
 from blocks.state_store import StateStore
 
 
@@ -57,3 +59,19 @@ def task_runs(api: str, run_id: str) -> list[dict]:
 
 def containers_of(docker_engine, run_id: str):
     return docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
+
+
+class FakeModelServer(ModelServer):
+    """Scripted replies, in order: (HTTP status, text); every request is kept for the test."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, str]] = []
+        self.requests: list[dict] = []
+        super().__init__(self._respond)
+
+    def _respond(self, request: dict) -> tuple[int, str]:
+        self.requests.append(request)
+        return self.replies.pop(0)
+
+    def llm(self, timeout_s: float = 10) -> LLM:
+        return LLM(model="openai/local-test", api_base=self.api_base, api_key="test-key", timeout_s=timeout_s)

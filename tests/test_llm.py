@@ -3,59 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+
 
 from autodev.models import GitState
 from autodev.plan import parse_plan
 from blocks.llm import LLM
 from tasks.insights import compute_insight
-
-
-class FakeModelServer:
-    """Answers /v1/chat/completions with scripted replies, the way an OpenAI-compatible server does."""
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, str]] = []
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                outer.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                status, content = outer.replies.pop(0)
-                body = {
-                    "id": "chatcmpl-1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": "local-test",
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
-                }
-                data = json.dumps(body if status == 200 else {"error": {"message": content}}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.api_base = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def model_server():
-    server = FakeModelServer()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+from tests.helpers import FakeModelServer
 
 
 PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: lint, run: ruff .}\n")
@@ -63,7 +20,7 @@ FAILED = {"build": "failed", "lint": "failed"}
 
 
 def insight_with(server: FakeModelServer, tmp_path):
-    llm = LLM(model="openai/local-test", api_base=server.api_base, api_key="test-key", timeout_s=10)
+    llm = server.llm()
     return compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None, llm=llm)
 
 
@@ -78,7 +35,7 @@ def test_a_valid_answer_reorders_and_rewords_and_costs_tokens(model_server, tmp_
     assert [r.action for r in insight.recommendations] == ["Fix lint first", "Then fix the build"]
     assert [r.command for r in insight.recommendations] == ["ruff .", "make"]  # reasons and commands stay the rules'
     assert insight.confidence == rules.confidence and insight.evidence["llm"] == "reworded by openai/local-test"
-    assert usage.tokens == 150 and usage.model == "openai/local-test"
+    assert usage.tokens == model_server.tokens_served[0] and usage.model == "openai/local-test"
     (request,) = model_server.requests
     assert request["model"] == "local-test" and request["response_format"]["type"] == "json_schema"
     assert "recommendations" in request["messages"][1]["content"]
@@ -138,4 +95,4 @@ def test_a_run_uses_the_llm_block_named_for_it_and_records_its_cost(prefect_api,
     totals = s.llm_totals()
     s.close()
     assert meta.insight.evidence["llm"] == "reworded by openai/local-test"
-    assert totals == [("openai/local-test", 150 * len(model_server.requests), 0.0)]
+    assert totals == [("openai/local-test", sum(model_server.tokens_served), 0.0)]

@@ -1,0 +1,225 @@
+"""Requirements documents and scaffold templates: pure logic, no Prefect, no Docker.
+
+A requirements document is markdown with an optional YAML front matter naming the project,
+the template and its variables. A template is a folder `templates/<name>/` holding
+`manifest.yaml` (variables, files, default steps, where the TODO markers are) and `files/`.
+Rendering returns the files as text; `tasks/scaffold.py` writes them and makes the first commit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autodev.errors import BadInput
+from autodev.models import Step
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TODO_MARKER = "TODO(autodev)"
+
+
+class Variable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: str
+    description: str = ""
+
+
+class TemplateFile(BaseModel):
+    """One file of a template: `src` under the template's files/, `dest` in the workspace
+    (Jinja2 in the path always, in the content when `render` is true)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    src: str
+    dest: str | None = None
+    render: bool = False
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    keywords: list[str] = Field(default_factory=list, description="Words that make a requirements document match.")
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    files: list[TemplateFile] = Field(min_length=1)
+    todo: list[str] = Field(default_factory=list, description=f"Files that hold {TODO_MARKER} markers once rendered.")
+    steps: list[dict[str, Any]] = Field(min_length=1, description="Default plan steps (the fallback plan).")
+
+
+class Requirements(BaseModel):
+    """A requirements document: its front matter and its markdown body."""
+
+    project: str
+    template: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    text: str
+    source: str = "requirements"
+
+
+def parse_requirements(text: str, source: str = "requirements") -> Requirements:
+    """Split the optional `---` YAML front matter (project, template, variables) from the text."""
+    meta: dict[str, Any] = {}
+    match = re.match(r"\A---\s*\n(.*?)\n---\s*\n", text, re.S)
+    if match:
+        try:
+            meta = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise BadInput(f"{source}: the front matter is not valid YAML: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise BadInput(f"{source}: the front matter must be a mapping (project, template, variables)")
+        text = text[match.end():]
+    if not text.strip():
+        raise BadInput(f"{source}: the requirements document is empty")
+    unknown = set(meta) - {"project", "template", "variables"}
+    if unknown:
+        raise BadInput(f"{source}: unknown front matter key(s) {', '.join(sorted(unknown))}")
+    title = re.search(r"^#\s+(.+)$", text, re.M)
+    project = meta.get("project") or _slug(title.group(1) if title else Path(source).stem)
+    variables = {str(k): str(v) for k, v in (meta.get("variables") or {}).items()}
+    return Requirements(project=project, template=meta.get("template"), variables=variables, text=text, source=source)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:64] or "project"
+
+
+def available_templates(root: Path = TEMPLATES_DIR) -> list[str]:
+    return sorted(p.parent.name for p in root.glob("*/manifest.yaml"))
+
+
+def load_manifest(name: str, root: Path = TEMPLATES_DIR) -> Manifest:
+    path = root / name / "manifest.yaml"
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise BadInput(f"no template {name!r}; templates here: {', '.join(available_templates(root)) or 'none'}")
+    try:
+        manifest = Manifest.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise BadInput(f"template {name!r}: manifest.yaml is invalid: {exc}") from exc
+    for raw in manifest.steps:  # the default steps must make a valid plan on their own
+        try:
+            Step.model_validate(raw)
+        except ValidationError as exc:
+            raise BadInput(f"template {name!r}: default step {raw.get('id')!r} is invalid: {exc}") from exc
+    return manifest
+
+
+def choose_template(requirements: Requirements, root: Path = TEMPLATES_DIR) -> Manifest:
+    """The template the front matter names, else the one whose keywords the text mentions most."""
+    if requirements.template:
+        return load_manifest(requirements.template, root)
+    words = set(re.findall(r"[a-z0-9-]+", requirements.text.lower()))
+    scored = []
+    for name in available_templates(root):
+        manifest = load_manifest(name, root)
+        scored.append((len(words & {k.lower() for k in manifest.keywords}), name, manifest))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    if not scored or scored[0][0] == 0:
+        raise BadInput(
+            f"{requirements.source}: no template matches; name one in the front matter (`template: NAME`); "
+            f"templates here: {', '.join(available_templates(root)) or 'none'}"
+        )
+    return scored[0][2]
+
+
+def render_template(manifest: Manifest, variables: dict[str, str], root: Path = TEMPLATES_DIR) -> dict[str, str]:
+    """The template's files as {workspace-relative path: text}; BadInput for a path that would
+    leave the workspace, an unknown variable, or a missing source file."""
+    unknown = set(variables) - set(manifest.variables)
+    if unknown:
+        raise BadInput(f"template {manifest.name!r} has no variable(s) {', '.join(sorted(unknown))}")
+    values = {name: var.default for name, var in manifest.variables.items()} | variables
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    files_dir = (root / manifest.name / "files").resolve()
+    rendered: dict[str, str] = {}
+    for item in manifest.files:
+        src = (files_dir / item.src).resolve()
+        if not src.is_relative_to(files_dir):
+            raise BadInput(f"template {manifest.name!r}: file {item.src!r} is outside the template's files/")
+        if not src.is_file():
+            raise BadInput(f"template {manifest.name!r}: file {item.src!r} is missing")
+        try:
+            dest = safe_relative_path(env.from_string(item.dest or item.src).render(values))
+            text = src.read_text(encoding="utf-8")
+            rendered[dest] = env.from_string(text).render(values) if item.render else text
+        except jinja2.TemplateError as exc:
+            raise BadInput(f"template {manifest.name!r}: file {item.src!r}: {exc}") from exc
+    return rendered
+
+
+def safe_relative_path(path: str) -> str:
+    """`path` as a normalised workspace-relative path, or BadInput when it would leave the
+    workspace (absolute, `..`) or touch git's own files."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] in (".git", ".autodev"):
+        raise BadInput(f"path {path!r} would leave the workspace (or touch .git/.autodev): refused")
+    return str(pure)
+
+
+def find_todos(files: dict[str, str]) -> dict[str, list[int]]:
+    """Where the TODO markers are: {path: [line numbers]}."""
+    found: dict[str, list[int]] = {}
+    for path, text in files.items():
+        lines = [n for n, line in enumerate(text.splitlines(), 1) if TODO_MARKER in line]
+        if lines:
+            found[path] = lines
+    return found
+
+
+def manual_guidance(requirements: Requirements, manifest: Manifest, files: dict[str, str], reason: str) -> str:
+    """A markdown checklist for a person, when no model produced the plan."""
+    items: list[str] = []
+    in_code = False
+    for line in requirements.text.splitlines():
+        in_code ^= line.lstrip().startswith("```")
+        bullet = re.match(r"^\s*(?:[-*+]|\d+[.)])\s+(\S.*)$", line)
+        if in_code or line.lstrip().startswith("```"):
+            continue
+        if bullet and not line.startswith("    "):
+            items.append(bullet.group(1).strip())
+        elif items and line.startswith(" ") and line.strip():
+            items[-1] += " " + line.strip()  # the bullet goes on on this line
+    lines = [
+        f"# Manual guidance: {requirements.project}",
+        "",
+        f"This plan is the `{manifest.name}` template's default plan, not a model's: {reason}.",
+        "Check it before it runs, and work through this list where the agent steps cannot.",
+        "",
+        "## Fill in the TODO markers",
+        "",
+        *[
+            f"- [ ] `{path}` line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}: replace `{TODO_MARKER}`"
+            for path, lines in find_todos(files).items()
+        ],
+        "",
+        "## Requirements to check off",
+        "",
+        *[f"- [ ] {item}" for item in items],
+        "",
+        "## Then",
+        "",
+        "- [ ] run the plan's test step and read its output",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def todo_files_in(root: Path, max_bytes: int = 1024 * 1024) -> list[str]:
+    """Workspace-relative paths of the files holding TODO markers (git's and autodev's own
+    folders left out)."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in (".git", ".autodev") or not path.is_file() or path.stat().st_size > max_bytes:
+            continue
+        try:
+            if TODO_MARKER in path.read_text(encoding="utf-8"):
+                found.append(relative.as_posix())
+        except (UnicodeDecodeError, OSError):
+            continue
+    return found

@@ -1,0 +1,147 @@
+"""The development flow: a requirements document becomes a plan, a scaffolded workspace and a run.
+
+It reads like the process: read the requirements, pick the template and render it, ask for a
+plan (the model's, or the template's with manual guidance), have a person confirm a plan no
+model made, scaffold the workspace as its first git commit, then run the plan flow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, pause_flow_run, runtime
+from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.states import Failed
+from prefect.input import RunInput
+from pydantic import Field
+
+from autodev.decomposition import Decomposition
+from autodev.errors import AutodevError, BadInput, RunFailed
+from autodev.models import Pause, RunOrigin, utcnow
+from autodev.scaffold import Requirements, choose_template, load_manifest, parse_requirements, render_template
+from autodev.settings import load_settings
+from flows.dashboard import artifact_key
+from flows.plan_flow import model_for, run_plan
+from tasks.decomposer import decompose
+from tasks.scaffold import scaffold
+
+
+class Confirmation(RunInput):
+    """A person's go-ahead for a plan that no model made."""
+
+    run: bool = Field(True, description="run this plan (untick to stop here)")
+    note: str = Field("", description="why; kept with the run")
+
+
+class NotConfirmed(AutodevError):
+    """Nobody confirmed the template's plan in time, or a person declined it (exit 3)."""
+
+    exit_code = 3
+
+
+def _flow_run_name() -> str:
+    source = Path(str(runtime.flow_run.parameters.get("requirements", "requirements"))).stem
+    return f"develop-{source}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def read_requirements(path: str) -> Requirements:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read requirements {path}: {exc.strerror or exc}") from exc
+    return parse_requirements(text, source=path)
+
+
+@flow(name="autodev-develop", flow_run_name=_flow_run_name, persist_result=False)
+def develop(
+    requirements: str,
+    workspace: str,
+    template: str | None = None,
+    confirm: bool = True,
+    replay: str | None = None,
+    sandbox_block: str | None = None,
+    state_store_block: str | None = None,
+    llm_block: str | None = None,
+):
+    """Decompose `requirements` (a markdown file), scaffold `workspace` and run the plan.
+
+    `template` overrides the one the requirements name; `confirm=False` runs a template's
+    plan without asking; `replay` names a file of stored model responses to use instead of a
+    model (offline experiments). The blocks are as for the plan flow.
+    """
+    logger = get_run_logger()
+    wanted = read_requirements(requirements)
+    manifest = load_manifest(template) if template else choose_template(wanted)
+    files = render_template(manifest, wanted.variables)
+    with model_for(llm_block, replay) as llm:
+        decomposition = decompose(wanted, manifest, files, llm)
+    show_plan(decomposition)
+    confirmed_at = None
+    if decomposition.source == "template" and confirm:
+        confirmed_at = ask_for_confirmation(decomposition)
+    scaffold(workspace, wanted, manifest, files)
+    origin = RunOrigin(
+        source=decomposition.source,
+        requirements=requirements,
+        template=manifest.name,
+        reason=decomposition.reason,
+        usage=decomposition.usage,
+    )
+    logger.info("plan from %s; running it in %s", "the model" if decomposition.source == "model" else f"template {manifest.name}", workspace)
+    state = run_plan(
+        plan=decomposition.plan,
+        workspace=workspace,
+        sandbox_block=sandbox_block,
+        state_store_block=state_store_block,
+        llm_block=llm_block,
+        origin=origin,
+        pauses=[confirmed_at] if confirmed_at else [],
+        replay=replay,
+        return_state=True,
+    )
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, RunFailed):  # end this flow run Failed too, carrying the report
+        return Failed(message=str(outcome), data=outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def show_plan(decomposition: Decomposition) -> None:
+    plan = decomposition.plan
+    rows = "\n".join(f"| {s.id} | {s.kind} | {', '.join(s.depends_on)} | `{s.command[:100]}` |" for s in plan.steps)
+    made_by = (
+        f"the model ({', '.join(sorted({u.model for u in decomposition.usage}))}, {len(decomposition.usage)} call(s))"
+        if decomposition.source == "model"
+        else f"the `{decomposition.template}` template's default steps ({decomposition.reason})"
+    )
+    markdown = f"# Plan for {plan.project}\n\nMade by {made_by}.\n\n| step | kind | after | does |\n|---|---|---|---|\n{rows}\n"
+    if decomposition.guidance:
+        markdown += "\n" + decomposition.guidance
+    create_markdown_artifact(key=f"plan-{artifact_key(plan.project)}", markdown=markdown, description=f"{plan.project}: the plan")
+
+
+def ask_for_confirmation(decomposition: Decomposition) -> Pause:
+    """Pause until a person confirms the template's plan (Prefect UI or `prefect flow-run resume`)."""
+    timeout = int(load_settings().decision_timeout_s)
+    get_run_logger().warning(
+        "the plan is the %s template's, not a model's: confirm it in the Prefect UI within %ss (or run with --yes)",
+        decomposition.template, timeout,
+    )
+    description = (
+        f"No model made this plan: {decomposition.reason}. It is the `{decomposition.template}` template's default plan; "
+        "the manual guidance is in the plan artifact. Run it?"
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=Confirmation.with_initial_data(description=description, run=True),
+            timeout=timeout,
+            poll_interval=max(1, min(10, timeout // 4 or 1)),
+        )
+    except FlowPauseTimeout as exc:
+        raise NotConfirmed(f"nobody confirmed the template's plan within {timeout}s; run again with --yes to skip asking") from exc
+    if not answer.run:
+        raise NotConfirmed(f"a person declined the template's plan{': ' + answer.note if answer.note else ''}")
+    return Pause(kind="confirmation", ts=utcnow())

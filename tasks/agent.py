@@ -1,0 +1,106 @@
+"""The built-in coding agent: one agent step's attempt, as a task named after the step.
+
+The model is asked from here (the sandbox has no network); the edits it returns are checked
+(only the files the step may edit, never outside the workspace), staged under
+`.autodev/agent/`, and copied into place by a command inside the sandbox, so they land with
+the sandbox user's ownership and under the same capture, clocks and breaker as any command.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.states import Failed
+
+from autodev.agent import AGENT_PROMPT, AgentEdits, agent_request, check_edits
+from autodev.errors import BadInput
+from autodev.models import CommandRequest, CommandResult, LLMUsage, Step, StepDefaults, utcnow
+from autodev.output import OutputCapture
+from autodev.redact import Redactor
+from blocks.llm import LLM, LLMError
+from blocks.sandbox import SandboxSession
+from tasks.run_command import run_captured, verdict_of
+
+
+@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
+def run_agent(
+    step_id: str,
+    attempt: int,
+    step: Step,
+    evidence: str | None,
+    workspace: str,
+    todo_files: list[str],
+    sandbox: SandboxSession,
+    llm: LLM | None,
+    limits: StepDefaults,
+    log_path: str,
+    tail_bytes: int = 64 * 1024,
+    live_log_bytes: int = 1024 * 1024,
+    on_output: Callable[[], None] | None = None,
+    redactor: Redactor | None = None,
+    on_usage: Callable[[LLMUsage], None] | None = None,
+) -> CommandResult:
+    """Ask the model for edits to the step's files (default: those that held TODO markers when
+    the run began) and apply them in the sandbox. `evidence` is the failed check that sent the
+    run back here, if any; the model sees it under the instruction."""
+    logger = get_run_logger()
+    root = Path(workspace)
+    started_at = utcnow()
+    allowed = step.files or todo_files
+
+    def gave_up(reason: str, status: str = "failed") -> CommandResult | Failed:
+        capture = OutputCapture(tail_bytes, Path(log_path), on_lines=logger.info, redactor=redactor)
+        capture.feed(f"agent: {reason}\n".encode())
+        capture.close()
+        result = CommandResult(
+            status=status, exit_code=None, exit_reason=reason[:500], started_at=started_at, finished_at=utcnow()
+        )
+        return verdict_of(result, capture, log_path)
+
+    if llm is None:
+        return gave_up("no model is configured for the built-in agent: set AUTODEV_LLM_MODEL, or give the step an agent_command")
+    if not allowed:
+        return gave_up("nothing to edit: no file holds a TODO(autodev) marker and the step lists no `files`")
+    files = {path: _read(root, path) for path in allowed}
+    context = {path: _read(root, path) for path in step.context}
+    logger.info("%s    (model %s%s)", step.command, llm.model, ", with the failed check's evidence" if evidence else "")
+    # The model call prints nothing until it answers: the step's stall clock is its time limit.
+    model = llm.model_copy(update={"timeout_s": min(llm.timeout_s, limits.stall_timeout_s, limits.timeout_s)})
+    try:
+        edits, usage = model.ask_json(AGENT_PROMPT, agent_request(step.instruction or "", files, context, evidence), AgentEdits)
+    except LLMError as exc:
+        if exc.usage and on_usage:
+            on_usage(exc.usage)
+        return gave_up(str(exc), "stalled" if exc.timed_out else "failed")
+    if on_usage:
+        on_usage(usage)
+    try:
+        checked = check_edits(edits, set(allowed))
+    except BadInput as exc:
+        return gave_up(str(exc))
+    stage = Path(".autodev") / "agent" / f"{step_id}.{attempt}"
+    for path, content in checked.items():
+        target = root / stage / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    request = CommandRequest(
+        # Copy as the sandbox user, then show what changed since the last commit.
+        command=f"cp -R {shlex.quote(stage.as_posix())}/. . && {{ git --no-pager diff --stat 2>/dev/null || true; }}",
+        timeout_s=limits.timeout_s,
+        stall_timeout_s=limits.stall_timeout_s,
+        log_path=log_path,
+    )
+    preamble = f"agent ({llm.model}): {edits.summary}\nedits: {', '.join(checked)}\n"
+    return run_captured(
+        attempt, request, sandbox, tail_bytes, live_log_bytes, on_output, redactor, preamble=preamble, started_at=started_at
+    )
+
+
+def _read(root: Path, relative: str) -> str:
+    try:
+        return (root / relative).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""  # a file the agent is to create

@@ -1,0 +1,5 @@
+import sys
+
+from weather_bot.bot import main
+
+sys.exit(main())
