@@ -23,7 +23,7 @@ from autodev.models import Pause, RunOrigin, utcnow
 from autodev.scaffold import Requirements, choose_template, load_manifest, parse_requirements, render_template
 from autodev.settings import load_settings
 from flows.dashboard import artifact_key
-from flows.plan_flow import model_for, run_plan
+from flows.plan_flow import back_to_running, model_for, run_plan
 from tasks.decomposer import decompose
 from tasks.scaffold import scaffold
 
@@ -141,6 +141,7 @@ def ask_for_confirmation(decomposition: Decomposition) -> Pause:
             poll_interval=max(1, min(10, timeout // 4 or 1)),
         )
     except FlowPauseTimeout as exc:
+        back_to_running("nobody confirmed the plan in time")
         raise NotConfirmed(f"nobody confirmed the template's plan within {timeout}s; run again with --yes to skip asking") from exc
     if not answer.run:
         raise NotConfirmed(f"a person declined the template's plan{': ' + answer.note if answer.note else ''}")

@@ -487,10 +487,7 @@ class Orchestrator:
                 poll_interval=max(1, min(10, int(self.settings.decision_timeout_s // 4) or 1)),
             )
         except FlowPauseTimeout:
-            # Prefect would fail the flow run as "never resumed"; take it back to Running so the
-            # run ends with its own state and message (blocked), and its report.
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(runtime.flow_run.id, Running(message="no decision in time"), force=True)
+            back_to_running("no decision in time")
             self.logger.warning("no decision within %ss: the run stays blocked; `autodev resume %s --action ...` continues it",
                                 self.settings.decision_timeout_s, self.run_id)
             return None
@@ -609,6 +606,13 @@ class Orchestrator:
         if time.monotonic() - self._last_beat >= self.settings.heartbeat_interval_s:
             self._last_beat = time.monotonic()
             self.events.emit("autodev.heartbeat", {"loop_status": loop_status, "running": list(self.running)})
+
+
+def back_to_running(message: str) -> None:
+    """After a pause timed out: Prefect would fail the flow run as "never resumed"; take it back
+    to Running so the run ends with its own state, message and report."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(runtime.flow_run.id, Running(message=message), force=True)
 
 
 def _result_of(future: PrefectFuture) -> CommandResult:

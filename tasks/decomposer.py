@@ -47,7 +47,9 @@ def plan_for(
                 continue
             logger.info("plan from %s: %d steps%s", llm.model, len(plan.steps), " (after one repair)" if attempt == 2 else "")
             return Decomposition(plan=plan, source="model", template=manifest.name, usage=usage)
-        reason = f"the model's answers did not make a valid plan ({errors[-1][:300]})"
+        answered = len(usage) == len(errors)  # every call got an answer, none of them valid
+        problem = errors[-1][:300]
+        reason = f"the model's answers did not make a valid plan ({problem})" if answered else f"the model failed ({problem})"
     logger.warning("using the %s template's default plan: %s", manifest.name, reason)
     return Decomposition(
         plan=template_plan(requirements, manifest),

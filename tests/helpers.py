@@ -62,7 +62,8 @@ def containers_of(docker_engine, run_id: str):
 
 
 class FakeModelServer(ModelServer):
-    """Scripted replies, in order: (HTTP status, text); every request is kept for the test."""
+    """Scripted replies, in order: (HTTP status, text[, seconds to wait first]); every request is
+    kept for the test."""
 
     def __init__(self) -> None:
         self.replies: list[tuple[int, str]] = []
@@ -71,7 +72,9 @@ class FakeModelServer(ModelServer):
 
     def _respond(self, request: dict) -> tuple[int, str]:
         self.requests.append(request)
-        return self.replies.pop(0)
+        status, text, *delay = self.replies.pop(0)
+        time.sleep(delay[0] if delay else 0)
+        return status, text
 
     def llm(self, timeout_s: float = 10) -> LLM:
         return LLM(model="openai/local-test", api_base=self.api_base, api_key="test-key", timeout_s=timeout_s)

@@ -51,6 +51,18 @@ def test_json_plans_are_accepted():
         ),
         ("project: p\nsteps: []", "field 'steps'"),
         ("project: p\nsteps:\n  - {id: a, run: x, timeout_s: -1}", "step 'a' (steps[0]) field 'timeout_s'"),
+        ("project: p\nsteps:\n  - {id: a, kind: agent}", "step 'a' (steps[0]): an agent step needs `instruction`"),
+        ("project: p\nsteps:\n  - {id: a, kind: agent, run: x}", "an agent step has `instruction`, not `run`"),
+        ("project: p\nsteps:\n  - {id: a, run: x, instruction: y}", "belong to steps of kind agent"),
+        ("project: p\nsteps:\n  - {id: a, kind: robot, run: x}", "step 'a' (steps[0]) field 'kind'"),
+        (
+            "project: p\nsteps:\n  - {id: a, kind: agent, instruction: y, agent_command: 'codex exec'}",
+            "field 'agent_command': needs an {instruction} placeholder",
+        ),
+        (
+            "project: p\nsteps:\n  - {id: a, run: x}\n  - {id: t, run: y, feedback_to: a}",
+            "step 't' field 'feedback_to': 'a' is not a step this one depends on",
+        ),
     ],
 )
 def test_bad_plans_name_the_problem(text, expected):

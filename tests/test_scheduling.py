@@ -53,3 +53,12 @@ def test_all_succeeded():
     for step in PLAN.steps:
         progress.finish(step.id, "succeeded")
     assert progress.run_status == "succeeded" and progress.phase == "done"
+
+
+def test_a_rewind_reruns_the_step_and_everything_downstream_of_it():
+    progress = Progress(PLAN)
+    for step_id in ("a", "b", "c", "e"):
+        progress.finish(step_id, "succeeded")
+    assert progress.rewind("c") == ["c", "d"]  # a, b and e stay done
+    assert ids(progress.ready(set())) == ["c"]
+    assert progress.status["a"] == progress.status["e"] == "succeeded" and progress.run_status == "running"

@@ -1,0 +1,144 @@
+"""Requirements to a finished project, for real: decompose, scaffold, agent steps in the sandbox,
+the project's own tests judging them, and a failed check sending the run back with its evidence."""
+
+from __future__ import annotations
+
+import git
+import httpx
+import pytest
+
+from autodev.errors import RunFailed
+from tests.helpers import autodev_events, run, store
+from tests.test_cli import autodev, write
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+WEATHER = "docs/weather_bot_requirements.md"
+WEATHER_REPLAY = "examples/replay/weather-bot.yaml"
+
+
+def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engine, tmp_path):
+    from flows.develop import develop
+
+    workspace = tmp_path / "weather"
+    state = develop(requirements=WEATHER, workspace=str(workspace), replay=WEATHER_REPLAY, return_state=True)
+    report = state.result()
+    assert report.status == "succeeded", report
+    assert [(s.id, s.status, s.attempts) for s in report.steps] == [
+        ("check-scaffold", "succeeded", 1),
+        ("implement", "succeeded", 2),  # the second attempt saw the failed tests
+        ("test", "succeeded", 2),
+        ("demo", "succeeded", 1),
+    ]
+    assert "13 passed" in report.steps[2].output_tail
+    assert "Berlin, 2026-11-25: rain, 2°C to 7°C, 3.1 mm of rain. Take an umbrella." in report.steps[3].output_tail
+
+    s = store()
+    session = s.get_session(report.run_id)
+    attempts = s.attempts(report.run_id)
+    usage = s.llm_usage(report.run_id)
+    s.close()
+    first_test = next(a for a in attempts if a.step_id == "test" and a.attempt == 1)
+    assert first_test.result.status == "failed" and "FAILED tests/test_message.py" in first_test.result.output_tail
+    second_agent = next(a for a in attempts if a.step_id == "implement" and a.attempt == 2)
+    assert "round halves away from zero" in second_agent.result.output_tail  # the answer only evidence unlocks
+    meta = session.metadata
+    assert meta.feedback_rounds == 1 and meta.origin.source == "model" and meta.origin.template == "weather-bot"
+    assert [u[0] for u in usage] == ["decompose", "agent:implement", "agent:implement"]
+    assert meta.evaluation.feedback_rounds == 1 and meta.evaluation.model_calls == 3 and meta.evaluation.success_rate == 1
+
+    repo = git.Repo(workspace)
+    repo.git.set_persistent_git_options(c="safe.directory=*")  # the sandbox user owns the workspace now
+    first_commit = list(repo.iter_commits())[-1]
+    assert first_commit.message.startswith("scaffold weather-bot from template weather-bot")
+    assert "TODO(autodev)" in first_commit.tree["weather_bot/client.py"].data_stream.read().decode()
+    assert "TODO(autodev)" not in (workspace / "weather_bot" / "client.py").read_text()
+
+    events = autodev_events(prefect_api, report.run_id)
+    rounds = [e for e in events if e["event"] == "autodev.feedback.round"]
+    assert len(rounds) == 1 and rounds[0]["payload"]["to"] == "implement" and rounds[0]["payload"]["round"] == 1
+    artifacts = httpx.post(f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"key": {"like_": "weather-bot"}}}).json()
+    keys = {a["key"] for a in artifacts}
+    assert {"plan-weather-bot", "evaluation-weather-bot"} <= keys
+    evaluation = next(a for a in artifacts if a["key"] == "evaluation-weather-bot")["data"]
+    assert "| 100% |" in evaluation and "Plan from: model" in evaluation
+
+    out = tmp_path / "report.md"
+    result = autodev("report", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "| weather-bot | 1 | 1 (100%) | 100% |" in text and "### weather-bot (succeeded" in text
+
+
+AGENT_CLI_PLAN = """
+project: cli-agent
+max_feedback_rounds: {rounds}
+steps:
+  - id: code
+    kind: agent
+    instruction: Write the answer.
+    agent_command: "printf '%s' {{instruction}} > instruction.txt; echo wrote instruction.txt"
+  - id: check
+    run: "{check}"
+    depends_on: [code]
+    feedback_to: code
+"""
+
+
+def test_an_external_agent_cli_gets_the_failure_evidence_on_the_next_round(prefect_api, docker_engine, tmp_path):
+    _, report = run(AGENT_CLI_PLAN.format(rounds=2, check="grep -q Evidence instruction.txt"), tmp_path)
+    assert report.status == "succeeded"
+    assert [(s.id, s.attempts) for s in report.steps] == [("code", 2), ("check", 2)]
+    saw = (tmp_path / "instruction.txt").read_text()
+    assert saw.startswith("Write the answer.\n\nYour previous attempt did not pass.")
+    assert "Check `check` (`grep -q Evidence instruction.txt`) failed with exit code 1" in saw
+
+
+def test_feedback_rounds_are_bounded(prefect_api, docker_engine, tmp_path):
+    state, report = run(AGENT_CLI_PLAN.format(rounds=1, check="test -f never-written.txt"), tmp_path)
+    assert isinstance(state.result(raise_on_failure=False), RunFailed)
+    assert report.status == "failed"
+    assert [(s.id, s.status, s.attempts) for s in report.steps] == [("code", "succeeded", 2), ("check", "failed", 2)]
+
+
+def test_without_a_model_the_template_plan_waits_for_confirmation(prefect_api, docker_engine, tmp_path):
+    workspace = tmp_path / "ws"
+    result = autodev("run", WEATHER, "--workspace", str(workspace))
+    assert result.returncode == 3, result.stderr
+    assert "nobody confirmed the template's plan within 1s; run again with --yes" in result.stderr
+    assert not workspace.exists()  # nothing scaffolded, nothing run
+
+
+def test_without_a_model_the_agent_step_says_what_is_missing(prefect_api, docker_engine, tmp_path):
+    result = autodev("run", WEATHER, "--workspace", str(tmp_path / "ws"), "--yes", "--json")
+    assert result.returncode == 1, result.stderr
+    report = __import__("json").loads(result.stdout)
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["check-scaffold"]["status"] == "succeeded"
+    assert steps["implement"]["status"] == "failed" and "no model is configured for the built-in agent" in steps["implement"]["output_tail"]
+    assert steps["test"]["status"] == "skipped"
+    assert (tmp_path / "ws" / "weather_bot" / "client.py").exists()  # scaffolded for a person to finish
+
+
+def test_bad_requirements_exit_2_before_anything_runs(tmp_path):
+    bad = write(tmp_path / "req.md", "---\ntemplate: no-such-template\n---\n# Thing\n")
+    result = autodev("run", str(bad), "--workspace", str(tmp_path / "ws"))
+    assert result.returncode == 2 and "no template 'no-such-template'" in result.stderr
+    assert autodev("plan", str(tmp_path / "missing.md")).returncode == 2
+
+
+def test_the_nightly_suite_develops_three_projects_and_reports_them(prefect_api, docker_engine, tmp_path):
+    from flows.experiments import SUITE, nightly_experiments
+
+    state = nightly_experiments(workspace_root=str(tmp_path / "night"), return_state=True)
+    run_ids = state.result()
+    assert len(run_ids) == len(SUITE) == 3
+    s = store()
+    sessions = [s.get_session(r) for r in run_ids]
+    s.close()
+    assert [x.project for x in sessions] == ["weather-bot", "word-stats", "unit-convert"]
+    assert all(x.status == "succeeded" and x.metadata.feedback_rounds == 1 for x in sessions)
+    artifacts = httpx.post(f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"key": {"any_": ["nightly-report"]}}}).json()
+    report = artifacts[0]["data"]
+    for project in ("weather-bot", "word-stats", "unit-convert"):
+        assert f"| {project} | 1 | 1 (100%) | 100% |" in report
