@@ -21,6 +21,9 @@ instruction and the requirements; keep everything else as it is. Do not edit tes
 Answer with one JSON object matching the schema: `edits` (each the complete new content of
 one file you may edit) and a one-line `summary` of what you did."""
 
+AGENT_FAILED = "coding agent: "  # starts the exit_reason of an agent attempt that produced no edits
+GIT_AUTHOR = "-c user.name=autodev -c user.email=autodev@localhost"
+
 _REQUEST = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(
     """# Instruction
 
@@ -92,3 +95,14 @@ def failure_evidence(step_id: str, command: str, status: str, exit_code: int | N
     """What a failed check tells the agent step it sends the run back to."""
     code = "unknown" if exit_code is None else exit_code
     return f"Check `{step_id}` (`{command}`) {status} with exit code {code}. The end of its output:\n{tail[-limit:]}"
+
+
+def apply_edits_command(stage: str, paths: list[str], message: str) -> str:
+    """The sandbox command that copies staged edits into place and, in a git workspace, commits
+    them (so each round of the agent is one commit, and its stat is what this round changed)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    commit = (
+        f"git add -- {quoted} && {{ git diff --cached --quiet && echo 'no changes'"
+        f" || {{ git {GIT_AUTHOR} commit -q -m {shlex.quote(message)} && git --no-pager show --stat --format='%h %s' HEAD; }}; }}"
+    )
+    return f"cp -R {shlex.quote(stage)}/. . && if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then {commit}; fi"

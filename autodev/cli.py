@@ -87,7 +87,8 @@ def run_requirements(
     template: Annotated[Optional[str], typer.Option(help="Template to scaffold (default: the one the requirements name).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Run a template's plan without asking for confirmation.")] = False,
     replay: Annotated[
-        Optional[Path], typer.Option(help="Answer model calls from this file of stored responses (offline, no API key).")
+        Optional[Path],
+        typer.Option(help="With no model configured: answer model calls from this file of stored responses (offline)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
@@ -106,8 +107,13 @@ def run_requirements(
 
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
-        made_by = f"stored responses from {replay}" if replay else (settings.llm_model or "no model: the template's plan")
-        err.print(f"developing {wanted.project} from {requirements} in {workspace} (model: {made_by})", highlight=False, soft_wrap=True)
+        if settings.llm_model:
+            made_by = f"the model {settings.llm_model}"
+        elif replay:
+            made_by = f"stored model responses from {replay}"
+        else:
+            made_by = "no model: the template's plan, agent steps wait for a person"
+        err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
     state = develop(
         requirements=str(requirements),
         workspace=str(workspace),
@@ -123,7 +129,9 @@ def run_requirements(
 def plan_requirements(
     requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
     template: Annotated[Optional[str], typer.Option(help="Template to plan for (default: the one the requirements name).")] = None,
-    replay: Annotated[Optional[Path], typer.Option(help="Answer model calls from this file of stored responses.")] = None,
+    replay: Annotated[
+        Optional[Path], typer.Option(help="With no model configured: answer model calls from this file of stored responses.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (plan, source, guidance, usage).")] = False,
 ) -> None:
     """Decompose requirements into a plan and print it; nothing runs."""
@@ -132,7 +140,7 @@ def plan_requirements(
 
     import yaml
 
-    from autodev.replay import ReplayServer, load_cassette
+    from autodev.replay import REPLAY_MODEL, ReplayServer, load_cassette
     from autodev.scaffold import choose_template, load_manifest, render_template
     from blocks.llm import LLM
     from flows.develop import read_requirements
@@ -147,20 +155,18 @@ def plan_requirements(
     logger.setLevel(logging.INFO)
     logger.propagate = False
     with contextlib.ExitStack() as stack:
-        if replay:
+        llm = llm_config(None)
+        if llm is None and replay:
             server = stack.enter_context(ReplayServer(load_cassette(replay)))
             llm = LLM.replaying(server.api_base, load_settings().llm_timeout_s)
-        else:
-            llm = llm_config(None)
         decomposition = plan_for(wanted, manifest, files, llm, logger)
     if as_json:
         print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))
         return
     if decomposition.source == "model":
-        made_by = f"plan made by the model {llm.model}" + (f" (stored responses from {replay})" if replay else "")
-        err.print(made_by, highlight=False, soft_wrap=True)
-    else:
-        err.print(f"[yellow]plan from the {manifest.name} template's default steps:[/] {decomposition.reason}", highlight=False, soft_wrap=True)
+        replayed = llm.model == REPLAY_MODEL
+        err.print(f"plan made by the model {llm.model}" + (f" (stored responses from {replay})" if replayed else ""), highlight=False, soft_wrap=True)
+    else:  # the decomposer's warning said why; the guidance is for the person who runs it
         err.print(decomposition.guidance, highlight=False, markup=False, soft_wrap=True)
     print(yaml.safe_dump(decomposition.plan.model_dump(mode="json", exclude_defaults=True), sort_keys=False, width=100))
 

@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from autodev.agent import AGENT_FAILED
 from autodev.models import CommandResult, summarise_output
 
 
@@ -46,6 +47,11 @@ def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None 
         )
     if result.status == "timed_out":
         return found("the command ran past its timeout_s: raise the step's timeout_s or split the step")
+    if result.exit_code is None and (result.exit_reason or "").startswith(AGENT_FAILED):
+        return found(
+            "the coding agent produced no usable edits: check the model (AUTODEV_LLM_MODEL, its endpoint and key) "
+            "and the step's files, then retry the step"
+        )
     if result.exit_code is None:
         return found(f"the Docker engine went away ({result.exit_reason}); run `autodev doctor`, then retry the step")
     if m := _NO_MODULE.search(tail):

@@ -41,6 +41,7 @@ def evaluate(
         feedback_rounds=meta.feedback_rounds,
         pauses=len(meta.pauses),
         decisions=len(meta.interventions),
+        models=sorted({u[1] for u in usage}),
         model_calls=len(usage),  # the plan's own calls are in `usage` too, recorded when the run began
         model_tokens=sum(u[2] for u in usage),
         model_cost_usd=round(sum(u[3] for u in usage), 6),
@@ -76,10 +77,10 @@ state store. Do not edit by hand: run `autodev report` again.
 
 ## Runs, newest first
 
-| started (UTC) | project | status | steps ok | total (s) | attempts | retries | stalls | trips | rounds | pauses | decisions | tokens | cost (USD) |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| started (UTC) | project | status | plan from | model | steps ok | total (s) | attempts | retries | stalls | trips | rounds | pauses | decisions | tokens | cost (USD) |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {% for r in runs %}
-| {{ r.started_at.strftime("%Y-%m-%d %H:%M") }} | {{ r.project }} | {{ r.status }} | {{ r.steps_succeeded }}/{{ r.steps }} | {{ "%.1f"|format(r.total_s) }} | {{ r.attempts }} | {{ r.retries }} | {{ r.stalls }} | {{ r.breaker_trips }} | {{ r.feedback_rounds }} | {{ r.pauses }} | {{ r.decisions }} | {{ r.model_tokens }} | {{ "%.4f"|format(r.model_cost_usd) }} |
+| {{ r.started_at.strftime("%Y-%m-%d %H:%M") }} | {{ r.project }} | {{ r.status }} | {{ r.plan_source }} | {{ r.models|join(", ") or "none" }} | {{ r.steps_succeeded }}/{{ r.steps }} | {{ "%.1f"|format(r.total_s) }} | {{ r.attempts }} | {{ r.retries }} | {{ r.stalls }} | {{ r.breaker_trips }} | {{ r.feedback_rounds }} | {{ r.pauses }} | {{ r.decisions }} | {{ r.model_tokens }} | {{ "%.4f"|format(r.model_cost_usd) }} |
 {% endfor %}
 
 ## Time per step, newest run of each project
@@ -101,8 +102,11 @@ state store. Do not edit by hand: run `autodev report` again.
   reruns of feedback rounds, where a failed check sent the run back to its agent step.
 - *pauses* are the points where a run waited for a person (a blocked step, or a plan no model
   made); *decisions* are the answers people gave.
-- *model calls*, tokens and cost include the decomposition; a run that replayed stored
-  responses counts its tokens at four characters a token and costs nothing.
+- *model calls*, tokens and cost include the decomposition. The model `openai/replay` is the
+  local server that replays stored responses (offline experiments): its tokens are estimated at
+  four characters a token, and it costs nothing.
+- *plan from*: `model` when a model made the plan, `template` when the template's default plan
+  ran (no model, or its answers did not validate twice), `plan` for `autodev exec`.
 """
 )
 

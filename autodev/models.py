@@ -99,7 +99,9 @@ class Step(_Strict):
         if self.kind == "command":
             return self.run  # type: ignore[return-value]
         first_line = self.instruction.strip().splitlines()[0]  # type: ignore[union-attr]
-        return f"agent: {first_line[:200]}"
+        if len(first_line) > 200:
+            first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
+        return f"agent: {first_line}"
 
 
 class Plan(_Strict):
@@ -188,7 +190,7 @@ class Blocker(BaseModel):
     exit_code: int | None
     summary: str
     suggested_action: str = ""
-    kind: Literal["failure", "stall", "breaker", "watchdog"] = "failure"
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual"] = "failure"  # manual: no agent, a person does the step
     ts: datetime
 
 
@@ -249,7 +251,7 @@ class Pause(BaseModel):
 class RunOrigin(BaseModel):
     """Where a run's plan came from: a plan file, a model's decomposition, or a template's fallback."""
 
-    source: Literal["plan", "model", "template"] = "plan"
+    source: Literal["plan", "model", "replay", "template"] = "plan"  # replay: stored model answers
     requirements: str | None = None  # the requirements document's path or name
     template: str | None = None
     reason: str | None = None  # why the template's plan was used instead of a model's
@@ -276,6 +278,7 @@ class RunEvaluation(BaseModel):
     feedback_rounds: int
     pauses: int  # times the run waited for a person (blocked step, plan to confirm)
     decisions: int  # decisions people took (retry, skip, abort)
+    models: list[str] = Field(default_factory=list)  # the litellm models the run asked (openai/replay: stored answers)
     model_calls: int
     model_tokens: int
     model_cost_usd: float

@@ -20,6 +20,7 @@ from pydantic import Field
 from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
 from autodev.models import Pause, RunOrigin, utcnow
+from autodev.replay import REPLAY_MODEL
 from autodev.scaffold import Requirements, choose_template, load_manifest, parse_requirements, render_template
 from autodev.settings import load_settings
 from flows.dashboard import artifact_key
@@ -57,7 +58,7 @@ def read_requirements(path: str) -> Requirements:
 @flow(name="autodev-develop", flow_run_name=_flow_run_name, persist_result=False)
 def develop(
     requirements: str,
-    workspace: str,
+    workspace: str | None = None,
     template: str | None = None,
     confirm: bool = True,
     replay: str | None = None,
@@ -65,14 +66,17 @@ def develop(
     state_store_block: str | None = None,
     llm_block: str | None = None,
 ):
-    """Decompose `requirements` (a markdown file), scaffold `workspace` and run the plan.
+    """Decompose `requirements` (a markdown file), scaffold `workspace` (a new directory;
+    default: one under AUTODEV_WORKSPACE_ROOT) and run the plan.
 
     `template` overrides the one the requirements name; `confirm=False` runs a template's
-    plan without asking; `replay` names a file of stored model responses to use instead of a
-    model (offline experiments). The blocks are as for the plan flow.
+    plan without asking; `replay` names a file of stored model responses, used when no model
+    is configured (offline experiments). The blocks are as for the plan flow.
     """
     logger = get_run_logger()
     wanted = read_requirements(requirements)
+    if workspace is None:
+        workspace = str(load_settings().workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}")
     manifest = load_manifest(template) if template else choose_template(wanted)
     files = render_template(manifest, wanted.variables)
     with model_for(llm_block, replay) as llm:
@@ -80,16 +84,21 @@ def develop(
     show_plan(decomposition)
     confirmed_at = None
     if decomposition.source == "template" and confirm:
-        confirmed_at = ask_for_confirmation(decomposition)
+        try:
+            confirmed_at = ask_for_confirmation(decomposition)
+        except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
+            logger.error(str(exc))
+            return Failed(message=str(exc), data=exc)
     scaffold(workspace, wanted, manifest, files)
+    replayed = any(u.model == REPLAY_MODEL for u in decomposition.usage)
     origin = RunOrigin(
-        source=decomposition.source,
+        source="replay" if replayed and decomposition.source == "model" else decomposition.source,
         requirements=requirements,
         template=manifest.name,
         reason=decomposition.reason,
         usage=decomposition.usage,
     )
-    logger.info("plan from %s; running it in %s", "the model" if decomposition.source == "model" else f"template {manifest.name}", workspace)
+    logger.info("plan from %s; running it in %s", origin.source if origin.source != "template" else f"template {manifest.name}", workspace)
     state = run_plan(
         plan=decomposition.plan,
         workspace=workspace,
@@ -111,7 +120,7 @@ def develop(
 
 def show_plan(decomposition: Decomposition) -> None:
     plan = decomposition.plan
-    rows = "\n".join(f"| {s.id} | {s.kind} | {', '.join(s.depends_on)} | `{s.command[:100]}` |" for s in plan.steps)
+    rows = "\n".join(f"| {s.id} | {s.kind} | {', '.join(s.depends_on)} | `{s.command}` |" for s in plan.steps)
     made_by = (
         f"the model ({', '.join(sorted({u.model for u in decomposition.usage}))}, {len(decomposition.usage)} call(s))"
         if decomposition.source == "model"

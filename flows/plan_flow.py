@@ -110,10 +110,11 @@ def llm_config(block_name: str | None) -> LLM | None:
 
 @contextmanager
 def model_for(llm_block: str | None, replay: str | None) -> Iterator[LLM | None]:
-    """The run's model: stored responses replayed by a local server when `replay` names a
-    file (offline experiments), else the LLM block or AUTODEV_LLM_MODEL, else none."""
-    if not replay:
-        yield llm_config(llm_block)
+    """The run's model: the LLM block or AUTODEV_LLM_MODEL; when neither is configured and
+    `replay` names a file, its stored responses replayed by a local server (offline runs)."""
+    configured = llm_config(llm_block)
+    if configured is not None or not replay:
+        yield configured
         return
     with ReplayServer(load_cassette(replay)) as server:
         get_run_logger().info("model answers are replayed from %s by a local server, not asked of a model", replay)
@@ -157,8 +158,8 @@ def run_plan(
     first unfinished step, in the same workspace. `sandbox_block`, `state_store_block` and
     `llm_block` name blocks saved in Prefect (created or edited in the UI); without them the
     AUTODEV_* settings apply. `origin` says where the plan came from and `pauses` where it
-    waited for a person before the run began (both kept with the run);
-    `replay` names a file of stored model responses to use instead of a model.
+    waited for a person before the run began (both kept with the run); `replay` names a file
+    of stored model responses to use when no model is configured.
     """
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
@@ -316,6 +317,10 @@ class Orchestrator:
             self._dispatch(step)
 
     def _dispatch(self, step: Step) -> None:
+        agent_cli = step.agent_command or self.plan.agent_command
+        if step.kind == "agent" and not agent_cli and self.llm is None:
+            self._hand_to_a_person(step)
+            return
         attempt = self.progress.attempts[step.id] + 1
         self.progress.attempts[step.id] = attempt
         entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
@@ -332,7 +337,6 @@ class Orchestrator:
             on_output=self.live.seen,
             redactor=self.redactors[step.id],
         )
-        agent_cli = step.agent_command or self.plan.agent_command
         if step.kind == "agent" and not agent_cli:
             future = run_agent.submit(
                 step.id, attempt, step, self.evidence.get(step.id), str(self.workspace), self.todo_files, self.sandbox,
@@ -421,6 +425,35 @@ class Orchestrator:
 
         self._beat(f"handled {step_id}: {result.status}", record)
         self.update_insight(force=move == "block" or self.progress.finished)
+
+    def _hand_to_a_person(self, step: Step) -> None:
+        """An agent step with no agent (no model, no agent CLI): block the run so a person does
+        the step by hand and says so with `skip`."""
+        files = ", ".join(step.files or self.todo_files) or "the files the instruction names"
+        blocker = Blocker(
+            step_id=step.id,
+            command=step.command,
+            exit_code=None,
+            summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent_command",
+            suggested_action=f"do it by hand: {step.instruction.strip()}; edit {files} in {self.workspace}, then skip this "
+            f"step to go on (`autodev resume {self.run_id} --action skip`), or set AUTODEV_LLM_MODEL and retry",
+            kind="manual",
+            ts=utcnow(),
+        )
+        self.progress.finish(step.id, "blocked")
+        self.store.set_step_states(self.run_id, {step.id: "blocked"})
+
+        def record(m: SessionMetadata) -> None:
+            m.blockers.append(blocker)
+            m.phase = self.progress.phase
+
+        self.store.update_session(self.run_id, record)
+        self.events.emit(
+            "autodev.run.blocked",
+            {"step": step.id, "command": step.command, "exit_code": None, "status": "blocked", "reason": "manual",
+             "summary": blocker.summary, "suggested_action": blocker.suggested_action, "evidence": []},
+        )
+        self.logger.warning("run blocked at %s: %s; %s", step.id, blocker.summary, blocker.suggested_action)
 
     def _may_send_back(self, step: Step) -> bool:
         return step.feedback_to is not None and self.feedback_rounds < self.plan.max_feedback_rounds

@@ -8,14 +8,13 @@ the sandbox user's ownership and under the same capture, clocks and breaker as a
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.states import Failed
 
-from autodev.agent import AGENT_PROMPT, AgentEdits, agent_request, check_edits
+from autodev.agent import AGENT_FAILED, AGENT_PROMPT, AgentEdits, agent_request, apply_edits_command, check_edits
 from autodev.errors import BadInput
 from autodev.models import CommandRequest, CommandResult, LLMUsage, Step, StepDefaults, utcnow
 from autodev.output import OutputCapture
@@ -34,7 +33,7 @@ def run_agent(
     workspace: str,
     todo_files: list[str],
     sandbox: SandboxSession,
-    llm: LLM | None,
+    llm: LLM,
     limits: StepDefaults,
     log_path: str,
     tail_bytes: int = 64 * 1024,
@@ -53,15 +52,13 @@ def run_agent(
 
     def gave_up(reason: str, status: str = "failed") -> CommandResult | Failed:
         capture = OutputCapture(tail_bytes, Path(log_path), on_lines=logger.info, redactor=redactor)
-        capture.feed(f"agent: {reason}\n".encode())
+        capture.feed(f"{AGENT_FAILED}{reason}\n".encode())
         capture.close()
         result = CommandResult(
-            status=status, exit_code=None, exit_reason=reason[:500], started_at=started_at, finished_at=utcnow()
+            status=status, exit_code=None, exit_reason=f"{AGENT_FAILED}{reason}"[:500], started_at=started_at, finished_at=utcnow()
         )
         return verdict_of(result, capture, log_path)
 
-    if llm is None:
-        return gave_up("no model is configured for the built-in agent: set AUTODEV_LLM_MODEL, or give the step an agent_command")
     if not allowed:
         return gave_up("nothing to edit: no file holds a TODO(autodev) marker and the step lists no `files`")
     files = {path: _read(root, path) for path in allowed}
@@ -87,8 +84,8 @@ def run_agent(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
     request = CommandRequest(
-        # Copy as the sandbox user, then show what changed since the last commit.
-        command=f"cp -R {shlex.quote(stage.as_posix())}/. . && {{ git --no-pager diff --stat 2>/dev/null || true; }}",
+        # Copied (and committed) by the sandbox user, so the files keep the workspace's owner.
+        command=apply_edits_command(stage.as_posix(), list(checked), f"{step_id}: {edits.summary}"[:200]),
         timeout_s=limits.timeout_s,
         stall_timeout_s=limits.stall_timeout_s,
         log_path=log_path,

@@ -36,6 +36,6 @@ def scaffold(workspace: str, requirements: Requirements, manifest: Manifest, fil
     todos = find_todos(files)
     logger.info(
         "scaffolded %d files from template %s, first commit %s; TODO markers in %s",
-        len(files), manifest.name, sha[:8], ", ".join(f"{p} (lines {', '.join(map(str, n))})" for p, n in todos.items()) or "no file",
+        len(files), manifest.name, sha[:8], ", ".join(f"{p} (line {', '.join(map(str, n))})" for p, n in todos.items()) or "no file",
     )
     return sha

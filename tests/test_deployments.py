@@ -96,6 +96,26 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
     assert report["steps"][1]["output_tail"] == "from a deployment\n"
 
 
+def test_the_weather_bot_deployment_develops_the_project_through_a_worker(prefect_server, docker_engine, tmp_path):
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    started = prefect(env, "deployment", "run", "autodev-develop/weather-bot", "--param", f"workspace={tmp_path / 'ws'}")
+    flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
+    prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=300)
+
+    assert httpx.get(f"{api}/flow_runs/{flow_run_id}").json()["state"]["type"] == "COMPLETED"
+    children = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}).json()
+    plan_run = next(c for c in children if c["name"].startswith("weather-bot-"))
+    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [plan_run["id"]]}}}).json()
+    names = sorted(t["name"] for t in task_runs if t["name"] != "insights")
+    assert names == ["check-scaffold", "demo", "implement", "implement", "test", "test"]  # one feedback round
+    status = subprocess.run([sys.executable, "-m", "autodev", "status", plan_run["id"], "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(status.stdout)["status"] == "succeeded"
+
+
 def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(prefect_server, docker_engine, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]

@@ -43,7 +43,7 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     second_agent = next(a for a in attempts if a.step_id == "implement" and a.attempt == 2)
     assert "round halves away from zero" in second_agent.result.output_tail  # the answer only evidence unlocks
     meta = session.metadata
-    assert meta.feedback_rounds == 1 and meta.origin.source == "model" and meta.origin.template == "weather-bot"
+    assert meta.feedback_rounds == 1 and meta.origin.source == "replay" and meta.origin.template == "weather-bot"
     assert [u[0] for u in usage] == ["decompose", "agent:implement", "agent:implement"]
     assert meta.evaluation.feedback_rounds == 1 and meta.evaluation.model_calls == 3 and meta.evaluation.success_rate == 1
 
@@ -53,6 +53,12 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert first_commit.message.startswith("scaffold weather-bot from template weather-bot")
     assert "TODO(autodev)" in first_commit.tree["weather_bot/client.py"].data_stream.read().decode()
     assert "TODO(autodev)" not in (workspace / "weather_bot" / "client.py").read_text()
+    agent_commits = [c.message.strip() for c in repo.iter_commits()][:-1]  # each agent round is one commit
+    assert agent_commits == [
+        "implement: round halves away from zero: Python's round() rounds 18.5 to 18 and -4.5 to -4",
+        "implement: fetch_forecast with urllib and WeatherAPIError for every failure; daily_message with round()",
+    ]
+    assert "weather_bot/client.py" not in second_agent.result.output_tail  # the stat of this round's commit only
 
     events = autodev_events(prefect_api, report.run_id)
     rounds = [e for e in events if e["event"] == "autodev.feedback.round"]
@@ -61,7 +67,7 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     keys = {a["key"] for a in artifacts}
     assert {"plan-weather-bot", "evaluation-weather-bot"} <= keys
     evaluation = next(a for a in artifacts if a["key"] == "evaluation-weather-bot")["data"]
-    assert "| 100% |" in evaluation and "Plan from: model" in evaluation
+    assert "| 100% |" in evaluation and "Plan from: replay" in evaluation
 
     out = tmp_path / "report.md"
     result = autodev("report", "--output", str(out))
@@ -109,15 +115,32 @@ def test_without_a_model_the_template_plan_waits_for_confirmation(prefect_api, d
     assert not workspace.exists()  # nothing scaffolded, nothing run
 
 
-def test_without_a_model_the_agent_step_says_what_is_missing(prefect_api, docker_engine, tmp_path):
-    result = autodev("run", WEATHER, "--workspace", str(tmp_path / "ws"), "--yes", "--json")
-    assert result.returncode == 1, result.stderr
-    report = __import__("json").loads(result.stdout)
-    steps = {s["id"]: s for s in report["steps"]}
-    assert steps["check-scaffold"]["status"] == "succeeded"
-    assert steps["implement"]["status"] == "failed" and "no model is configured for the built-in agent" in steps["implement"]["output_tail"]
-    assert steps["test"]["status"] == "skipped"
-    assert (tmp_path / "ws" / "weather_bot" / "client.py").exists()  # scaffolded for a person to finish
+def test_without_a_model_a_person_does_the_agent_step_and_the_tests_judge_it(prefect_api, docker_engine, tmp_path):
+    import json
+
+    import yaml
+
+    workspace = tmp_path / "ws"
+    result = autodev("run", WEATHER, "--workspace", str(workspace), "--yes", "--json")
+    assert result.returncode == 3, result.stderr  # blocked: waiting for a person to do `implement`
+    report = json.loads(result.stdout)
+    assert [(s["id"], s["status"]) for s in report["steps"]] == [
+        ("check-scaffold", "succeeded"), ("implement", "blocked"), ("test", "pending"), ("demo", "pending")
+    ]
+    assert "no coding agent for this step" in result.stderr or "no coding agent" in autodev("status", report["run_id"]).stdout
+
+    # The person writes the code (here: the stored answers' final files), then says the step is done.
+    answers = yaml.safe_load(open(WEATHER_REPLAY))["responses"]
+    for answer in answers[1:]:
+        for edit in answer["json"]["edits"]:
+            (workspace / edit["path"]).write_text(edit["content"])
+    resumed = autodev("resume", report["run_id"], "--action", "skip", "--note", "written by hand", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads(resumed.stdout)
+    assert [(s["id"], s["status"]) for s in final["steps"]] == [
+        ("check-scaffold", "succeeded"), ("implement", "skipped"), ("test", "succeeded"), ("demo", "succeeded")
+    ]
+    assert final["interventions"] == 1
 
 
 def test_bad_requirements_exit_2_before_anything_runs(tmp_path):

@@ -52,8 +52,9 @@ steps:
         f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [report.run_id]}}}
     ).json()
     by_key = {a["key"]: a for a in artifacts}
-    assert set(by_key) == {"autodev-progress", "autodev-steps", "autodev-run-summary", "insights-happy"}
+    assert set(by_key) == {"autodev-progress", "autodev-steps", "autodev-run-summary", "insights-happy", "evaluation-happy"}
     assert "# Next steps (confidence" in by_key["insights-happy"]["data"]
+    assert "| 100% |" in by_key["evaluation-happy"]["data"] and "Plan from: plan" in by_key["evaluation-happy"]["data"]
     assert by_key["autodev-progress"]["data"] == 100
     table = json.loads(by_key["autodev-steps"]["data"])
     assert [(row["step"], row["state"]) for row in table] == [("write", "succeeded"), ("read", "succeeded"), ("quiet", "succeeded")]

@@ -91,3 +91,12 @@ def test_heartbeat_delay():
     meta = SessionMetadata(orchestrator_heartbeat=Heartbeat(ts=now - timedelta(seconds=95), loop_status="waiting"))
     assert heartbeat_delay_s(meta, now) == pytest.approx(95) and heartbeat_delay_s(meta, now) > HEARTBEAT_LATE_S
     assert heartbeat_is_late(meta, "running", now) and not heartbeat_is_late(meta, "blocked", now)
+
+
+def test_an_agent_that_made_no_edits_is_not_blamed_on_docker():
+    from autodev.agent import AGENT_FAILED
+
+    lost = diagnose("agent: do it", result(exit_code=None, reason=f"{AGENT_FAILED}model m failed: Timeout"))
+    assert "coding agent produced no usable edits" in lost.suggested_action and "Docker" not in lost.suggested_action
+    engine = diagnose("make", result(exit_code=None, reason="the Docker engine stopped answering"))
+    assert "Docker engine went away" in engine.suggested_action
