@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
-from autodev.models import RunReport, SessionMetadata, SessionRecord, utcnow
+from autodev.models import RunReport, SessionRecord, utcnow
 from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.plan import load_plan
 from autodev.settings import load_settings
@@ -47,7 +47,7 @@ def main() -> None:
     try:
         app()  # usage errors exit 2 and typer.Exit codes are honoured by click itself
     except AutodevError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # paths stay whole
         sys.exit(exc.exit_code)
 
 
@@ -93,12 +93,15 @@ def run_requirements(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Decompose requirements into a plan, scaffold the workspace, execute the plan."""
+    from autodev.scaffold import check_new_workspace
     from flows.develop import read_requirements
 
     settings = load_settings()
     wanted = read_requirements(str(requirements))  # bad input fails here, before any flow run
     if replay is not None and not replay.is_file():
         raise BadInput(f"--replay {replay}: no such file")
+    if workspace is not None:
+        check_new_workspace(workspace)
     preflight(settings.image, settings.database_url)
     if workspace is None:
         workspace = settings.workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -212,7 +215,7 @@ def finish(state, as_json: bool) -> None:
     else:
         raise AutodevError(f"the run crashed: {state.message}")
     report, session = load_run(run_id)
-    show_report(report, as_json, session.metadata)
+    show_report(report, as_json, session)
     raise typer.Exit(EXIT_FOR_STATUS[report.status])
 
 
@@ -223,7 +226,7 @@ def status(
 ) -> None:
     """Show a run's state from the state store."""
     report, session = load_run(run_id)
-    show_report(report, as_json, session.metadata)
+    show_report(report, as_json, session)
 
 
 def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
@@ -267,7 +270,7 @@ def resume(
         # The run's own process is waiting for exactly this input: hand it over and follow the run.
         resume_flow_run(flow_run.id, run_input=decision)
         report = follow(run_id, decisions_before=len(session.metadata.interventions))
-        show_report(report, as_json, load_run(run_id)[1].metadata)
+        show_report(report, as_json, load_run(run_id)[1])
         raise typer.Exit(EXIT_FOR_STATUS[report.status])
 
     # Nobody is waiting any more (the decision timed out, or the process ended): continue here.
@@ -410,7 +413,8 @@ def preflight(image: str, database_url: str) -> None:
             raise EnvironmentProblem(check.detail, check.fix)
 
 
-def show_report(report: RunReport, as_json: bool, meta: SessionMetadata) -> None:
+def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> None:
+    meta = session.metadata
     if as_json:
         print(json.dumps(report.model_dump(mode="json")))
         return
@@ -442,14 +446,14 @@ def show_report(report: RunReport, as_json: bool, meta: SessionMetadata) -> None
         out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
     for action in report.next_actions[:3]:
         out.print(f"[cyan]next:[/] {action}", highlight=False)
-    ui = flow_run_url(report.run_id)
+    ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
     if ui:
         out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
 
 
-def flow_run_url(run_id: str) -> str | None:
+def flow_run_url(flow_run_id: str) -> str | None:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     if not PREFECT_API_URL.value():
         return None  # the temporary server is gone when the command ends
-    return f"{PREFECT_UI_URL.value()}/runs/flow-run/{run_id}"
+    return f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}"

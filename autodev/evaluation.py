@@ -97,7 +97,8 @@ state store. Do not edit by hand: run `autodev report` again.
 
 ## How to read this
 
-- *steps ok* counts steps whose final state is succeeded; a run succeeds when all do.
+- *steps ok* counts steps whose final state is succeeded; a run succeeds when every step
+  succeeded or was skipped by a person's decision (done by hand).
 - *retries* are attempts beyond each step's first: its own retries, stall retries, and the
   reruns of feedback rounds, where a failed check sent the run back to its agent step.
 - *pauses* are the points where a run waited for a person (a blocked step, or a plan no model
@@ -105,8 +106,9 @@ state store. Do not edit by hand: run `autodev report` again.
 - *model calls*, tokens and cost include the decomposition. The model `openai/replay` is the
   local server that replays stored responses (offline experiments): its tokens are estimated at
   four characters a token, and it costs nothing.
-- *plan from*: `model` when a model made the plan, `template` when the template's default plan
-  ran (no model, or its answers did not validate twice), `plan` for `autodev exec`.
+- *plan from*: `model` when a model made the plan, `replay` when stored model responses did,
+  `template` when the template's default plan ran (no model, or its answers did not validate
+  twice), `plan` for `autodev exec`.
 """
 )
 

@@ -162,6 +162,15 @@ def safe_relative_path(path: str) -> str:
     return str(pure)
 
 
+def check_new_workspace(workspace: Path) -> None:
+    """A scaffold goes into a new or empty directory only: nothing there is overwritten."""
+    if workspace.exists() and not workspace.is_dir():
+        raise BadInput(f"workspace {workspace} exists and is not a directory")
+    existing = sorted(p.name for p in workspace.iterdir() if p.name != ".autodev") if workspace.exists() else []
+    if existing:
+        raise BadInput(f"workspace {workspace} is not empty ({', '.join(existing[:5])}): scaffold into a new directory")
+
+
 def find_todos(files: dict[str, str]) -> dict[str, list[int]]:
     """Where the TODO markers are: {path: [line numbers]}."""
     found: dict[str, list[int]] = {}

@@ -21,7 +21,7 @@ from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
 from autodev.models import Pause, RunOrigin, utcnow
 from autodev.replay import REPLAY_MODEL
-from autodev.scaffold import Requirements, choose_template, load_manifest, parse_requirements, render_template
+from autodev.scaffold import Requirements, check_new_workspace, choose_template, load_manifest, parse_requirements, render_template
 from autodev.settings import load_settings
 from flows.dashboard import artifact_key
 from flows.plan_flow import back_to_running, model_for, run_plan
@@ -77,6 +77,7 @@ def develop(
     wanted = read_requirements(requirements)
     if workspace is None:
         workspace = str(load_settings().workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}")
+    check_new_workspace(Path(workspace))  # before any model call or question
     manifest = load_manifest(template) if template else choose_template(wanted)
     files = render_template(manifest, wanted.variables)
     with model_for(llm_block, replay) as llm:
@@ -121,11 +122,13 @@ def develop(
 def show_plan(decomposition: Decomposition) -> None:
     plan = decomposition.plan
     rows = "\n".join(f"| {s.id} | {s.kind} | {', '.join(s.depends_on)} | `{s.command}` |" for s in plan.steps)
-    made_by = (
-        f"the model ({', '.join(sorted({u.model for u in decomposition.usage}))}, {len(decomposition.usage)} call(s))"
-        if decomposition.source == "model"
-        else f"the `{decomposition.template}` template's default steps ({decomposition.reason})"
-    )
+    models = sorted({u.model for u in decomposition.usage})
+    if decomposition.source == "template":
+        made_by = f"the `{decomposition.template}` template's default steps ({decomposition.reason})"
+    elif models == [REPLAY_MODEL]:
+        made_by = f"stored model responses, replayed ({len(decomposition.usage)} call(s)); no live model"
+    else:
+        made_by = f"the model ({', '.join(models)}, {len(decomposition.usage)} call(s))"
     markdown = f"# Plan for {plan.project}\n\nMade by {made_by}.\n\n| step | kind | after | does |\n|---|---|---|---|\n{rows}\n"
     if decomposition.guidance:
         markdown += "\n" + decomposition.guidance

@@ -54,7 +54,7 @@ from autodev.models import (
 )
 from autodev.policy import FailureBreaker, next_move
 from autodev.redact import Redactor
-from autodev.replay import ReplayServer, load_cassette
+from autodev.replay import REPLAY_MODEL, ReplayServer, load_cassette
 from autodev.report import build_report
 from autodev.scaffold import todo_files_in
 from autodev.scheduling import FAILED_STATUSES, Progress
@@ -435,7 +435,7 @@ class Orchestrator:
             command=step.command,
             exit_code=None,
             summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent_command",
-            suggested_action=f"do it by hand: {step.instruction.strip()}; edit {files} in {self.workspace}, then skip this "
+            suggested_action=f"do it by hand: {step.instruction.strip().rstrip('.')}; edit {files} in {self.workspace}, then skip this "
             f"step to go on (`autodev resume {self.run_id} --action skip`), or set AUTODEV_LLM_MODEL and retry",
             kind="manual",
             ts=utcnow(),
@@ -454,6 +454,7 @@ class Orchestrator:
              "summary": blocker.summary, "suggested_action": blocker.suggested_action, "evidence": []},
         )
         self.logger.warning("run blocked at %s: %s; %s", step.id, blocker.summary, blocker.suggested_action)
+        self.update_insight(force=True)
 
     def _may_send_back(self, step: Step) -> bool:
         return step.feedback_to is not None and self.feedback_rounds < self.plan.max_feedback_rounds
@@ -584,7 +585,8 @@ class Orchestrator:
             self._blockers(),
             str(self.workspace),
             self.start_head,
-            llm=self.llm,
+            # Stored answers cannot reword live advice: a replayed run keeps the rules' wording.
+            llm=self.llm if self.llm is None or self.llm.model != REPLAY_MODEL else None,
         )
         if usage is not None:
             self.store.record_llm_usage(self.run_id, "insights", usage.model, usage.tokens, usage.cost_usd)

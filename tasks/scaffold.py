@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from autodev.errors import BadInput
-from autodev.scaffold import Manifest, Requirements, find_todos
+from autodev.scaffold import Manifest, Requirements, check_new_workspace, find_todos
 from blocks.git_state import commit_all
 
 REQUIREMENTS_FILE = "REQUIREMENTS.md"  # kept in the workspace so agents and people can read it
@@ -21,10 +21,8 @@ def scaffold(workspace: str, requirements: Requirements, manifest: Manifest, fil
     """
     logger = get_run_logger()
     root = Path(workspace).resolve()
+    check_new_workspace(root)
     root.mkdir(parents=True, exist_ok=True)
-    existing = [p.name for p in root.iterdir() if p.name != ".autodev"]
-    if existing:
-        raise BadInput(f"workspace {root} is not empty ({', '.join(sorted(existing)[:5])}): scaffold into a new directory")
     for relative, text in {**files, REQUIREMENTS_FILE: requirements.text}.items():
         target = (root / relative).resolve()
         if not target.is_relative_to(root):  # render_template checked already; this is the last guard

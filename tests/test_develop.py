@@ -127,7 +127,10 @@ def test_without_a_model_a_person_does_the_agent_step_and_the_tests_judge_it(pre
     assert [(s["id"], s["status"]) for s in report["steps"]] == [
         ("check-scaffold", "succeeded"), ("implement", "blocked"), ("test", "pending"), ("demo", "pending")
     ]
-    assert "no coding agent for this step" in result.stderr or "no coding agent" in autodev("status", report["run_id"]).stdout
+    status = autodev("status", report["run_id"])
+    assert "blocked at implement (manual): no coding agent for this step" in status.stdout
+    assert "do it by hand: Implement the Weather Bot" in status.stdout
+    assert report["next_actions"] and "nothing to do yet" not in report["next_actions"][0]  # the advice saw the block
 
     # The person writes the code (here: the stored answers' final files), then says the step is done.
     answers = yaml.safe_load(open(WEATHER_REPLAY))["responses"]
@@ -148,6 +151,12 @@ def test_bad_requirements_exit_2_before_anything_runs(tmp_path):
     result = autodev("run", str(bad), "--workspace", str(tmp_path / "ws"))
     assert result.returncode == 2 and "no template 'no-such-template'" in result.stderr
     assert autodev("plan", str(tmp_path / "missing.md")).returncode == 2
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    write(taken / "notes.txt", "mine")
+    refused = autodev("run", WEATHER, "--workspace", str(taken))
+    assert refused.returncode == 2 and "is not empty (notes.txt)" in refused.stderr
+    assert (taken / "notes.txt").read_text() == "mine"
 
 
 def test_the_nightly_suite_develops_three_projects_and_reports_them(prefect_api, docker_engine, tmp_path):
