@@ -51,7 +51,8 @@ def advise(
             Recommendation(
                 action=b.suggested_action if b else f"decide on the blocked step {blocked[0]}",
                 reason=f"the run is blocked at {blocked[0]}" + (f": {b.summary}" if b else "") + " (evidence.latest_blocker)",
-                command=f"autodev resume {run_id} --action retry",
+                # A step a person does by hand is done by skipping it; anything else is retried.
+                command=f"autodev resume {run_id} --action {'skip' if b and b.kind == 'manual' else 'retry'}",
             )
         )
         confidence = max(confidence, 0.8)

@@ -61,6 +61,13 @@ def test_a_blocked_run_recommends_the_blockers_action_and_the_resume_command():
     assert insight.recommendations[0].command == "autodev resume run-1 --action retry"
 
 
+def test_a_step_left_to_a_person_is_resumed_by_skipping_it():
+    blocker = Blocker(step_id="build", command="agent: write it", exit_code=None, summary="no coding agent", kind="manual",
+                      suggested_action="do it by hand", ts=utcnow())
+    insight = advise("run-1", PLAN, {"build": "blocked", "test": None}, {"build": 0, "test": 0}, [blocker], GitState())
+    assert insight.recommendations[0].command == "autodev resume run-1 --action skip"
+
+
 def test_notify_only_on_new_advice_or_a_confidence_drop():
     base = advise("r", PLAN, DONE, {"build": 1, "test": 1}, [], repo_state())
     assert changed(None, base)
