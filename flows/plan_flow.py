@@ -516,7 +516,9 @@ class Orchestrator:
         description = decision_markdown(blocker, self.run_id)
         try:
             return pause_flow_run(
-                wait_for_input=Decision.with_initial_data(description=description, action="retry"),
+                wait_for_input=Decision.with_initial_data(
+                    description=description, action="skip" if blocker.kind == "manual" else "retry"
+                ),
                 timeout=int(self.settings.decision_timeout_s),
                 poll_interval=max(1, min(10, int(self.settings.decision_timeout_s // 4) or 1)),
             )

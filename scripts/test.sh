@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs autodev's test suite on a Debian machine (as root): installs what the tests need
-# (Docker engine, PostgreSQL server binaries, Prometheus, the sandbox image, Python deps), then pytest.
+# (Docker engine, PostgreSQL server binaries, Prometheus, Chromium, the sandbox image, Python deps), then pytest.
 # Arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` for the quick subset.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export AUTODEV_EXTRA_PACKAGES="postgresql prometheus ${AUTODEV_EXTRA_PACKAGES:-}"
+export AUTODEV_EXTRA_PACKAGES="postgresql prometheus chromium ${AUTODEV_EXTRA_PACKAGES:-}"
 source "$ROOT/scripts/bootstrap.sh"
 
 stop_dockerd() {

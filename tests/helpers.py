@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
@@ -78,3 +84,44 @@ class FakeModelServer(ModelServer):
 
     def llm(self, timeout_s: float = 10) -> LLM:
         return LLM(model="openai/local-test", api_base=self.api_base, api_key="test-key", timeout_s=timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def prefect_server_process(tmp_path, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """`prefect server start` (API and UI) on a free loopback port, with its own home and
+    autodev state store; yields the environment that points a CLI or worker at it."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        **(extra_env or {}),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_UI_API_URL": api,  # what the UI in a browser calls
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AUTODEV_DATABASE_URL": f"sqlite:///{tmp_path / 'autodev.db'}",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "prefect server start did not come up"
+            time.sleep(0.5)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,50 +12,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import prefect_server_process
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def prefect_server(request, tmp_path):
     """`prefect server start` on loopback, on its own SQLite file or on a PostgreSQL database."""
-    port = free_port()
     database = {}
     if request.param == "postgres":
         url = request.getfixturevalue("fresh_postgres_url")
         database = {"PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql://", "postgresql+asyncpg://", 1)}
-    env = {
-        **os.environ,
-        **database,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "AUTODEV_DATABASE_URL": f"sqlite:///{tmp_path / 'autodev.db'}",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prefect server start did not come up"
-            time.sleep(0.5)
+    with prefect_server_process(tmp_path, database) as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def prefect(env, *args, timeout=180) -> subprocess.CompletedProcess:
