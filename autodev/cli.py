@@ -326,13 +326,23 @@ def image_build(
     method: Annotated[
         str, typer.Option(help="auto: Dockerfile if a registry answers, else Debian packages; or dockerfile|debian.")
     ] = "auto",
+    worker: Annotated[
+        bool, typer.Option("--worker", help="Build the Docker work pool's image instead (default tag autodev-worker:latest).")
+    ] = False,
 ) -> None:
-    """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user)."""
+    """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user), or with
+    --worker the image the Docker work pool runs flows in (the sandbox image plus autodev)."""
+    say = lambda line: err.print(line, highlight=False)  # noqa: E731
+    if worker:
+        from blocks.worker_image import build_worker_image
+
+        build_worker_image(tag or "autodev-worker:latest", load_settings().image, say)
+        return
     from blocks.sandbox_image import build_image
 
     if method not in ("auto", "dockerfile", "debian"):
         raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
-    build_image(tag or load_settings().image, method, say=lambda line: err.print(line, highlight=False))  # type: ignore[arg-type]
+    build_image(tag or load_settings().image, method, say=say)  # type: ignore[arg-type]
 
 
 @metrics_app.command("serve")

@@ -141,3 +141,18 @@ def model_server():
 
     with FakeModelServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def worker_image(docker_engine) -> str:
+    """The Docker work pool's image (`autodev image build --worker`), built once if missing."""
+    import docker.errors
+
+    from blocks.worker_image import build_worker_image
+
+    tag = "autodev-worker:latest"
+    try:
+        docker_engine.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_worker_image(tag, IMAGE)
+    return tag

@@ -37,11 +37,18 @@ def prefect(env, *args, timeout=180) -> subprocess.CompletedProcess:
     return result
 
 
+def deploy_all(env) -> None:
+    """The two work pools of prefect.yaml, then every deployment, as docs/operations.md says."""
+    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
+    prefect(env, "work-pool", "create", "autodev-docker", "--type", "docker")
+    result = prefect(env, "--no-prompt", "deploy", "--all")
+    assert "autodev-plan-docker" in result.stdout and "nightly-experiments" in result.stdout
+
+
 def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    deploy_all(env)
     plan = {"project": "deployed", "steps": [
         {"id": "hello", "run": "echo from a deployment > out.txt"},
         {"id": "after", "run": "cat out.txt", "depends_on": ["hello"]},
@@ -65,11 +72,41 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
     assert report["steps"][1]["output_tail"] == "from a deployment\n"
 
 
+def test_the_docker_work_pool_runs_the_flow_in_the_worker_image(prefect_server, docker_engine, worker_image, tmp_path):
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    deploy_all(env)
+    plan = {"project": "in-docker", "steps": [
+        {"id": "hello", "run": "echo from the docker pool > out.txt"},
+        {"id": "after", "run": "cat out.txt", "depends_on": ["hello"]},
+    ]}
+    shared = tmp_path / "shared"  # mounted at the same path in the worker's container
+    shared.mkdir()
+    started = prefect(
+        env, "deployment", "run", "autodev-plan/autodev-plan-docker", "--param", f"plan={json.dumps(plan)}",
+        "--param", f"workspace={shared / 'ws'}",
+        "--job-variable", f"volumes={json.dumps(['/var/run/docker.sock:/var/run/docker.sock', f'{shared}:{shared}'])}",
+        "--job-variable", f"env={json.dumps({'AUTODEV_DATABASE_URL': f'sqlite:///{shared}/autodev.db'})}",
+    )
+    flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
+    prefect(env, "worker", "start", "--pool", "autodev-docker", "--type", "docker", "--run-once", timeout=300)
+
+    flow_run = httpx.get(f"{api}/flow_runs/{flow_run_id}").json()
+    assert flow_run["state"]["type"] == "COMPLETED" and flow_run["work_pool_name"] == "autodev-docker"
+    assert flow_run["infrastructure_pid"]  # the worker's container
+    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+    assert sorted(t["name"] for t in task_runs if t["name"] != "insights") == ["after", "hello"]
+    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"], capture_output=True, text=True,
+                            env={**env, "AUTODEV_DATABASE_URL": f"sqlite:///{shared}/autodev.db"}, timeout=60)
+    report = json.loads(status.stdout)  # written from inside the worker's container, read here
+    assert report["status"] == "succeeded" and report["steps"][1]["output_tail"] == "from the docker pool\n"
+    assert (shared / "ws" / "out.txt").read_text() == "from the docker pool\n"
+
+
 def test_the_weather_bot_deployment_develops_the_project_through_a_worker(prefect_server, docker_engine, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    deploy_all(env)
     started = prefect(env, "deployment", "run", "autodev-develop/weather-bot", "--param", f"workspace={tmp_path / 'ws'}")
     flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
     prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=300)
@@ -88,8 +125,7 @@ def test_the_weather_bot_deployment_develops_the_project_through_a_worker(prefec
 def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(prefect_server, docker_engine, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    deploy_all(env)
     plan = {"project": "to-cancel", "steps": [{"id": "long", "run": "echo started; sleep 600"}]}
     started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
                       "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / 'ws'}")
@@ -124,8 +160,7 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
 def test_two_workers_share_one_postgres_state_store_without_losing_results(prefect_server, fresh_postgres_url, tmp_path):
     env = {**prefect_server, "AUTODEV_DATABASE_URL": fresh_postgres_url}
     api = env["PREFECT_API_URL"]
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    deploy_all(env)
     runs = []
     for n in range(4):
         plan = {"project": f"shared-{n}", "steps": [{"id": f"s{i}", "run": f"echo run {n} step {i}"} for i in range(5)]}
@@ -181,8 +216,7 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
          f"StateStore(database_url='sqlite:///{team_db}').save('team')"],
         env=env, cwd=ROOT, check=True, timeout=60,
     )
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    deploy_all(env)
     plan = {"project": "blocks", "steps": [{"id": "limit", "run": "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}]}
     started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan", "--param", f"plan={json.dumps(plan)}",
                       "--param", f"workspace={tmp_path / 'ws'}", "--param", "sandbox_block=small",
