@@ -34,6 +34,11 @@ class StoreCollector:
         self._buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(DURATION_BUCKETS))
         self._trips = 0
 
+    def refresh(self) -> None:
+        """Add the attempts stored since the last refresh to the running totals."""
+        with self._lock:
+            self._refresh()
+
     def _refresh(self) -> None:
         self._last_id, rows = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
         for status, count, total, trips, *per_bucket in rows:
@@ -104,7 +109,12 @@ class StoreCollector:
 
 
 def serve(store: StoreBackend, host: str, port: int):
-    """Start serving /metrics in a background thread; returns (server, thread)."""
+    """Start serving /metrics in a background thread; returns (server, thread).
+
+    The history is read once here, before the first scrape, so that no scrape, the first
+    included, has to aggregate the whole results table."""
+    collector = StoreCollector(store)
+    collector.refresh()
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store))
+    registry.register(collector)
     return start_http_server(port, addr=host, registry=registry)
