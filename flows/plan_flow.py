@@ -33,11 +33,12 @@ from autodev.agent import agent_cli_command, failure_evidence
 from autodev.errors import BadInput, CommandFailed, RunFailed
 from autodev.evaluation import evaluate
 from autodev.diagnosis import diagnose, fingerprint
-from autodev.insights import changed as insight_changed
+from autodev.insights import advise, changed as insight_changed
 from autodev.models import (
     Blocker,
     CommandRequest,
     CommandResult,
+    GitState,
     Heartbeat,
     Insight,
     Intervention,
@@ -574,27 +575,38 @@ class Orchestrator:
 
     # --- insights ----------------------------------------------------------------------
     def update_insight(self, force: bool = False) -> None:
-        """Recompute the next-step advice (at most once per heartbeat interval, always when the
-        run blocks or ends); store it as `next_actions`, and tell people when it changed."""
-        if not force and time.monotonic() - self._last_insight < self.settings.heartbeat_interval_s:
-            return
-        self._last_insight = time.monotonic()
-        insight, usage = compute_insight(
-            self.run_id,
-            self.plan,
-            dict(self.progress.status),
-            dict(self.progress.attempts),
-            self._blockers(),
-            str(self.workspace),
-            self.start_head,
-            # Stored answers cannot reword live advice: a replayed run keeps the rules' wording.
-            llm=self.llm if self.llm is None or self.llm.model != REPLAY_MODEL else None,
-        )
-        if usage is not None:
-            self.store.record_llm_usage(self.run_id, "insights", usage.model, usage.tokens, usage.cost_usd)
+        """Bring the next-step advice up to date after a loop iteration; store it as
+        `next_actions`, and tell people when it changed.
+
+        The full computation (the insights task: the workspace's git state, and the model's
+        wording when one is configured) runs at most once per heartbeat interval, and always when
+        the run blocks or ends. In between, the rules are applied to the latest progress with the
+        git state last read, which costs no subprocess, task run or model call."""
+        statuses, attempts, blockers = dict(self.progress.status), dict(self.progress.attempts), self._blockers()
+        full = force or self.insight is None or time.monotonic() - self._last_insight >= self.settings.heartbeat_interval_s
+        if full:
+            self._last_insight = time.monotonic()
+            insight, usage = compute_insight(
+                self.run_id,
+                self.plan,
+                statuses,
+                attempts,
+                blockers,
+                str(self.workspace),
+                self.start_head,
+                # Stored answers cannot reword live advice: a replayed run keeps the rules' wording.
+                llm=self.llm if self.llm is None or self.llm.model != REPLAY_MODEL else None,
+            )
+            if usage is not None:
+                self.store.record_llm_usage(self.run_id, "insights", usage.model, usage.tokens, usage.cost_usd)
+        else:
+            git = GitState.model_validate(self.insight.evidence.get("git", {}))
+            insight = advise(self.run_id, self.plan, statuses, attempts, blockers, git)
         # The advice quotes commands and output: mask every step's secrets in all of it.
         everything = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         insight = Insight.model_validate_json(everything.text(insight.model_dump_json()))
+        if not full and _reasons(insight) == _reasons(self.insight):
+            return  # the same advice (a model may have worded it; keep that wording)
         previous, self.insight = self.insight, insight
         next_actions = [f"{r.action}" + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
 
@@ -643,6 +655,11 @@ class Orchestrator:
         if time.monotonic() - self._last_beat >= self.settings.heartbeat_interval_s:
             self._last_beat = time.monotonic()
             self.events.emit("autodev.heartbeat", {"loop_status": loop_status, "running": list(self.running)})
+
+
+def _reasons(insight: Insight) -> list[str]:
+    """What the advice rests on: a model may reorder and reword actions, never the reasons."""
+    return sorted(r.reason for r in insight.recommendations)
 
 
 def back_to_running(message: str) -> None:

@@ -116,3 +116,26 @@ def test_git_state_sees_merge_conflicts(repo, tmp_path):
 
 def test_not_a_repository(tmp_path):
     assert read_git_state(tmp_path) == GitState()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_next_actions_follow_every_iteration_between_full_computations(prefect_api, docker_engine, tmp_path, monkeypatch):
+    """With the full computation throttled for an hour, a failed step still shows in
+    next_actions before the next step starts; that step reads them from the state store."""
+    from tests.helpers import run
+
+    monkeypatch.setenv("AUTODEV_HEARTBEAT_INTERVAL_S", "3600")
+    (tmp_path / "read_advice.py").write_text(
+        "import json, sqlite3\n"
+        "row = sqlite3.connect('autodev.db').execute('SELECT metadata FROM agent_sessions').fetchone()\n"
+        "print(json.loads(row[0])['next_actions'])\n"
+    )
+    plan = (
+        "project: advice\nsteps:\n  - {id: first, run: 'true'}\n  - {id: broken, run: 'exit 3'}\n"
+        "  - {id: reader, run: 'python3 read_advice.py'}\n"
+    )
+    _, report = run(plan, tmp_path)  # the workspace holds the state store (tests use tmp_path/autodev.db)
+    reader = next(s for s in report.steps if s.id == "reader")
+    assert reader.status == "succeeded", reader.output_tail
+    assert "broken.1.log" in reader.output_tail and "nothing to do yet" not in reader.output_tail, reader.output_tail
