@@ -8,6 +8,7 @@ image with no network; the project's source is copied in and found through PYTHO
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,31 @@ RUN python3 -m venv /opt/autodev-venv \\
 ENV PATH=/opt/autodev-venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PYTHONPATH={WORKER_DIR} PREFECT_SERVER_ANALYTICS_ENABLED=false
 WORKDIR {WORKER_DIR}
+LABEL autodev.source={{source}}
 CMD ["python3", "-m", "autodev", "--help"]
 """
+
+
+def source_digest() -> str:
+    """A digest of everything the image copies from this checkout: it tells a stale image."""
+    digest = hashlib.sha256()
+    files = [PROJECT / name for name in SOURCE_FILES]
+    for name in SOURCE_DIRS:
+        files += sorted(p for p in (PROJECT / name).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def worker_image_is_current(tag: str) -> bool:
+    """The image exists and was built from this checkout's source."""
+    client = docker_client()
+    try:
+        return client.images.get(tag).labels.get("autodev.source") == source_digest()
+    except docker.errors.ImageNotFound:
+        return False
+    finally:
+        client.close()
 
 
 def build_worker_image(tag: str, base: str, say: Callable[[str], None] = print) -> None:
@@ -68,7 +92,7 @@ def build_worker_image(tag: str, base: str, say: Callable[[str], None] = print) 
             shutil.copytree(PROJECT / name, context / "src" / name, ignore=shutil.ignore_patterns("__pycache__"))
         for name in SOURCE_FILES:
             shutil.copy2(PROJECT / name, context / "src" / name)
-        (context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
+        (context / "Dockerfile").write_text(DOCKERFILE.format(base=base, source=source_digest()))
         say(f"building {tag} from {base} (no network needed)")
         try:
             client.images.build(path=str(context), tag=tag, rm=True, network_mode="none")

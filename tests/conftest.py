@@ -145,14 +145,11 @@ def model_server():
 
 @pytest.fixture(scope="session")
 def worker_image(docker_engine) -> str:
-    """The Docker work pool's image (`autodev image build --worker`), built once if missing."""
-    import docker.errors
-
-    from blocks.worker_image import build_worker_image
+    """The Docker work pool's image (`autodev image build --worker`), built when it is missing
+    or was built from other source than this checkout's."""
+    from blocks.worker_image import build_worker_image, worker_image_is_current
 
     tag = "autodev-worker:latest"
-    try:
-        docker_engine.images.get(tag)
-    except docker.errors.ImageNotFound:
+    if not worker_image_is_current(tag):
         build_worker_image(tag, IMAGE)
     return tag
