@@ -19,7 +19,7 @@ from pydantic import Field
 
 from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
-from autodev.models import Pause, RunOrigin, utcnow
+from autodev.models import Pause, Plan, RunOrigin, utcnow
 from autodev.replay import REPLAY_MODEL
 from autodev.scaffold import Requirements, check_new_workspace, choose_template, load_manifest, parse_requirements, render_template
 from autodev.settings import load_settings
@@ -43,7 +43,12 @@ class NotConfirmed(AutodevError):
 
 
 def _flow_run_name() -> str:
-    source = Path(str(runtime.flow_run.parameters.get("requirements", "requirements"))).stem
+    parameters = runtime.flow_run.parameters
+    plan = parameters.get("plan")
+    if plan is not None:
+        source = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
+    else:
+        source = Path(str(parameters.get("requirements") or "requirements")).stem
     return f"develop-{source}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -57,7 +62,8 @@ def read_requirements(path: str) -> Requirements:
 
 @flow(name="autodev-develop", flow_run_name=_flow_run_name, persist_result=False)
 def develop(
-    requirements: str,
+    requirements: str | None = None,
+    plan: Plan | None = None,
     workspace: str | None = None,
     template: str | None = None,
     confirm: bool = True,
@@ -71,9 +77,16 @@ def develop(
 
     `template` overrides the one the requirements name; `confirm=False` runs a template's
     plan without asking; `replay` names a file of stored model responses, used when no model
-    is configured (offline experiments). The blocks are as for the plan flow.
+    is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
+    instead of requirements, it runs that plan as `autodev exec` does (the workspace may exist).
     """
     logger = get_run_logger()
+    blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
+    if (requirements is None) == (plan is None):
+        raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
+    if plan is not None:
+        workspace = workspace or str(load_settings().workspace_root / f"{plan.project}-{datetime.now():%Y%m%d-%H%M%S}")
+        return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)
     if workspace is None:
         workspace = str(load_settings().workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}")
@@ -103,16 +116,20 @@ def develop(
     state = run_plan(
         plan=decomposition.plan,
         workspace=workspace,
-        sandbox_block=sandbox_block,
-        state_store_block=state_store_block,
-        llm_block=llm_block,
         origin=origin,
         pauses=[confirmed_at] if confirmed_at else [],
         replay=replay,
         return_state=True,
+        **blocks,
     )
+    return outcome_of(state)
+
+
+def outcome_of(state):
+    """This flow's return for the plan flow's final state: its report, or a Failed state
+    carrying it (so this flow run ends Failed too)."""
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunFailed):  # end this flow run Failed too, carrying the report
+    if isinstance(outcome, RunFailed):
         return Failed(message=str(outcome), data=outcome)
     if isinstance(outcome, BaseException):
         raise outcome

@@ -174,3 +174,15 @@ def test_the_nightly_suite_develops_three_projects_and_reports_them(prefect_api,
     report = artifacts[0]["data"]
     for project in ("weather-bot", "word-stats", "unit-convert"):
         assert f"| {project} | 1 | 1 (100%) | 100% |" in report
+
+
+def test_the_develop_flow_also_runs_an_explicit_plan(prefect_api, docker_engine, tmp_path):
+    from autodev.errors import BadInput
+    from autodev.plan import parse_plan
+    from flows.develop import develop
+
+    plan = parse_plan("project: given\nsteps:\n  - {id: hello, run: 'echo given > out.txt'}\n")
+    report = develop(plan=plan, workspace=str(tmp_path / "ws"), return_state=True).result()
+    assert report.status == "succeeded" and (tmp_path / "ws" / "out.txt").read_text() == "given\n"
+    with pytest.raises(BadInput, match="either `requirements`"):
+        develop(requirements=WEATHER, plan=plan)
