@@ -283,6 +283,7 @@ class Orchestrator:
         self.dashboard: RunDashboard | None = None
         self.insight: Insight | None = None
         self._last_insight = 0.0
+        self._advised: tuple = ()  # the steps that were failed, blocked or waived when advice was last made
         self.start_head = read_git_state(workspace).head  # insights measure changes from here
         self.llm = llm
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
@@ -580,10 +581,17 @@ class Orchestrator:
 
         The full computation (the insights task: the workspace's git state, and the model's
         wording when one is configured) runs at most once per heartbeat interval, and always when
-        the run blocks or ends. In between, the rules are applied to the latest progress with the
-        git state last read, which costs no subprocess, task run or model call."""
-        statuses, attempts, blockers = dict(self.progress.status), dict(self.progress.attempts), self._blockers()
+        the run blocks or ends. In between, when a step failed, blocked or was waived since the
+        last advice, the rules are applied to the latest progress with the git state last read,
+        which costs no subprocess, task run or model call."""
         full = force or self.insight is None or time.monotonic() - self._last_insight >= self.settings.heartbeat_interval_s
+        # The rules' advice changes only when a step fails, blocks or is waived (or the run ends,
+        # which forces a full computation): between full computations nothing else is worth a write.
+        key = tuple((sid, st) for sid, st in self.progress.status.items() if st not in (None, "succeeded"))
+        if not full and key == self._advised:
+            return
+        self._advised = key
+        statuses, attempts, blockers = dict(self.progress.status), dict(self.progress.attempts), self._blockers()
         if full:
             self._last_insight = time.monotonic()
             insight, usage = compute_insight(
@@ -605,8 +613,6 @@ class Orchestrator:
         # The advice quotes commands and output: mask every step's secrets in all of it.
         everything = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         insight = Insight.model_validate_json(everything.text(insight.model_dump_json()))
-        if not full and _reasons(insight) == _reasons(self.insight):
-            return  # the same advice (a model may have worded it; keep that wording)
         previous, self.insight = self.insight, insight
         next_actions = [f"{r.action}" + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
 
@@ -655,11 +661,6 @@ class Orchestrator:
         if time.monotonic() - self._last_beat >= self.settings.heartbeat_interval_s:
             self._last_beat = time.monotonic()
             self.events.emit("autodev.heartbeat", {"loop_status": loop_status, "running": list(self.running)})
-
-
-def _reasons(insight: Insight) -> list[str]:
-    """What the advice rests on: a model may reorder and reword actions, never the reasons."""
-    return sorted(r.reason for r in insight.recommendations)
 
 
 def back_to_running(message: str) -> None:
