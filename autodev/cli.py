@@ -138,16 +138,14 @@ def plan_requirements(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (plan, source, guidance, usage).")] = False,
 ) -> None:
     """Decompose requirements into a plan and print it; nothing runs."""
-    import contextlib
     import logging
 
     import yaml
 
-    from autodev.replay import REPLAY_MODEL, ReplayServer, load_cassette
+    from autodev.replay import REPLAY_MODEL
     from autodev.scaffold import choose_template, load_manifest, render_template
-    from blocks.llm import LLM
     from flows.develop import read_requirements
-    from flows.plan_flow import llm_config
+    from flows.plan_flow import model_for
     from tasks.decomposer import plan_for
 
     wanted = read_requirements(str(requirements))
@@ -157,11 +155,7 @@ def plan_requirements(
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    with contextlib.ExitStack() as stack:
-        llm = llm_config(None)
-        if llm is None and replay:
-            server = stack.enter_context(ReplayServer(load_cassette(replay)))
-            llm = LLM.replaying(server.api_base, load_settings().llm_timeout_s)
+    with model_for(None, str(replay) if replay else None, say=logger.info) as llm:
         decomposition = plan_for(wanted, manifest, files, llm, logger)
     if as_json:
         print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 import time
 import uuid
@@ -110,15 +110,16 @@ def llm_config(block_name: str | None) -> LLM | None:
 
 
 @contextmanager
-def model_for(llm_block: str | None, replay: str | None) -> Iterator[LLM | None]:
+def model_for(llm_block: str | None, replay: str | None, say: Callable[[str], None] | None = None) -> Iterator[LLM | None]:
     """The run's model: the LLM block or AUTODEV_LLM_MODEL; when neither is configured and
-    `replay` names a file, its stored responses replayed by a local server (offline runs)."""
+    `replay` names a file, its stored responses replayed by a local server (offline runs).
+    `say` tells which (default: the flow run's log)."""
     configured = llm_config(llm_block)
     if configured is not None or not replay:
         yield configured
         return
     with ReplayServer(load_cassette(replay)) as server:
-        get_run_logger().info("model answers are replayed from %s by a local server, not asked of a model", replay)
+        (say or get_run_logger().info)(f"model answers are replayed from {replay} by a local server, not asked of a model")
         yield LLM.replaying(server.api_base, load_settings().llm_timeout_s)
 
 
@@ -397,12 +398,23 @@ class Orchestrator:
                 self.logger.warning("skipped because %s did not succeed: %s", step_id, ", ".join(skipped))
         elif move == "block":
             self.progress.finish(step_id, "blocked")
-            kind = "breaker" if tripped else "stall"
-            self._announce_block(step_id, command, result, diagnosis, kind)  # type: ignore[arg-type]
         else:
             self.logger.warning("step %s: attempt %d %s, running it again", step_id, entry.attempt, result.status)
         if move != "retry":
             self.store.set_step_states(self.run_id, {step_id: self.progress.status[step_id], **dict.fromkeys(skipped, "skipped")})
+        blocker = None
+        if diagnosis is not None:
+            blocker = Blocker(
+                step_id=step_id,
+                command=command,
+                exit_code=result.exit_code,
+                summary=diagnosis.summary,
+                suggested_action=diagnosis.suggested_action,
+                kind="failure" if move != "block" else ("breaker" if tripped else "stall"),
+                ts=utcnow(),
+            )
+            if move == "block":
+                self._announce_block(blocker, result.status, diagnosis.evidence)
 
         def record(m: SessionMetadata) -> None:
             m.queue = [q for q in m.queue if q.queue_id != entry.queue_id]
@@ -411,18 +423,8 @@ class Orchestrator:
                     text=result.output_tail[-2000:], exit_code=result.exit_code, ts=result.finished_at, step_id=step_id
                 )
             )
-            if diagnosis is not None:
-                m.blockers.append(
-                    Blocker(
-                        step_id=step_id,
-                        command=command,
-                        exit_code=result.exit_code,
-                        summary=diagnosis.summary,
-                        suggested_action=diagnosis.suggested_action,
-                        kind="failure" if move != "block" else ("breaker" if tripped else "stall"),
-                        ts=utcnow(),
-                    )
-                )
+            if blocker is not None:
+                m.blockers.append(blocker)
             m.phase = self.progress.phase
 
         self._beat(f"handled {step_id}: {result.status}", record)
@@ -450,12 +452,7 @@ class Orchestrator:
             m.phase = self.progress.phase
 
         self.store.update_session(self.run_id, record)
-        self.events.emit(
-            "autodev.run.blocked",
-            {"step": step.id, "command": step.command, "exit_code": None, "status": "blocked", "reason": "manual",
-             "summary": blocker.summary, "suggested_action": blocker.suggested_action, "evidence": []},
-        )
-        self.logger.warning("run blocked at %s: %s; %s", step.id, blocker.summary, blocker.suggested_action)
+        self._announce_block(blocker, "blocked", [])
         self.update_insight(force=True)
 
     def _may_send_back(self, step: Step) -> bool:
@@ -488,21 +485,24 @@ class Orchestrator:
             step_id, usage = self._usage.get_nowait()
             self.store.record_llm_usage(self.run_id, f"agent:{step_id}", usage.model, usage.tokens, usage.cost_usd)
 
-    def _announce_block(self, step_id: str, command: str, result: CommandResult, diagnosis, kind: str) -> None:
+    def _announce_block(self, blocker: Blocker, status: str, evidence: list[str]) -> None:
+        """Tell people (events, and so the automations) and the log that the run stopped at a step."""
         payload = {
-            "step": step_id,
-            "command": command,
-            "exit_code": result.exit_code,
-            "status": result.status,
-            "reason": kind,
-            "summary": diagnosis.summary,
-            "suggested_action": diagnosis.suggested_action,
-            "evidence": diagnosis.evidence,
+            "step": blocker.step_id,
+            "command": blocker.command,
+            "exit_code": blocker.exit_code,
+            "status": status,
+            "reason": blocker.kind,
+            "summary": blocker.summary,
+            "suggested_action": blocker.suggested_action,
+            "evidence": evidence,
         }
-        if kind == "breaker":
+        if blocker.kind == "breaker":
             self.events.emit("autodev.breaker.tripped", {**payload, "threshold": self.breaker.threshold})
         self.events.emit("autodev.run.blocked", payload)
-        self.logger.error("run blocked (%s) at step %s: %s; try: %s", kind, step_id, diagnosis.summary, diagnosis.suggested_action)
+        self.logger.error(
+            "run blocked (%s) at step %s: %s; try: %s", blocker.kind, blocker.step_id, blocker.summary, blocker.suggested_action
+        )
 
     # --- human decision ----------------------------------------------------------------
     def ask_for_decision(self) -> Decision | None:
