@@ -101,8 +101,11 @@ def apply_edits_command(stage: str, paths: list[str], message: str) -> str:
     """The sandbox command that copies staged edits into place and, in a git workspace, commits
     them (so each round of the agent is one commit, and its stat is what this round changed)."""
     quoted = " ".join(shlex.quote(p) for p in paths)
+    # Only the agent's files: whatever else a person staged stays out of the agent's commit,
+    # and the project's own commit hooks are not the agent step's business.
     commit = (
-        f"git add -- {quoted} && {{ git diff --cached --quiet && echo 'no changes'"
-        f" || {{ git {GIT_AUTHOR} commit -q -m {shlex.quote(message)} && git --no-pager show --stat --format='%h %s' HEAD; }}; }}"
+        f"git add -- {quoted} && {{ git diff --cached --quiet -- {quoted} && echo 'no changes'"
+        f" || {{ git {GIT_AUTHOR} commit --no-verify -q -m {shlex.quote(message)} -- {quoted}"
+        f" && git --no-pager show --stat --format='%h %s' HEAD; }}; }}"
     )
     return f"cp -R {shlex.quote(stage)}/. . && if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then {commit}; fi"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -39,7 +40,18 @@ class StepDefaults(_Strict):
 def _check_agent_command(template: str | None) -> str | None:
     if template is not None and "{instruction}" not in template:
         raise ValueError("needs an {instruction} placeholder where the instruction goes")
+    if template is not None and re.search(r"""["']\{instruction\}|\{instruction\}["']""", template):
+        raise ValueError("leave {instruction} unquoted: autodev quotes it for the shell itself")
     return template
+
+
+def workspace_relative(path: str) -> str:
+    """`path` normalised as a path inside the workspace; ValueError when it would leave the
+    workspace (absolute, `..`) or touch git's or autodev's own files."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] in (".git", ".autodev"):
+        raise ValueError(f"path {path!r} would leave the workspace (or touch .git/.autodev): refused")
+    return str(pure)
 
 
 class Step(_Strict):
@@ -78,6 +90,11 @@ class Step(_Strict):
     @classmethod
     def _has_placeholder(cls, template: str | None) -> str | None:
         return _check_agent_command(template)
+
+    @field_validator("files", "context")
+    @classmethod
+    def _inside_workspace(cls, paths: list[str]) -> list[str]:
+        return [workspace_relative(path) for path in paths]
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Step:
@@ -299,6 +316,8 @@ class SessionMetadata(BaseModel):
     insight: Insight | None = None
     pauses: list[Pause] = Field(default_factory=list)
     feedback_rounds: int = 0  # times a failed check sent the run back to an agent step
+    evidence: dict[str, str] = Field(default_factory=dict)  # agent step -> the failed check that sent the run back to it
+    todo_files: list[str] | None = None  # files holding TODO markers when the run began (the built-in agent's default)
     origin: RunOrigin = Field(default_factory=RunOrigin)
     evaluation: RunEvaluation | None = None  # the run's figures at its end
 

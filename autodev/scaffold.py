@@ -9,7 +9,7 @@ Rendering returns the files as text; `tasks/scaffold.py` writes them and makes t
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autodev.errors import BadInput
-from autodev.models import Step
+from autodev.models import STEP_ID_PATTERN, Step, workspace_relative
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TODO_MARKER = "TODO(autodev)"
@@ -66,7 +66,7 @@ class Requirements(BaseModel):
 def parse_requirements(text: str, source: str = "requirements") -> Requirements:
     """Split the optional `---` YAML front matter (project, template, variables) from the text."""
     meta: dict[str, Any] = {}
-    match = re.match(r"\A---\s*\n(.*?)\n---\s*\n", text, re.S)
+    match = re.match(r"\A---\s*\n(.*?)^---\s*$\n?", text, re.S | re.M)
     if match:
         try:
             meta = yaml.safe_load(match.group(1)) or {}
@@ -80,10 +80,15 @@ def parse_requirements(text: str, source: str = "requirements") -> Requirements:
     unknown = set(meta) - {"project", "template", "variables"}
     if unknown:
         raise BadInput(f"{source}: unknown front matter key(s) {', '.join(sorted(unknown))}")
+    if not isinstance(meta.get("variables") or {}, dict):
+        raise BadInput(f"{source}: front matter `variables` must be a mapping of names to values")
     title = re.search(r"^#\s+(.+)$", text, re.M)
-    project = meta.get("project") or _slug(title.group(1) if title else Path(source).stem)
+    project = str(meta.get("project") or _slug(title.group(1) if title else Path(source).stem))
+    if not re.match(STEP_ID_PATTERN, project):
+        raise BadInput(f"{source}: front matter `project` {project!r}: use letters, digits, '-', '_' and '.' (e.g. {_slug(project)!r})")
     variables = {str(k): str(v) for k, v in (meta.get("variables") or {}).items()}
-    return Requirements(project=project, template=meta.get("template"), variables=variables, text=text, source=source)
+    template = str(meta["template"]) if meta.get("template") is not None else None
+    return Requirements(project=project, template=template, variables=variables, text=text, source=source)
 
 
 def _slug(text: str) -> str:
@@ -156,10 +161,10 @@ def render_template(manifest: Manifest, variables: dict[str, str], root: Path = 
 def safe_relative_path(path: str) -> str:
     """`path` as a normalised workspace-relative path, or BadInput when it would leave the
     workspace (absolute, `..`) or touch git's own files."""
-    pure = PurePosixPath(path.replace("\\", "/"))
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] in (".git", ".autodev"):
-        raise BadInput(f"path {path!r} would leave the workspace (or touch .git/.autodev): refused")
-    return str(pure)
+    try:
+        return workspace_relative(path)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
 
 
 def check_new_workspace(workspace: Path) -> None:

@@ -288,10 +288,15 @@ class Orchestrator:
         self.start_head = read_git_state(workspace).head  # insights measure changes from here
         self.llm = llm
         self.redactors = {s.id: Redactor.from_env(os.environ, s.env) for s in plan.steps}
-        self.todo_files = todo_files_in(workspace)  # what the built-in agent edits by default
-        self.evidence: dict[str, str] = {}  # agent step -> the failed check that sent the run back to it
-        self.feedback_rounds = 0
+        # Kept with the run, so a run continued later still knows them.
+        meta = store.get_session(run_id).metadata
+        self.todo_files = meta.todo_files if meta.todo_files is not None else todo_files_in(workspace)
+        if meta.todo_files is None:
+            store.update_session(run_id, lambda m: setattr(m, "todo_files", self.todo_files))
+        self.evidence = dict(meta.evidence)  # agent step -> the failed check that sent the run back to it
+        self.feedback_rounds = meta.feedback_rounds
         self.round_start: dict[str, int] = {}  # attempts a step had when its feedback round began
+        self.stale: set[str] = set()  # running steps whose result a feedback round made outdated
         self._usage: queue.Queue[tuple[str, LLMUsage]] = queue.Queue()  # model calls made by agent tasks
         self.logger = get_run_logger()
 
@@ -315,8 +320,12 @@ class Orchestrator:
 
     # --- dispatch ----------------------------------------------------------------------
     def _dispatch_ready(self) -> None:
+        if self.stale & self.running.keys():
+            return  # a feedback round waits until the checks that ran on the old code are done
         free = self.plan.max_parallel - len(self.running)
         for step in self.progress.ready(set(self.running))[: max(free, 0)]:
+            if self.progress.blocked:
+                break  # a step was just left to a person: one decision at a time
             self._dispatch(step)
 
     def _dispatch(self, step: Step) -> None:
@@ -362,6 +371,12 @@ class Orchestrator:
         limits = self.plan.limits_for(step)
         result = _result_of(future)
         self._record_usage()
+        if step_id in self.stale:  # it ran on code a feedback round is replacing: kept, not counted
+            self.stale.discard(step_id)
+            self.store.record_attempt(StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result))
+            self.logger.info("step %s ended (%s) on the code before the feedback round: it runs again", step_id, result.status)
+            self._beat(f"set aside {step_id}", lambda m: setattr(m, "queue", [q for q in m.queue if q.queue_id != entry.queue_id]))
+            return
         tripped = self.breaker.record(fingerprint(step.command, result) if result.status != "succeeded" else None)
         self.store.record_attempt(
             StepAttempt(
@@ -467,9 +482,15 @@ class Orchestrator:
         again = self.progress.rewind(target)
         for sid in again:
             self.round_start[sid] = self.progress.attempts[sid]
+            self.stalls[sid] = 0  # each round has its own stall budget
+        self.stale |= set(again) & self.running.keys()
         self.store.set_step_states(self.run_id, dict.fromkeys(again, "pending"))
-        rounds = self.feedback_rounds
-        self.store.update_session(self.run_id, lambda m: setattr(m, "feedback_rounds", rounds))
+        rounds, evidence = self.feedback_rounds, dict(self.evidence)
+
+        def record(m: SessionMetadata) -> None:
+            m.feedback_rounds, m.evidence = rounds, evidence
+
+        self.store.update_session(self.run_id, record)
         self.events.emit(
             "autodev.feedback.round",
             {"step": step.id, "to": target, "round": rounds, "max_rounds": self.plan.max_feedback_rounds,
@@ -569,7 +590,9 @@ class Orchestrator:
         self.progress.restore(self.store.step_states(self.run_id))
         for a in self.store.attempts(self.run_id):
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
-        self.feedback_rounds = self.store.get_session(self.run_id).metadata.feedback_rounds
+        for step_id, status in self.progress.status.items():
+            if status is None:  # a continued run gives the steps still to run their retries afresh
+                self.round_start[step_id] = self.progress.attempts[step_id]
 
     def _blockers(self) -> list[Blocker]:
         return self.store.get_session(self.run_id).metadata.blockers

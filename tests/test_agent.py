@@ -48,3 +48,27 @@ def test_the_request_shows_the_evidence_only_on_a_retry():
     again = agent_request("Do it", {"a.py": "# TODO(autodev)"}, {}, "Check `test` failed")
     assert "Evidence from the failed check" not in first and "## README.md" in first and "## a.py" in first
     assert "# Evidence from the failed check" in again and "Check `test` failed" in again
+
+
+def test_the_agents_commit_holds_only_its_own_files(tmp_path):
+    from autodev.agent import apply_edits_command
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "mine.txt").write_text("a person's work\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "my mod.py").write_text("# TODO(autodev)\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    (tmp_path / "mine.txt").write_text("a person's work, staged\n")
+    git("add", "mine.txt")
+    stage = tmp_path / ".autodev" / "agent" / "s.1" / "pkg"
+    stage.mkdir(parents=True)
+    (stage / "my mod.py").write_text("x = 1\n")
+    command = apply_edits_command(".autodev/agent/s.1", ["pkg/my mod.py"], "s: it's \"done\"\nsecond line")
+    shown = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert git("show", "--name-only", "--format=%s", "HEAD").split("\n")[:3] == ["s: it's \"done\" second line", "", "pkg/my mod.py"]
+    assert git("diff", "--cached", "--name-only").strip() == "mine.txt"  # still staged, not swept into the commit

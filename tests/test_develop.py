@@ -44,6 +44,8 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert "round halves away from zero" in second_agent.result.output_tail  # the answer only evidence unlocks
     meta = session.metadata
     assert meta.feedback_rounds == 1 and meta.origin.source == "replay" and meta.origin.template == "weather-bot"
+    assert meta.todo_files == ["weather_bot/client.py", "weather_bot/message.py"]  # kept for a continued run
+    assert "FAILED tests/test_message.py" in meta.evidence["implement"]
     assert [u[0] for u in usage] == ["decompose", "agent:implement", "agent:implement"]
     assert meta.evaluation.feedback_rounds == 1 and meta.evaluation.model_calls == 3 and meta.evaluation.success_rate == 1
 
@@ -98,6 +100,31 @@ def test_an_external_agent_cli_gets_the_failure_evidence_on_the_next_round(prefe
     saw = (tmp_path / "instruction.txt").read_text()
     assert saw.startswith("Write the answer.\n\nYour previous attempt did not pass.")
     assert "Check `check` (`grep -q Evidence instruction.txt`) failed with exit code 1" in saw
+
+
+def test_checks_running_beside_a_failed_one_run_again_on_the_new_code(prefect_api, docker_engine, tmp_path):
+    plan = """
+project: parallel-checks
+max_parallel: 2
+steps:
+  - id: code
+    kind: agent
+    instruction: Write the answer.
+    agent_command: "printf '%s' {instruction} > instruction.txt"
+  - id: quick-check
+    run: "grep -q Evidence instruction.txt"
+    depends_on: [code]
+    feedback_to: code
+  - id: slow-check
+    run: "sleep 2; grep -c Evidence instruction.txt || true"
+    depends_on: [code]
+"""
+    _, report = run(plan, tmp_path)
+    steps = {s.id: s for s in report.steps}
+    assert report.status == "succeeded"
+    assert steps["code"].attempts == 2 and steps["quick-check"].attempts == 2
+    assert steps["slow-check"].attempts == 2  # its first result was on the old code: it ran again
+    assert int(steps["slow-check"].output_tail.strip()) > 0  # and its last run saw the new instruction
 
 
 def test_feedback_rounds_are_bounded(prefect_api, docker_engine, tmp_path):

@@ -60,6 +60,18 @@ def test_json_plans_are_accepted():
             "field 'agent_command': needs an {instruction} placeholder",
         ),
         (
+            "project: p\nsteps:\n  - {id: a, kind: agent, instruction: y, context: [/etc/passwd]}",
+            "step 'a' (steps[0]) field 'context': path '/etc/passwd' would leave the workspace",
+        ),
+        (
+            "project: p\nsteps:\n  - {id: a, kind: agent, instruction: y, files: [../x.py]}",
+            "field 'files': path '../x.py' would leave the workspace",
+        ),
+        (
+            "project: p\nsteps:\n  - {id: a, kind: agent, instruction: y, agent_command: 'claude -p \"{instruction}\"'}",
+            "leave {instruction} unquoted",
+        ),
+        (
             "project: p\nsteps:\n  - {id: a, run: x}\n  - {id: t, run: y, feedback_to: a}",
             "step 't' field 'feedback_to': 'a' is not a step this one depends on",
         ),

@@ -28,6 +28,10 @@ def test_front_matter_names_project_template_and_variables():
     assert wanted.text.startswith("# Weather Bot")
 
 
+def test_an_empty_front_matter_is_not_left_in_the_text():
+    assert parse_requirements("---\n---\n# Weather Bot\n").text == "# Weather Bot\n"
+
+
 def test_without_front_matter_the_title_names_the_project_and_keywords_pick_the_template():
     wanted = parse_requirements("# My Forecast Bot\n\nA bot that posts the weather forecast every morning.\n")
     assert wanted.project == "my-forecast-bot"
@@ -40,6 +44,9 @@ def test_without_front_matter_the_title_names_the_project_and_keywords_pick_the_
         ("---\nproject: [\n---\n# x\n", "front matter is not valid YAML"),
         ("---\nprojekt: x\n---\n# x\n", "unknown front matter key(s) projekt"),
         ("---\nproject: x\n---\n   \n", "requirements document is empty"),
+        ("---\nproject: Weather Bot\n---\n# x\n", "front matter `project` 'Weather Bot': use letters, digits"),
+        ("---\nproject: ../../up\n---\n# x\n", "front matter `project` '../../up'"),
+        ("---\nvariables: [a, b]\n---\n# x\n", "`variables` must be a mapping"),
     ],
 )
 def test_bad_requirements_name_the_problem(text, message):
