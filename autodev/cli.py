@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -64,7 +63,7 @@ def exec_plan(
     plan = load_plan(plan_file)
     preflight(plan.image or settings.image, settings.database_url)
     if workspace is None:
-        workspace = settings.workspace_root / f"{plan.project}-{datetime.now():%Y%m%d-%H%M%S}"
+        workspace = settings.new_workspace(plan.project)
     if workspace.exists() and not workspace.is_dir():
         raise BadInput(f"--workspace {workspace}: exists and is not a directory")
 
@@ -104,7 +103,7 @@ def run_requirements(
         check_new_workspace(workspace)
     preflight(settings.image, settings.database_url)
     if workspace is None:
-        workspace = settings.workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}"
+        workspace = settings.new_workspace(wanted.project)
 
     from flows.develop import develop
 

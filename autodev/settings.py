@@ -7,6 +7,7 @@ variables win over it. Every setting has a default, so a fresh machine needs no 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     sandbox_memory: str = Field("4g", description="Memory limit of a sandbox container.")
     sandbox_pids: int = Field(1024, ge=16, description="Process limit of a sandbox container.")
     workspace_root: Path = Field(AUTODEV_HOME / "workspaces", description="Where runs without --workspace work.")
+
+    def new_workspace(self, project: str) -> Path:
+        """Where a run without a given workspace works: a new directory named after the project and the time."""
+        return self.workspace_root / f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
 
     @classmethod
     def settings_customise_sources(

@@ -85,11 +85,11 @@ def develop(
     if (requirements is None) == (plan is None):
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     if plan is not None:
-        workspace = workspace or str(load_settings().workspace_root / f"{plan.project}-{datetime.now():%Y%m%d-%H%M%S}")
+        workspace = workspace or str(load_settings().new_workspace(plan.project))
         return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)
     if workspace is None:
-        workspace = str(load_settings().workspace_root / f"{wanted.project}-{datetime.now():%Y%m%d-%H%M%S}")
+        workspace = str(load_settings().new_workspace(wanted.project))
     check_new_workspace(Path(workspace))  # before any model call or question
     manifest = load_manifest(template) if template else choose_template(wanted)
     files = render_template(manifest, wanted.variables)
