@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -136,7 +137,7 @@ class DockerSandboxSession(SandboxSession):
         self.container = container
         self._closed = False
 
-    def run(self, request: CommandRequest, on_output: OutputSink) -> CommandResult:
+    def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
         started_at = utcnow()
         marker = f"{MARKER_VAR}={uuid.uuid4().hex}"
         clock = _Clocks(request.timeout_s, request.stall_timeout_s)
@@ -154,6 +155,8 @@ class DockerSandboxSession(SandboxSession):
             stream = self.api.exec_start(exec_id, stream=True, demux=True)
             watcher = threading.Thread(target=self._watch, args=(clock, exec_id, marker, stream), daemon=True)
             watcher.start()
+            if on_started:
+                on_started()
             for out, err in stream:
                 clock.output_seen()
                 for chunk in (out, err):

@@ -18,8 +18,9 @@ class SandboxSession(ABC):
     """A running sandbox for one run."""
 
     @abstractmethod
-    def run(self, request: CommandRequest, on_output: OutputSink) -> CommandResult:
-        """Run one command to its end, handing each output chunk to `on_output` as it arrives.
+    def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
+        """Run one command to its end, handing each output chunk to `on_output` as it arrives;
+        `on_started` is called once the command runs, before any of its output is handed over.
 
         Never raises for what the command does; a lost engine gives exit_code None with a reason.
         """

@@ -277,17 +277,20 @@ class StoreBackend(ABC):
 
     # --- step states -------------------------------------------------------------------
     def set_step_states(self, run_id: str, states: dict[str, str]) -> None:
-        now = self._ts(utcnow())
         with self._transaction() as cur:
-            for step_id, status in states.items():
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO step_states (run_id, step_id, status, updated_at) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, "
-                        "updated_at = excluded.updated_at"
-                    ),
-                    (run_id, step_id, status, now),
-                )
+            self._write_step_states(cur, run_id, states)
+
+    def _write_step_states(self, cur, run_id: str, states: dict[str, str]) -> None:
+        now = self._ts(utcnow())
+        for step_id, status in states.items():
+            cur.execute(
+                self._sql(
+                    "INSERT INTO step_states (run_id, step_id, status, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, "
+                    "updated_at = excluded.updated_at"
+                ),
+                (run_id, step_id, status, now),
+            )
 
     def step_states(self, run_id: str) -> dict[str, str]:
         return dict(self._fetchall("SELECT step_id, status FROM step_states WHERE run_id = ?", (run_id,)))
@@ -335,7 +338,9 @@ class StoreBackend(ABC):
         return self._fetchall("SELECT COUNT(*) FROM step_states WHERE status = ?", ("blocked",))[0][0]
 
     # --- step results ------------------------------------------------------------------
-    def record_attempt(self, attempt: StepAttempt) -> None:
+    def record_attempt(self, attempt: StepAttempt, step_states: dict[str, str] | None = None) -> None:
+        """Keep one attempt, and the step states it settles (the step's own, steps it skips), in
+        one transaction."""
         r = attempt.result
         with self._transaction() as cur:
             cur.execute(
@@ -357,6 +362,8 @@ class StoreBackend(ABC):
                     int(attempt.breaker_tripped),
                 ),
             )
+            if step_states:
+                self._write_step_states(cur, attempt.run_id, step_states)
 
     def attempts(self, run_id: str) -> list[StepAttempt]:
         rows = self._fetchall(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = ? ORDER BY id", (run_id,))

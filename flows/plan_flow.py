@@ -26,6 +26,7 @@ from prefect.input import RunInput
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.states import Failed, Running
+from prefect.utilities.annotations import quote
 from pydantic import Field
 
 from autodev import metrics
@@ -68,7 +69,7 @@ from blocks.sandbox import SandboxSession
 from blocks.state_store import StateStore, StoreBackend
 from tasks.agent import run_agent
 from tasks.insights import compute_insight
-from tasks.run_command import run_command
+from tasks.run_command import Capture, run_command
 
 
 def _flow_run_name() -> str:
@@ -279,7 +280,8 @@ class Orchestrator:
         self.stalls: dict[str, int] = {s.id: 0 for s in plan.steps}
         self.live = LiveOutput()
         self.running: dict[str, QueueEntry] = {}
-        self._done: queue.Queue[tuple[str, PrefectFuture]] = queue.Queue()
+        # (step, attempt, its result or its task's future): what the loop waits on
+        self._done: queue.Queue[tuple[str, int, CommandResult | PrefectFuture]] = queue.Queue()
         self._last_beat = 0.0
         self.dashboard: RunDashboard | None = None
         self.insight: Insight | None = None
@@ -299,21 +301,28 @@ class Orchestrator:
         self.stale: set[str] = set()  # running steps whose result a feedback round made outdated
         self._usage: queue.Queue[tuple[str, LLMUsage]] = queue.Queue()  # model calls made by agent tasks
         self.logger = get_run_logger()
+        self._unsaved: list[Callable[[SessionMetadata], None]] = []  # metadata changes _settle writes
+        self._loop_status: str | None = None  # what the loop last did, for the heartbeat
+        self._advice_due: Literal["due", "forced"] | None = None  # results came in since the advice was made
 
     def run_once(self) -> bool:
         """Dispatch what is ready, then wait for results (or a heartbeat's worth of time).
 
+        A result's attempt and step state are stored as soon as it arrives; the rest of what it
+        changes (queue, command history, blockers, phase, heartbeat, advice) is written once per
+        iteration, after the next dispatch, so the next step does not wait for that bookkeeping.
         False when nothing is running and nothing can be dispatched: the run is over or blocked.
         """
         self._dispatch_ready()
+        self._settle()
         if not self.running:
             return False
         try:
-            step_id, future = self._done.get(timeout=self.settings.heartbeat_interval_s)
+            finished = self._done.get(timeout=self.settings.heartbeat_interval_s)
         except queue.Empty:
             self._beat(f"waiting for {', '.join(self.running)}")
             return True
-        self._handle(step_id, future)
+        self._handle(*finished)
         while not self._done.empty():  # others that finished meanwhile
             self._handle(*self._done.get_nowait())
         return True
@@ -337,53 +346,55 @@ class Orchestrator:
         self.progress.attempts[step.id] = attempt
         entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
         self.running[step.id] = entry
-        self.store.update_session(self.run_id, lambda m: m.queue.append(entry))
+        self._unsaved.append(lambda m: m.queue.append(entry))
         limits = self.plan.limits_for(step)
         stall_s = limits.stall_timeout_s
         if self.settings.stall_timeout_s and step.stall_timeout_s is None:
             stall_s = self.settings.stall_timeout_s
         log_path = self.workspace / ".autodev" / "logs" / self.run_id / f"{step.id}.{attempt}.log"
-        capture = dict(
+        capture = Capture(
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
-            on_output=self.live.seen,
             redactor=self.redactors[step.id],
+            on_output=self.live.seen,
+            on_result=lambda result, sid=step.id: self._done.put((sid, attempt, result)),
         )
+        # quote(): these are handed over as they are; Prefect need not look inside them.
         if step.kind == "agent" and not agent_cli:
             future = run_agent.submit(
-                step.id, attempt, step, self.evidence.get(step.id), str(self.workspace), self.todo_files, self.sandbox,
-                self.llm, limits.model_copy(update={"stall_timeout_s": stall_s}), str(log_path),
-                on_usage=lambda usage, sid=step.id: self._usage.put((sid, usage)), **capture,
+                step.id, attempt, quote(step), self.evidence.get(step.id), str(self.workspace), quote(self.todo_files),
+                quote(self.sandbox), quote(self.llm), quote(limits.model_copy(update={"stall_timeout_s": stall_s})),
+                str(log_path), quote(capture), on_usage=lambda usage, sid=step.id: self._usage.put((sid, usage)),
             )
         else:
             command = step.run if step.kind == "command" else agent_cli_command(agent_cli, step.instruction, self.evidence.get(step.id))
             request = CommandRequest(
                 command=command, timeout_s=limits.timeout_s, stall_timeout_s=stall_s, env=step.env, log_path=str(log_path)
             )
-            future = run_command.submit(step.id, attempt, request, self.sandbox, **capture)
-        future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, f)))
+            future = run_command.submit(step.id, attempt, quote(request), quote(self.sandbox), quote(capture))
+        # The task's end also counts, for a task that broke before it had a result.
+        future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, attempt, f)))
 
     # --- results -----------------------------------------------------------------------
-    def _handle(self, step_id: str, future: PrefectFuture) -> None:
-        entry = self.running.pop(step_id)
+    def _handle(self, step_id: str, attempt: int, outcome: CommandResult | PrefectFuture) -> None:
+        """Act on a step's result, or on its task's end when that brought no result first."""
+        entry = self.running.get(step_id)
+        if entry is None or entry.attempt != attempt:
+            return  # the task run ended after its result was handled
+        del self.running[step_id]
         step = self.plan.step(step_id)
         command = self.redactors[step_id].text(step.command)  # what is stored and sent
         limits = self.plan.limits_for(step)
-        result = _result_of(future)
+        result = outcome if isinstance(outcome, CommandResult) else _result_of(outcome)
         self._record_usage()
         if step_id in self.stale:  # it ran on code a feedback round is replacing: kept, not counted
             self.stale.discard(step_id)
             self.store.record_attempt(StepAttempt(run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result))
             self.logger.info("step %s ended (%s) on the code before the feedback round: it runs again", step_id, result.status)
-            self._beat(f"set aside {step_id}", lambda m: setattr(m, "queue", [q for q in m.queue if q.queue_id != entry.queue_id]))
+            self._unsaved.append(lambda m: setattr(m, "queue", [q for q in m.queue if q.queue_id != entry.queue_id]))
+            self._loop_status = f"set aside {step_id}"
             return
         tripped = self.breaker.record(fingerprint(step.command, result) if result.status != "succeeded" else None)
-        self.store.record_attempt(
-            StepAttempt(
-                run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result,
-                breaker_tripped=tripped,
-            )
-        )
         metrics.COMMANDS.labels(status=result.status).inc()
         base = {"step": step_id, "command": command, "exit_code": result.exit_code, "status": result.status}
         self.events.emit("autodev.command.finished", {**base, "duration_s": round(result.duration_s, 3)})
@@ -415,8 +426,13 @@ class Orchestrator:
             self.progress.finish(step_id, "blocked")
         else:
             self.logger.warning("step %s: attempt %d %s, running it again", step_id, entry.attempt, result.status)
-        if move != "retry":
-            self.store.set_step_states(self.run_id, {step_id: self.progress.status[step_id], **dict.fromkeys(skipped, "skipped")})
+        self.store.record_attempt(
+            StepAttempt(
+                run_id=self.run_id, step_id=step_id, attempt=entry.attempt, command=command, result=result,
+                breaker_tripped=tripped,
+            ),
+            {} if move == "retry" else {step_id: self.progress.status[step_id], **dict.fromkeys(skipped, "skipped")},
+        )
         blocker = None
         if diagnosis is not None:
             blocker = Blocker(
@@ -442,8 +458,26 @@ class Orchestrator:
                 m.blockers.append(blocker)
             m.phase = self.progress.phase
 
-        self._beat(f"handled {step_id}: {result.status}", record)
-        self.update_insight(force=move == "block" or self.progress.finished)
+        self._unsaved.append(record)
+        self._loop_status = f"handled {step_id}: {result.status}"
+        self._advice_due = "forced" if move == "block" or self.progress.finished else self._advice_due or "due"
+
+    def _settle(self) -> None:
+        """Write what the iteration's results and dispatches changed in the metadata, in one
+        write with the heartbeat; then bring the advice up to date."""
+        if not self._unsaved:
+            return
+        changes, self._unsaved = self._unsaved, []
+        status, self._loop_status = self._loop_status or f"dispatched {', '.join(self.running)}", None
+
+        def apply(m: SessionMetadata) -> None:
+            for change in changes:
+                change(m)
+
+        self._beat(status, apply)
+        if self._advice_due:
+            self.update_insight(force=self._advice_due == "forced")
+            self._advice_due = None
 
     def _hand_to_a_person(self, step: Step) -> None:
         """An agent step with no agent (no model, no agent CLI): block the run so a person does
@@ -619,14 +653,14 @@ class Orchestrator:
             self._last_insight = time.monotonic()
             insight, usage = compute_insight(
                 self.run_id,
-                self.plan,
-                statuses,
-                attempts,
-                blockers,
+                quote(self.plan),  # quote(): a large plan is costly for Prefect to look through
+                quote(statuses),
+                quote(attempts),
+                quote(blockers),
                 str(self.workspace),
                 self.start_head,
                 # Stored answers cannot reword live advice: a replayed run keeps the rules' wording.
-                llm=self.llm if self.llm is None or self.llm.model != REPLAY_MODEL else None,
+                llm=quote(self.llm if self.llm is None or self.llm.model != REPLAY_MODEL else None),
             )
             if usage is not None:
                 self.store.record_llm_usage(self.run_id, "insights", usage.model, usage.tokens, usage.cost_usd)

@@ -17,11 +17,9 @@ from prefect.states import Failed
 from autodev.agent import AGENT_FAILED, AGENT_PROMPT, AgentEdits, agent_request, apply_edits_command, check_edits
 from autodev.errors import BadInput
 from autodev.models import CommandRequest, CommandResult, LLMUsage, Step, StepDefaults, utcnow
-from autodev.output import OutputCapture
-from autodev.redact import Redactor
 from blocks.llm import LLM, LLMError
 from blocks.sandbox import SandboxSession
-from tasks.run_command import run_captured, verdict_of
+from tasks.run_command import Capture, output_capture, run_captured, verdict_of
 
 
 @task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
@@ -36,10 +34,7 @@ def run_agent(
     llm: LLM,
     limits: StepDefaults,
     log_path: str,
-    tail_bytes: int = 64 * 1024,
-    live_log_bytes: int = 1024 * 1024,
-    on_output: Callable[[], None] | None = None,
-    redactor: Redactor | None = None,
+    capture: Capture,
     on_usage: Callable[[LLMUsage], None] | None = None,
 ) -> CommandResult:
     """Ask the model for edits to the step's files (default: those that held TODO markers when
@@ -51,13 +46,13 @@ def run_agent(
     allowed = step.files or todo_files
 
     def gave_up(reason: str, status: str = "failed") -> CommandResult | Failed:
-        capture = OutputCapture(tail_bytes, Path(log_path), on_lines=logger.info, redactor=redactor)
-        capture.feed(f"{AGENT_FAILED}{reason}\n".encode())
-        capture.close()
+        output = output_capture(capture, log_path)
+        output.feed(f"{AGENT_FAILED}{reason}\n".encode())
+        output.close()
         result = CommandResult(
             status=status, exit_code=None, exit_reason=f"{AGENT_FAILED}{reason}"[:500], started_at=started_at, finished_at=utcnow()
         )
-        return verdict_of(result, capture, log_path)
+        return verdict_of(result, output, log_path, capture)
 
     if not allowed:
         return gave_up("nothing to edit: no file holds a TODO(autodev) marker and the step lists no `files`")
@@ -91,9 +86,7 @@ def run_agent(
         log_path=log_path,
     )
     preamble = f"agent ({llm.model}): {edits.summary}\nedits: {', '.join(checked)}\n"
-    return run_captured(
-        attempt, request, sandbox, tail_bytes, live_log_bytes, on_output, redactor, preamble=preamble, started_at=started_at
-    )
+    return run_captured(attempt, request, sandbox, capture, preamble=preamble, started_at=started_at)
 
 
 def _read(root: Path, relative: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -30,37 +31,35 @@ class _NoEmptyTraceback(logging.Filter):
 logging.getLogger("prefect.task_runs").addFilter(_NoEmptyTraceback())
 
 
-@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
-def run_command(
-    step_id: str,
-    attempt: int,
-    request: CommandRequest,
-    sandbox: SandboxSession,
-    tail_bytes: int = 64 * 1024,
-    live_log_bytes: int = 1024 * 1024,
-    on_output: Callable[[], None] | None = None,
-    redactor: Redactor | None = None,
-) -> CommandResult:
-    """Run the command, streaming its output into this task's log; return its CommandResult.
+@dataclass(frozen=True)
+class Capture:
+    """How a step task captures its command's output, and whom it tells what."""
 
-    `on_output` is called at every output chunk (the stall clock itself lives in the sandbox);
-    secrets `redactor` knows never reach the log, the stored tail or the log file.
+    tail_bytes: int = 64 * 1024  # stored with the result
+    live_log_bytes: int = 1024 * 1024  # shown line by line in the task's log; the log file has all
+    redactor: Redactor = field(default_factory=Redactor)  # secrets never reach the log, tail or file
+    on_output: Callable[[], None] | None = None  # at every output chunk (the loop's heartbeat)
+    # As soon as the result is known, before Prefect finishes the task run's own bookkeeping:
+    # the loop acts on it (and starts the next step) without waiting for that.
+    on_result: Callable[[CommandResult], None] | None = None
+
+
+@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
+def run_command(step_id: str, attempt: int, request: CommandRequest, sandbox: SandboxSession, capture: Capture) -> CommandResult:
+    """Run the command, streaming its output into this task's log; return its CommandResult.
 
     A command that did not succeed ends the task run Failed (red in the UI); the state's data is
     a CommandFailed carrying the full result for the flow to act on. (Returning the state
     rather than raising keeps a failing command from filling the log with a traceback.)
     """
-    return run_captured(attempt, request, sandbox, tail_bytes, live_log_bytes, on_output, redactor)
+    return run_captured(attempt, request, sandbox, capture)
 
 
 def run_captured(
     attempt: int,
     request: CommandRequest,
     sandbox: SandboxSession,
-    tail_bytes: int,
-    live_log_bytes: int,
-    on_output: Callable[[], None] | None,
-    redactor: Redactor | None,
+    capture: Capture,
     preamble: str = "",
     started_at: datetime | None = None,
 ) -> CommandResult | Failed:
@@ -68,32 +67,51 @@ def run_captured(
     the command's output (what an agent did before it), and `started_at` when the step began,
     if before the command (the agent's model call)."""
     logger = get_run_logger()
-    redactor = redactor or Redactor()
-    shown = redactor.text(request.command)
-    logger.info("$ %s", shown if attempt == 1 else f"{shown}    (attempt {attempt})")
-    log_path = Path(request.log_path) if request.log_path else None
-    capture = OutputCapture(tail_bytes, log_path, on_lines=logger.info, live_bytes=live_log_bytes, redactor=redactor)
+    output = output_capture(capture, request.log_path)
+    on_output = capture.on_output
+    started = False
 
     def feed(chunk: bytes) -> None:
-        capture.feed(chunk)
+        output.feed(chunk)
         if on_output:
-            on_output()  # the loop's heartbeat reports the newest output time
+            on_output()
 
-    if preamble:
-        feed(preamble.encode())
+    def announce() -> None:
+        # Once the command runs, so that logging the line does not delay it.
+        nonlocal started
+        started = True
+        shown = capture.redactor.text(request.command)
+        logger.info("$ %s", shown if attempt == 1 else f"{shown}    (attempt {attempt})")
+        if preamble:
+            feed(preamble.encode())
+
     try:
-        result = sandbox.run(request, feed)
+        result = sandbox.run(request, feed, announce)
     finally:
-        capture.close()
+        if not started:  # it never ran (the engine went away): the log still names it
+            announce()
+        output.close()
     if started_at is not None:
         result = result.model_copy(update={"started_at": started_at})
-    return verdict_of(result, capture, request.log_path)
+    return verdict_of(result, output, request.log_path, capture)
 
 
-def verdict_of(result: CommandResult, capture: OutputCapture, log_path: str | None) -> CommandResult | Failed:
+def output_capture(capture: Capture, log_path: str | None) -> OutputCapture:
+    return OutputCapture(
+        capture.tail_bytes,
+        Path(log_path) if log_path else None,
+        on_lines=get_run_logger().info,
+        live_bytes=capture.live_log_bytes,
+        redactor=capture.redactor,
+    )
+
+
+def verdict_of(result: CommandResult, output: OutputCapture, log_path: str | None, capture: Capture) -> CommandResult | Failed:
     """The finished step as the task's return: the result when it succeeded, else a Failed state."""
     logger = get_run_logger()
-    result = result.model_copy(update={"output_bytes": capture.total_bytes, "output_tail": capture.tail, "log_path": log_path})
+    result = result.model_copy(update={"output_bytes": output.total_bytes, "output_tail": output.tail, "log_path": log_path})
+    if capture.on_result:
+        capture.on_result(result)
     verdict = describe(result)
     if result.status == "succeeded":
         logger.info(verdict)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from autodev.models import CommandResult, LastCommandResult, QueueEntry, StepAttempt, utcnow
@@ -77,6 +79,22 @@ def test_every_attempt_is_kept(database_url):
     assert [(a.attempt, a.result.exit_code) for a in attempts] == [(1, 1), (2, 0)]
     assert attempts[0].result.duration_s == pytest.approx(1.5)
     assert attempts[1].result.output_tail == "é\ufffd\n"
+    store.close()
+
+
+def test_an_attempt_and_the_step_states_it_settles_are_written_together(database_url):
+    store = open_store(database_url)
+    run_id = new_run(store)
+    now = utcnow()
+    failed = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now)
+    attempt = StepAttempt(run_id=run_id, step_id="a", attempt=1, command="echo a", result=failed)
+    store.record_attempt(attempt, {"a": "failed", "b": "skipped"})
+    assert store.step_states(run_id) == {"a": "failed", "b": "skipped"}
+    # A state the write cannot store (NOT NULL) undoes the attempt with it: never one without the other.
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.NotNullViolation)):
+        store.record_attempt(attempt.model_copy(update={"attempt": 2}), {"a": None})
+    assert [a.attempt for a in store.attempts(run_id)] == [1]
+    assert store.step_states(run_id) == {"a": "failed", "b": "skipped"}
     store.close()
 
 
