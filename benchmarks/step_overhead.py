@@ -2,13 +2,14 @@
 
 1. N trivial steps (`true`) through autodev (plan flow, one Prefect task per step, state store
    writes, events) against the same N commands run by raw `docker exec` (docker SDK
-   `exec_run`) in a container of the same image: per-step ratio.
+   `exec_run`) in a container of the same image: per-step ratio, in alternating rounds, with
+   the median and every round's figure.
 2. A 1,000-step plan: mean step-to-step interval of the last 100 steps over the first 100
    (does the loop slow down as a run grows?).
 3. Peak RSS of this process.
 
 Targets (issue M1): per-step ratio <= 1.2, last/first <= 1.2, peak RSS <= 400 MB.
-Run: .venv/bin/python benchmarks/step_overhead.py [--steps 200] [--long 1000] 2>/dev/null
+Run: .venv/bin/python benchmarks/step_overhead.py [--steps 200] [--rounds 3] [--long 1000] 2>/dev/null
 (uses PREFECT_API_URL if set, else a temporary Prefect server; the runs log at Prefect's
 default level, as any run does, and stderr carries those logs).
 """
@@ -74,6 +75,20 @@ def raw_docker_exec(n: int, workdir: Path) -> float:
         client.close()
 
 
+def child_cpu_s() -> float | None:
+    """CPU seconds used so far by this process's children: the temporary Prefect server, when
+    PREFECT_API_URL is not set (Linux /proc; None elsewhere)."""
+    try:
+        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid():  # ppid
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        return total
+    except OSError:
+        return None
+
+
 def intervals(attempts: list) -> list[float]:
     starts = [a.result.started_at for a in attempts]
     return [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
@@ -82,6 +97,7 @@ def intervals(attempts: list) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps in the side-by-side comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="autodev rounds in the side-by-side comparison")
     parser.add_argument("--long", type=int, default=1000, help="steps in the growth run (>= 200)")
     args = parser.parse_args()
 
@@ -89,13 +105,28 @@ def main() -> None:
         workdir = Path(tmp)
         os.environ.setdefault("AUTODEV_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
         through_autodev(5, workdir)  # warm up: server, image layers, imports
-        raw = raw_docker_exec(args.steps, workdir)
-        ours, _, wall = through_autodev(args.steps, workdir)
-        raw_again = raw_docker_exec(args.steps, workdir)  # before and after: the engine drifts
-        raw = (raw + raw_again) / 2
-        print(f"per step, {args.steps} trivial steps: autodev {ours * 1000:.1f} ms, raw docker exec {raw * 1000:.1f} ms")
-        print(f"  flow wall time incl. sandbox start/stop: {wall:.2f} s")
-        print(f"per-step ratio: {ours / raw:.2f}  (target <= 1.2)")
+        # Rounds alternate raw and autodev; each autodev round is compared with the raw rounds
+        # just before and after it (the engine drifts, and one round is noisy on a small machine).
+        raws = [raw_docker_exec(args.steps, workdir)]
+        ours: list[float] = []
+        server_cpu = 0.0
+        for _ in range(args.rounds):
+            cpu_before = child_cpu_s()
+            per_step, _, wall = through_autodev(args.steps, workdir)
+            cpu_after = child_cpu_s()
+            if cpu_before is not None and cpu_after is not None:
+                server_cpu += cpu_after - cpu_before
+            ours.append(per_step)
+            raws.append(raw_docker_exec(args.steps, workdir))
+        ratios = [o / ((before + after) / 2) for o, before, after in zip(ours, raws, raws[1:])]
+        ms = lambda values: " / ".join(f"{v * 1000:.1f}" for v in values)  # noqa: E731
+        print(f"per step, {args.rounds} rounds of {args.steps} trivial steps: autodev {ms(ours)} ms; "
+              f"raw docker exec {ms(raws)} ms")
+        print(f"  flow wall time incl. sandbox start/stop (last round): {wall:.2f} s")
+        print(f"per-step ratio: median {statistics.median(ratios):.2f} (rounds: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)})  (target <= 1.2)")
+        if server_cpu:  # the temporary server shares this machine's cores with the steps
+            print(f"  temporary Prefect server's CPU: {server_cpu / (args.rounds * args.steps) * 1000:.1f} ms per step")
 
         _, attempts, wall = through_autodev(args.long, workdir)
         gaps = intervals(attempts)

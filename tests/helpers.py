@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -58,9 +59,21 @@ def autodev_events(api: str, run_id: str, until: str = "autodev.run.finished") -
     return events
 
 
-def task_runs(api: str, run_id: str) -> list[dict]:
-    body = {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return httpx.post(f"{api}/task_runs/filter", json=body).json()
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def task_runs(api: str, flow_run_id: str, expect: Iterable[str], timeout_s: float = 15) -> list[dict]:
+    """The flow run's task runs, once those named in `expect` (a name may repeat) are recorded in
+    a final state: the server records task-run states in batches, up to a second late
+    (prefect.toml). After `timeout_s` it returns what there is, for the test's assert to show."""
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    wanted, deadline = Counter(expect), time.monotonic() + timeout_s
+    while True:
+        runs = httpx.post(f"{api}/task_runs/filter", json=body).json()
+        done = Counter(t["name"] for t in runs if (t.get("state") or {}).get("type") in FINAL_STATES)
+        if not wanted - done or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)
 
 
 def containers_of(docker_engine, run_id: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import prefect_server_process
+from tests.helpers import prefect_server_process, task_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres]
@@ -60,8 +60,8 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
 
     flow_run = httpx.get(f"{api}/flow_runs/{flow_run_id}").json()
     assert flow_run["state"]["type"] == "COMPLETED"
-    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
-    assert sorted(t["name"] for t in task_runs if t["name"] != "insights") == ["after", "hello"]
+    runs = task_runs(api, flow_run_id, ["after", "hello"])
+    assert sorted(t["name"] for t in runs if t["name"] != "insights") == ["after", "hello"]
     artifacts = httpx.post(f"{api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
     assert {"autodev-steps", "autodev-progress", "autodev-run-summary"} <= {a["key"] for a in artifacts}
 
@@ -94,8 +94,8 @@ def test_the_docker_work_pool_runs_the_flow_in_the_worker_image(prefect_server, 
     flow_run = httpx.get(f"{api}/flow_runs/{flow_run_id}").json()
     assert flow_run["state"]["type"] == "COMPLETED" and flow_run["work_pool_name"] == "autodev-docker"
     assert flow_run["infrastructure_pid"]  # the worker's container
-    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
-    assert sorted(t["name"] for t in task_runs if t["name"] != "insights") == ["after", "hello"]
+    runs = task_runs(api, flow_run_id, ["after", "hello"])
+    assert sorted(t["name"] for t in runs if t["name"] != "insights") == ["after", "hello"]
     status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"], capture_output=True, text=True,
                             env={**env, "AUTODEV_DATABASE_URL": f"sqlite:///{shared}/autodev.db"}, timeout=60)
     report = json.loads(status.stdout)  # written from inside the worker's container, read here
@@ -114,9 +114,9 @@ def test_the_weather_bot_deployment_develops_the_project_through_a_worker(prefec
     assert httpx.get(f"{api}/flow_runs/{flow_run_id}").json()["state"]["type"] == "COMPLETED"
     children = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}}).json()
     plan_run = next(c for c in children if c["name"].startswith("weather-bot-"))
-    task_runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [plan_run["id"]]}}}).json()
-    names = sorted(t["name"] for t in task_runs if t["name"] != "insights")
-    assert names == ["check-scaffold", "demo", "implement", "implement", "test", "test"]  # one feedback round
+    expected = ["check-scaffold", "demo", "implement", "implement", "test", "test"]  # one feedback round
+    names = sorted(t["name"] for t in task_runs(api, plan_run["id"], expected) if t["name"] != "insights")
+    assert names == expected
     status = subprocess.run([sys.executable, "-m", "autodev", "status", plan_run["id"], "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(status.stdout)["status"] == "succeeded"
