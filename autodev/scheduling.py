@@ -5,6 +5,8 @@ Pure logic over a validated plan; the plan flow asks it at every loop iteration.
 
 from __future__ import annotations
 
+import itertools
+
 from autodev.models import Plan, Step, StepStatus
 
 FAILED_STATUSES = {"failed", "stalled", "timed_out"}
@@ -16,22 +18,37 @@ class Progress:
         self.status: dict[str, StepStatus | None] = {s.id: None for s in plan.steps}
         self.attempts: dict[str, int] = {s.id: 0 for s in plan.steps}
         self.waived: set[str] = set()  # skipped by a person: counts as done for what depends on it
+        self._position = {s.id: i for i, s in enumerate(plan.steps)}
+        self._first_open = 0  # no unfinished step comes before this position in the plan
         self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
         for s in plan.steps:
             for dep in s.depends_on:
                 self._dependents[dep].append(s.id)
 
-    def ready(self, running: set[str]) -> list[Step]:
-        """Unfinished steps, in plan order, whose dependencies all succeeded; none once blocked."""
-        if self.blocked:
+    def ready(self, running: set[str], limit: int | None = None) -> list[Step]:
+        """Unfinished steps, in plan order, whose dependencies all succeeded; at most `limit`
+        of them, none once blocked. The search starts at the first unfinished step and stops at
+        the limit, so a long plan is not walked from the top at every dispatch."""
+        if self.blocked or limit == 0:
             return []
-        return [
-            s
-            for s in self.plan.steps
-            if self.status[s.id] is None
-            and s.id not in running
-            and all(self.status[d] == "succeeded" or d in self.waived for d in s.depends_on)
-        ]
+        steps = self.plan.steps
+        while self._first_open < len(steps) and self.status[steps[self._first_open].id] is not None:
+            self._first_open += 1
+        found: list[Step] = []
+        for s in itertools.islice(steps, self._first_open, None):
+            if (
+                self.status[s.id] is None
+                and s.id not in running
+                and all(self.status[d] == "succeeded" or d in self.waived for d in s.depends_on)
+            ):
+                found.append(s)
+                if len(found) == limit:
+                    break
+        return found
+
+    def _reopen(self, step_id: str) -> None:
+        self.status[step_id] = None
+        self._first_open = min(self._first_open, self._position[step_id])
 
     def finish(self, step_id: str, status: StepStatus) -> list[str]:
         """Record a step's final status; a failure skips every step downstream. Returns those.
@@ -53,7 +70,7 @@ class Progress:
 
     def reopen(self, step_id: str) -> None:
         """A person chose to retry a blocked step."""
-        self.status[step_id] = None
+        self._reopen(step_id)
 
     def rewind(self, step_id: str) -> list[str]:
         """A failed check sends the run back to `step_id`: it and everything downstream of it
@@ -66,7 +83,7 @@ class Progress:
                     again.add(dependent)
                     pending.append(dependent)
         for sid in again:
-            self.status[sid] = None
+            self._reopen(sid)
             self.waived.discard(sid)
         return [s.id for s in self.plan.steps if s.id in again]
 

@@ -332,7 +332,7 @@ class Orchestrator:
         if self.stale & self.running.keys():
             return  # a feedback round waits until the checks that ran on the old code are done
         free = self.plan.max_parallel - len(self.running)
-        for step in self.progress.ready(set(self.running))[: max(free, 0)]:
+        for step in self.progress.ready(set(self.running), limit=max(free, 0)):
             if self.progress.blocked:
                 break  # a step was just left to a person: one decision at a time
             self._dispatch(step)

@@ -28,7 +28,20 @@ class _NoEmptyTraceback(logging.Filter):
         return True
 
 
+class _NoSecondVerdict(logging.Filter):
+    """A step task's last line already says how the command ended ("succeeded: exit code 0
+    after 0.04s, ..."); Prefect's "Finished in state Completed()" after it says it again, and
+    costs each step a console render and a row in the server's log table."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            getattr(record, "task_name", None) in STEP_TASKS and str(record.msg).startswith("Finished in state")
+        )
+
+
+STEP_TASKS = ("run_command", "run_agent")  # the task names of steps
 logging.getLogger("prefect.task_runs").addFilter(_NoEmptyTraceback())
+logging.getLogger("prefect.task_runs").addFilter(_NoSecondVerdict())
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
-"""Output capture: full log file, capped tail, byte count, live lines within a budget."""
+"""Output capture: full log file, capped tail, byte count, live lines within a budget; the step
+task's log lines."""
 
+import logging
+
+import tasks.run_command  # noqa: F401 - installs the step tasks' log filters
 from autodev.output import OutputCapture
 
 
@@ -41,3 +45,19 @@ def test_partial_lines_are_joined_and_the_last_one_is_flushed():
     capture.feed(b"lo\nno newline at the end")
     capture.close()
     assert shown == ["hello", "no newline at the end"]
+
+
+def test_a_step_task_says_how_it_ended_once():
+    """The step task's own verdict line says how the command ended; Prefect's "Finished in
+    state ..." after it is dropped for step tasks only."""
+    task_log = logging.getLogger("prefect.task_runs")
+
+    def record(task_name: str, message: str) -> logging.LogRecord:
+        made = task_log.makeRecord("prefect.task_runs", logging.INFO, __file__, 1, message, (), None)
+        made.task_name = task_name  # what Prefect's task-run logger adds to every record
+        return made
+
+    assert not task_log.filter(record("run_command", "Finished in state Completed()"))
+    assert not task_log.filter(record("run_agent", "Finished in state Failed('failed: exit code 1')"))
+    assert task_log.filter(record("run_command", "succeeded: exit code 0 after 0.04s, 0 bytes of output"))
+    assert task_log.filter(record("insights", "Finished in state Completed()"))

@@ -62,3 +62,18 @@ def test_a_rewind_reruns_the_step_and_everything_downstream_of_it():
     assert progress.rewind("c") == ["c", "d"]  # a, b and e stay done
     assert ids(progress.ready(set())) == ["c"]
     assert progress.status["a"] == progress.status["e"] == "succeeded" and progress.run_status == "running"
+
+
+def test_ready_stops_at_the_limit_and_finds_steps_rewound_behind_its_starting_point():
+    progress = Progress(PLAN)
+    assert ids(progress.ready(set(), limit=1)) == ["a"]
+    assert progress.ready(set(), limit=0) == []
+    for step_id in ("a", "b", "c"):
+        progress.finish(step_id, "succeeded")
+    assert ids(progress.ready(set(), limit=1)) == ["d"]  # the search now starts past a, b and c
+    assert progress.rewind("a") == ["a", "c", "d"]  # a feedback round sends the run back to a
+    assert ids(progress.ready(set())) == ["a", "e"]
+    progress.finish("a", "blocked")
+    assert progress.ready(set()) == []
+    progress.reopen("a")  # a person chose retry
+    assert ids(progress.ready(set(), limit=1)) == ["a"]
