@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -132,7 +132,6 @@ class Plan(_Strict):
     agent_command: str | None = Field(None, description="Default external agent CLI for agent steps.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     steps: list[Step] = Field(min_length=1)
-    _positions: dict[str, int] = PrivateAttr(default_factory=dict)  # step id -> index, for step()
 
     @field_validator("agent_command")
     @classmethod
@@ -140,13 +139,7 @@ class Plan(_Strict):
         return _check_agent_command(template)
 
     def step(self, step_id: str) -> Step:
-        """The step with this id (KeyError if none). Its position is remembered, and relearnt
-        when the steps change, so a long plan is not searched at every step."""
-        position = self._positions.get(step_id)
-        if position is None or position >= len(self.steps) or self.steps[position].id != step_id:
-            self._positions = {s.id: i for i, s in enumerate(self.steps)}
-            position = self._positions[step_id]
-        return self.steps[position]
+        return next(s for s in self.steps if s.id == step_id)
 
     def limits_for(self, step: Step) -> StepDefaults:
         """A step's clocks and retry budgets: its own values over the plan's defaults."""

@@ -304,6 +304,7 @@ class Orchestrator:
         self._unsaved: list[Callable[[SessionMetadata], None]] = []  # metadata changes _settle writes
         self._loop_status: str | None = None  # what the loop last did, for the heartbeat
         self._advice_due: Literal["due", "forced"] | None = None  # results came in since the advice was made
+        self._index: tuple[Plan | None, dict[str, Step]] = (None, {})  # see _step()
 
     def run_once(self) -> bool:
         """Dispatch what is ready, then wait for results (or a heartbeat's worth of time).
@@ -376,13 +377,20 @@ class Orchestrator:
         future.add_done_callback(lambda f, sid=step.id: self._done.put((sid, attempt, f)))
 
     # --- results -----------------------------------------------------------------------
+    def _step(self, step_id: str) -> Step:
+        """The plan's step by id, from an index kept for the current plan (a person's decision
+        may replace it), so a long plan is not searched at every result."""
+        if self._index[0] is not self.plan:
+            self._index = (self.plan, {s.id: s for s in self.plan.steps})
+        return self._index[1][step_id]
+
     def _handle(self, step_id: str, attempt: int, outcome: CommandResult | PrefectFuture) -> None:
         """Act on a step's result, or on its task's end when that brought no result first."""
         entry = self.running.get(step_id)
         if entry is None or entry.attempt != attempt:
             return  # the task run ended after its result was handled
         del self.running[step_id]
-        step = self.plan.step(step_id)
+        step = self._step(step_id)
         command = self.redactors[step_id].text(step.command)  # what is stored and sent
         limits = self.plan.limits_for(step)
         result = outcome if isinstance(outcome, CommandResult) else _result_of(outcome)
