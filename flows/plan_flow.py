@@ -403,22 +403,11 @@ class Orchestrator:
             self._loop_status = f"set aside {step_id}"
             return
         tripped = self.breaker.record(fingerprint(step.command, result) if result.status != "succeeded" else None)
-        metrics.COMMANDS.labels(status=result.status).inc()
-        base = {"step": step_id, "command": command, "exit_code": result.exit_code, "status": result.status}
-        self.events.emit("autodev.command.finished", {**base, "duration_s": round(result.duration_s, 3)})
-
-        diagnosis = None
-        if result.status != "succeeded":
-            metrics.COMMAND_FAILURES.inc()
-            diagnosis = diagnose(command, result, limits.stall_timeout_s)
-            self.events.emit(
-                "autodev.command.failed",
-                {**base, "attempt": entry.attempt, "summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action},
-            )
+        diagnosis = diagnose(command, result, limits.stall_timeout_s) if result.status != "succeeded" else None
+        if diagnosis is not None:
             self.logger.warning("step %s %s: %s", step_id, result.status, diagnosis.summary)
         if result.status == "stalled":
             self.stalls[step_id] += 1
-            self.events.emit("autodev.step.stalled", {**base, "attempt": entry.attempt, "stalls": self.stalls[step_id]})
         attempt_in_round = entry.attempt - self.round_start.get(step_id, 0)
         move = next_move(result.status, attempt_in_round, self.stalls[step_id], limits, tripped)
 
@@ -441,6 +430,18 @@ class Orchestrator:
             ),
             {} if move == "retry" else {step_id: self.progress.status[step_id], **dict.fromkeys(skipped, "skipped")},
         )
+        # Announced once stored, so whoever an event sends to the store finds the attempt there.
+        metrics.COMMANDS.labels(status=result.status).inc()
+        base = {"step": step_id, "command": command, "exit_code": result.exit_code, "status": result.status}
+        self.events.emit("autodev.command.finished", {**base, "duration_s": round(result.duration_s, 3)})
+        if diagnosis is not None:
+            metrics.COMMAND_FAILURES.inc()
+            self.events.emit(
+                "autodev.command.failed",
+                {**base, "attempt": entry.attempt, "summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action},
+            )
+        if result.status == "stalled":
+            self.events.emit("autodev.step.stalled", {**base, "attempt": entry.attempt, "stalls": self.stalls[step_id]})
         blocker = None
         if diagnosis is not None:
             blocker = Blocker(
