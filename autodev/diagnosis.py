@@ -31,10 +31,8 @@ _ERROR_TEST = re.compile(r"^ERROR (\S+)", re.M)
 def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None = None) -> Diagnosis:
     tail = result.output_tail
     code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
-    summary = f"{result.status} with {code}"
-    if result.exit_reason:
-        summary += f" ({result.exit_reason})"
-    summary += f": {summarise_output(tail)}"
+    reason = f" ({result.exit_reason})" if result.exit_reason else ""
+    summary = f"{result.status} with {code}{reason}: {summarise_output(tail)}"
 
     def found(action: str, *evidence: str) -> Diagnosis:
         return Diagnosis(summary, action, [e for e in evidence if e])

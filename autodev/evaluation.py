@@ -11,11 +11,12 @@ from datetime import datetime
 
 import jinja2
 
-from autodev.models import RunEvaluation, SessionRecord, StepAttempt
+from autodev.models import StepAttempt
+from autodev.session import LLMCall, RunEvaluation, SessionRecord
 
 
 def evaluate(
-    session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str], usage: list[tuple[str, str, int, float]]
+    session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str], usage: list[LLMCall]
 ) -> RunEvaluation:
     seconds: dict[str, float] = {s.id: 0.0 for s in session.plan.steps}
     for a in attempts:
@@ -41,10 +42,10 @@ def evaluate(
         feedback_rounds=meta.feedback_rounds,
         pauses=len(meta.pauses),
         decisions=len(meta.interventions),
-        models=sorted({u[1] for u in usage}),
+        models=sorted({u.model for u in usage}),
         model_calls=len(usage),  # the plan's own calls are in `usage` too, recorded when the run began
-        model_tokens=sum(u[2] for u in usage),
-        model_cost_usd=round(sum(u[3] for u in usage), 6),
+        model_tokens=sum(u.tokens for u in usage),
+        model_cost_usd=round(sum(u.cost_usd for u in usage), 6),
     )
 
 

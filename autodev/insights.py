@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autodev.models import Blocker, GitState, Insight, Plan, Recommendation
+from autodev.models import FAILED_STATUSES, GitState, Insight, LLMUsage, Plan, Recommendation
+from autodev.session import Blocker
 
 
 def advise(
@@ -24,7 +25,7 @@ def advise(
     git: GitState,
 ) -> Insight:
     done = [s for s, st in statuses.items() if st == "succeeded"]
-    failed = [s for s, st in statuses.items() if st in ("failed", "stalled", "timed_out")]
+    failed = [s for s, st in statuses.items() if st in FAILED_STATUSES]
     blocked = [s for s, st in statuses.items() if st == "blocked"]
     pending = [s.id for s in plan.steps if statuses[s.id] is None]
     evidence: dict[str, Any] = {
@@ -33,68 +34,21 @@ def advise(
         "latest_blocker": blockers[-1].model_dump(mode="json") if blockers else None,
         "git": git.model_dump(),
     }
-    recs: list[Recommendation] = []
-    confidence = 0.6
-
+    # Each rule that applies adds a recommendation and says how sure it is; the surest sets the confidence.
+    found: list[tuple[Recommendation, float]] = []
     if git.conflicts:
-        recs.append(
-            Recommendation(
-                action=f"resolve the merge conflicts in {', '.join(git.conflicts[:5])}",
-                reason=f"git reports {len(git.conflicts)} unmerged path(s) (evidence.git.conflicts)",
-                command="git status && git diff --name-only --diff-filter=U",
-            )
-        )
-        confidence = 0.9
+        found.append((_resolve_conflicts(git), 0.9))
     if blocked:
-        b = next((b for b in reversed(blockers) if b.step_id == blocked[0] and b.kind != "failure"), None)
-        recs.append(
-            Recommendation(
-                action=b.suggested_action if b else f"decide on the blocked step {blocked[0]}",
-                reason=f"the run is blocked at {blocked[0]}" + (f": {b.summary}" if b else "") + " (evidence.latest_blocker)",
-                # A step a person does by hand is done by skipping it; anything else is retried.
-                command=f"autodev resume {run_id} --action {'skip' if b and b.kind == 'manual' else 'retry'}",
-            )
-        )
-        confidence = max(confidence, 0.8)
-    for step_id in failed:
-        b = next((b for b in reversed(blockers) if b.step_id == step_id), None)
-        recs.append(
-            Recommendation(
-                action=b.suggested_action if b else f"fix step {step_id}",
-                reason=f"step {step_id} {statuses[step_id]}" + (f": {b.summary}" if b else "") + " (evidence.steps.failed)",
-                command=plan.step(step_id).run,  # None for agent steps: nothing to paste into a shell
-            )
-        )
-        confidence = max(confidence, 0.75)
+        found.append((_decide_on_blocked(run_id, blocked[0], blockers), 0.8))
+    found += [(_fix_failed(plan, step_id, statuses[step_id], blockers), 0.75) for step_id in failed]
     finished = not pending and not blocked
     if finished and not failed and git.is_repo and (git.dirty_files or git.untracked_files) and not git.conflicts:
-        files = git.dirty_files + git.untracked_files
-        recs.append(
-            Recommendation(
-                action=f"commit the run's changes ({len(files)} file(s) changed or new)",
-                reason="every step succeeded and the tree has uncommitted changes (evidence.git.dirty_files, untracked_files)",
-                command=f'git add -A && git commit -m "{plan.project}: steps {", ".join(done[:3])}{"..." if len(done) > 3 else ""}"',
-            )
-        )
-        confidence = max(confidence, 0.7)
-    if finished and not failed and not recs:
-        recs.append(
-            Recommendation(
-                action="review the result and move on to the next requirement",
-                reason="every step succeeded" + (f"; changes since the start: {git.diff_stat}" if git.diff_stat else ""),
-                command="git log --oneline -5 && git diff --stat HEAD~1" if git.commits_since_start else None,
-            )
-        )
-        confidence = 0.85
-    if not recs and pending:
-        recs.append(
-            Recommendation(
-                action="nothing to do yet: let the run go on",
-                reason=f"{len(pending)} step(s) still to run, next {pending[0]}; nothing failed (evidence.steps.pending)",
-            )
-        )
-        confidence = 0.6
-
+        found.append((_commit_changes(plan, done, git), 0.7))
+    if finished and not failed and not found:
+        found.append((_move_on(git), 0.85))
+    if not found and pending:
+        found.append((_let_it_run(pending), 0.6))
+    confidence = max((c for _, c in found), default=0.6)
     # Contradictions: the evidence disagrees with itself, so the advice is less sure.
     if finished and not failed and git.conflicts:
         confidence -= 0.3  # "succeeded" with an unmerged tree
@@ -102,7 +56,60 @@ def advise(
         confidence -= 0.2  # commits made while a step fails
     if evidence["retried"] and not failed and not blocked:
         confidence -= 0.1  # flaky: success only after retries
-    return Insight(recommendations=recs, confidence=round(min(max(confidence, 0.05), 1.0), 2), evidence=evidence)
+    return Insight(
+        recommendations=[r for r, _ in found], confidence=round(min(max(confidence, 0.05), 1.0), 2), evidence=evidence
+    )
+
+
+def _resolve_conflicts(git: GitState) -> Recommendation:
+    return Recommendation(
+        action=f"resolve the merge conflicts in {', '.join(git.conflicts[:5])}",
+        reason=f"git reports {len(git.conflicts)} unmerged path(s) (evidence.git.conflicts)",
+        command="git status && git diff --name-only --diff-filter=U",
+    )
+
+
+def _decide_on_blocked(run_id: str, step_id: str, blockers: list[Blocker]) -> Recommendation:
+    b = next((b for b in reversed(blockers) if b.step_id == step_id and b.stops_the_run), None)
+    return Recommendation(
+        action=b.suggested_action if b else f"decide on the blocked step {step_id}",
+        reason=f"the run is blocked at {step_id}" + (f": {b.summary}" if b else "") + " (evidence.latest_blocker)",
+        # A step a person does by hand is done by skipping it; anything else is retried.
+        command=f"autodev resume {run_id} --action {'skip' if b and b.kind == 'manual' else 'retry'}",
+    )
+
+
+def _fix_failed(plan: Plan, step_id: str, status: str | None, blockers: list[Blocker]) -> Recommendation:
+    b = next((b for b in reversed(blockers) if b.step_id == step_id), None)
+    return Recommendation(
+        action=b.suggested_action if b else f"fix step {step_id}",
+        reason=f"step {step_id} {status}" + (f": {b.summary}" if b else "") + " (evidence.steps.failed)",
+        command=plan.step(step_id).run,  # None for agent steps: nothing to paste into a shell
+    )
+
+
+def _commit_changes(plan: Plan, done: list[str], git: GitState) -> Recommendation:
+    files = git.dirty_files + git.untracked_files
+    return Recommendation(
+        action=f"commit the run's changes ({len(files)} file(s) changed or new)",
+        reason="every step succeeded and the tree has uncommitted changes (evidence.git.dirty_files, untracked_files)",
+        command=f'git add -A && git commit -m "{plan.project}: steps {", ".join(done[:3])}{"..." if len(done) > 3 else ""}"',
+    )
+
+
+def _move_on(git: GitState) -> Recommendation:
+    return Recommendation(
+        action="review the result and move on to the next requirement",
+        reason="every step succeeded" + (f"; changes since the start: {git.diff_stat}" if git.diff_stat else ""),
+        command="git log --oneline -5 && git diff --stat HEAD~1" if git.commits_since_start else None,
+    )
+
+
+def _let_it_run(pending: list[str]) -> Recommendation:
+    return Recommendation(
+        action="nothing to do yet: let the run go on",
+        reason=f"{len(pending)} step(s) still to run, next {pending[0]}; nothing failed (evidence.steps.pending)",
+    )
 
 
 def changed(previous: Insight | None, current: Insight, drop: float = 0.2) -> bool:
@@ -112,6 +119,13 @@ def changed(previous: Insight | None, current: Insight, drop: float = 0.2) -> bo
     if [r.action for r in previous.recommendations] != [r.action for r in current.recommendations]:
         return True
     return previous.confidence - current.confidence >= drop - 1e-9
+
+
+class Advice(BaseModel):
+    """The advice for a run, and what the model call that worded it cost (None: no call)."""
+
+    insight: Insight
+    usage: LLMUsage | None = None
 
 
 class ModelAdvice(BaseModel):
@@ -130,7 +144,7 @@ def refine(insight: Insight, advice: ModelAdvice) -> Insight | None:
         return None
     recs = [
         insight.recommendations[i].model_copy(update={"action": action.strip()[:300]})
-        for i, action in zip(advice.order, advice.actions)
+        for i, action in zip(advice.order, advice.actions, strict=False)
     ]
     return insight.model_copy(update={"recommendations": recs})
 

@@ -1,15 +1,17 @@
-"""Typed data shared by every layer: plans, command requests/results, session metadata, reports.
+"""Typed data shared by every layer: plans, command requests and results, advice, reports.
 
 Defined once here and reused by the CLI, the flows, the tasks and the blocks, so a plan read
-from YAML, a result stored in the database and the `--json` output are the same objects.
+from YAML, a result stored in the database and the `--json` output are the same objects. A
+run's session record and its metadata document are in `autodev/session.py`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -18,10 +20,12 @@ STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Final statuses of the contract, plus the two a step has while its run is still going.
 StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "blocked", "pending", "running"]
 RunStatus = Literal["running", "succeeded", "failed", "blocked"]
+CommandStatus = Literal["succeeded", "failed", "stalled", "timed_out"]
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "stalled", "timed_out"})  # a command that did not succeed
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Strict(BaseModel):
@@ -139,7 +143,17 @@ class Plan(_Strict):
         return _check_agent_command(template)
 
     def step(self, step_id: str) -> Step:
-        return next(s for s in self.steps if s.id == step_id)
+        """The step with this id; KeyError when there is none."""
+        steps, by_id = self._step_index
+        if steps is not self.steps:  # a copy with other steps (model_copy) carries the old index
+            del self.__dict__["_step_index"]
+            steps, by_id = self._step_index
+        return by_id[step_id]
+
+    @cached_property
+    def _step_index(self) -> tuple[list[Step], dict[str, Step]]:
+        # Not a field: pydantic leaves it out of equality, dumps and schemas.
+        return self.steps, {s.id: s for s in self.steps}
 
     def limits_for(self, step: Step) -> StepDefaults:
         """A step's clocks and retry budgets: its own values over the plan's defaults."""
@@ -160,7 +174,7 @@ class CommandRequest(BaseModel):
 class CommandResult(BaseModel):
     """What happened to one command; the exit code comes from Docker or is None with a reason."""
 
-    status: Literal["succeeded", "failed", "stalled", "timed_out"]
+    status: CommandStatus
     exit_code: int | None
     exit_reason: str | None = None
     started_at: datetime
@@ -183,47 +197,6 @@ class StepAttempt(BaseModel):
     command: str
     result: CommandResult
     breaker_tripped: bool = False  # this attempt was the failure that tripped the breaker
-
-
-class LastCommandResult(BaseModel):
-    text: str
-    exit_code: int | None
-    ts: datetime
-    step_id: str | None = None
-
-
-class QueueEntry(BaseModel):
-    queue_id: str
-    step_id: str
-    attempt: int
-    dispatched_at: datetime
-
-
-class Blocker(BaseModel):
-    """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
-
-    step_id: str
-    command: str
-    exit_code: int | None
-    summary: str
-    suggested_action: str = ""
-    kind: Literal["failure", "stall", "breaker", "watchdog", "manual"] = "failure"  # manual: no agent, a person does the step
-    ts: datetime
-
-
-class Intervention(BaseModel):
-    """A person's decision on a blocked run, from the Prefect UI or `autodev resume`."""
-
-    step_id: str
-    action: Literal["retry", "skip", "abort"]
-    command: str | None = None  # retry with this command instead of the plan's
-    note: str = ""
-    ts: datetime
-
-
-class Heartbeat(BaseModel):
-    ts: datetime
-    loop_status: str
 
 
 class GitState(BaseModel):
@@ -257,95 +230,6 @@ class LLMUsage(BaseModel):
     cost_usd: float = 0.0
 
 
-class Pause(BaseModel):
-    """A point where the run waited for a person: a blocked step, or a plan to confirm."""
-
-    kind: Literal["decision", "confirmation"]
-    step_id: str | None = None
-    ts: datetime
-
-
-class RunOrigin(BaseModel):
-    """Where a run's plan came from: a plan file, a model's decomposition, or a template's fallback."""
-
-    source: Literal["plan", "model", "replay", "template"] = "plan"  # replay: stored model answers
-    requirements: str | None = None  # the requirements document's path or name
-    template: str | None = None
-    reason: str | None = None  # why the template's plan was used instead of a model's
-    usage: list[LLMUsage] = Field(default_factory=list)  # model calls spent on the plan
-
-
-class RunEvaluation(BaseModel):
-    """A run's figures (autodev.evaluation computes them)."""
-
-    run_id: str
-    project: str
-    status: str
-    plan_source: str  # plan file, model, or the template's fallback
-    started_at: datetime
-    total_s: float
-    steps: int
-    steps_succeeded: int
-    success_rate: float
-    step_seconds: dict[str, float]  # every attempt of the step, summed
-    attempts: int
-    retries: int  # attempts beyond each step's first
-    stalls: int
-    breaker_trips: int
-    feedback_rounds: int
-    pauses: int  # times the run waited for a person (blocked step, plan to confirm)
-    decisions: int  # decisions people took (retry, skip, abort)
-    models: list[str] = Field(default_factory=list)  # the litellm models the run asked (openai/replay: stored answers)
-    model_calls: int
-    model_tokens: int
-    model_cost_usd: float
-
-
-class SessionMetadata(BaseModel):
-    """The `agent_sessions.metadata` document of one run."""
-
-    last_command_result: LastCommandResult | None = None
-    last_output_at: datetime | None = None
-    command_history: list[LastCommandResult] = Field(default_factory=list)
-    phase: str = "planned"
-    blockers: list[Blocker] = Field(default_factory=list)
-    queue: list[QueueEntry] = Field(default_factory=list)
-    next_actions: list[str] = Field(default_factory=list)
-    orchestrator_heartbeat: Heartbeat | None = None
-    interventions: list[Intervention] = Field(default_factory=list)
-    insight: Insight | None = None
-    pauses: list[Pause] = Field(default_factory=list)
-    feedback_rounds: int = 0  # times a failed check sent the run back to an agent step
-    evidence: dict[str, str] = Field(default_factory=dict)  # agent step -> the failed check that sent the run back to it
-    todo_files: list[str] | None = None  # files holding TODO markers when the run began (the built-in agent's default)
-    origin: RunOrigin = Field(default_factory=RunOrigin)
-    evaluation: RunEvaluation | None = None  # the run's figures at its end
-
-    HISTORY_LIMIT: ClassVar[int] = 20
-
-    def stopping_blocker(self) -> Blocker | None:
-        """The newest blocker that stopped the run (stall, breaker or watchdog), if any."""
-        return next((b for b in reversed(self.blockers) if b.kind != "failure"), None)
-
-    def record_result(self, entry: LastCommandResult) -> None:
-        """Set the last result and keep the newest HISTORY_LIMIT results, dropping the oldest."""
-        self.last_command_result = entry
-        self.command_history.append(entry)
-        del self.command_history[: -self.HISTORY_LIMIT]
-
-
-class SessionRecord(BaseModel):
-    run_id: str
-    project: str
-    status: RunStatus
-    workspace: str
-    flow_run_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    plan: Plan
-    metadata: SessionMetadata
-
-
 class StepReport(BaseModel):
     id: str
     command: str
@@ -360,7 +244,7 @@ class RunReport(BaseModel):
     """The contract's `--json` object."""
 
     run_id: str
-    status: Literal["succeeded", "failed", "blocked", "running"]
+    status: RunStatus
     steps: list[StepReport]
     success_rate: float
     interventions: int = 0

@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from autodev.models import SessionMetadata, StepDefaults
+from autodev.models import StepDefaults
+from autodev.session import SessionMetadata
 
 Move = Literal["finish", "retry", "block"]
 HEARTBEAT_LATE_S = 90  # the seed's dashboard turns the heartbeat delay red past this

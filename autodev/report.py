@@ -5,7 +5,8 @@ Built the same way for a run that just finished and for `autodev status` hours l
 
 from __future__ import annotations
 
-from autodev.models import RunReport, SessionRecord, StepAttempt, StepReport
+from autodev.models import RunReport, StepAttempt, StepReport
+from autodev.session import SessionRecord
 
 
 def build_report(session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str]) -> RunReport:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import itertools
 
-from autodev.models import Plan, Step, StepStatus
-
-FAILED_STATUSES = {"failed", "stalled", "timed_out"}
+from autodev.models import FAILED_STATUSES, Plan, RunStatus, Step, StepStatus
 
 
 class Progress:
@@ -92,9 +90,11 @@ class Progress:
         self.status[step_id] = "skipped"
         self.waived.add(step_id)
 
-    def abort(self, step_id: str) -> list[str]:
-        """A person chose to stop the run: the step fails and nothing else runs."""
-        self.status[step_id] = "failed"
+    def abort(self, step_id: str | None) -> list[str]:
+        """A person chose to stop the run: the step (if one is named) fails and nothing else
+        runs. Returns the steps skipped."""
+        if step_id is not None:
+            self.status[step_id] = "failed"
         rest = [sid for sid, st in self.status.items() if st is None]
         self.status.update(dict.fromkeys(rest, "skipped"))
         return rest
@@ -118,7 +118,7 @@ class Progress:
         return all(status is not None for status in self.status.values())
 
     @property
-    def run_status(self) -> str:
+    def run_status(self) -> RunStatus:
         values = set(self.status.values())
         if self.blocked:
             return "blocked"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autodev.exporter import serve  # noqa: E402
-from autodev.models import utcnow  # noqa: E402
-from autodev.plan import validate_plan  # noqa: E402
-from blocks.state_store import ATTEMPT_COLUMNS, StateStore  # noqa: E402
+from autodev.models import utcnow
+from autodev.plan import validate_plan
+from blocks.state_store import ATTEMPT_COLUMNS, StateStore
+from cli.exporter import serve
 
 SIZES = (1_000, 10_000, 100_000)
 STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "stalled", "timed_out")
@@ -40,7 +40,7 @@ def fill(store, run_id: str, count: int, first_attempt: int) -> None:
          store._ts(now), store._ts(now + timedelta(seconds=i % 100)), float(i % 100), 10, "tail", None, 0)
         for i in range(count)
     ]
-    marks = ", ".join("?" * 14)
+    marks = ", ".join(["{p}"] * 14)
     with store._transaction() as cur:
         cur.executemany(store._sql(f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({marks})"), rows)
 

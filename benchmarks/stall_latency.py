@@ -38,7 +38,7 @@ def detection_latencies(trials: int, workdir: Path) -> list[float]:
         for _ in range(trials):
             last_output = [0.0]
 
-            def seen(chunk: bytes) -> None:
+            def seen(chunk: bytes, last_output: list[float] = last_output) -> None:
                 last_output[0] = time.monotonic()
 
             request = CommandRequest(command="echo working; sleep 100", timeout_s=60, stall_timeout_s=STALL_S)
@@ -51,7 +51,7 @@ def detection_latencies(trials: int, workdir: Path) -> list[float]:
 class Receiver(BaseHTTPRequestHandler):
     arrivals: list[tuple[float, dict]] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         Receiver.arrivals.append((time.time(), body))
         self.send_response(204)

@@ -91,7 +91,7 @@ def child_cpu_s() -> float | None:
 
 def intervals(attempts: list) -> list[float]:
     starts = [a.result.started_at for a in attempts]
-    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
 
 
 def main() -> None:
@@ -118,8 +118,8 @@ def main() -> None:
                 server_cpu += cpu_after - cpu_before
             ours.append(per_step)
             raws.append(raw_docker_exec(args.steps, workdir))
-        ratios = [o / ((before + after) / 2) for o, before, after in zip(ours, raws, raws[1:])]
-        ms = lambda values: " / ".join(f"{v * 1000:.1f}" for v in values)  # noqa: E731
+        ratios = [o / ((before + after) / 2) for o, before, after in zip(ours, raws, raws[1:], strict=False)]
+        ms = lambda values: " / ".join(f"{v * 1000:.1f}" for v in values)
         print(f"per step, {args.rounds} rounds of {args.steps} trivial steps: autodev {ms(ours)} ms; "
               f"raw docker exec {ms(raws)} ms")
         print(f"  flow wall time incl. sandbox start/stop (last round): {wall:.2f} s")

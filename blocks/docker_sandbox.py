@@ -12,6 +12,7 @@ background process it left still holds the output stream open (Docker would wait
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -210,10 +211,8 @@ class DockerSandboxSession(SandboxSession):
             next_poll = time.monotonic() + poll_in
 
     def _kill_marked(self, marker: str) -> None:
-        try:
+        with contextlib.suppress(ENGINE_ERRORS):
             self.container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", marker])
-        except ENGINE_ERRORS:
-            pass
 
     def close(self) -> None:
         if self._closed:

@@ -7,18 +7,28 @@ tokens and cost so runs can record what the model cost them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from autodev.errors import AutodevError
 from autodev.models import LLMUsage
-from autodev.replay import REPLAY_MODEL
+from blocks.replay import REPLAY_MODEL
 
 T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A model's answer, validated, and what the call cost."""
+
+    value: T
+    usage: LLMUsage
 
 
 class LLMError(AutodevError):
@@ -42,10 +52,10 @@ class LLM(Block):
 
     @classmethod
     def replaying(cls, api_base: str, timeout_s: float = 60) -> LLM:
-        """The client for a local replay server (autodev.replay): stored answers, no provider."""
+        """The client for a local replay server (blocks.replay): stored answers, no provider."""
         return cls(model=REPLAY_MODEL, api_base=api_base, api_key="replay", timeout_s=timeout_s)
 
-    def ask_json(self, system: str, user: str, schema: type[T]) -> tuple[T, LLMUsage]:
+    def ask_json(self, system: str, user: str, schema: type[T]) -> Answer[T]:
         """One completion whose answer must be JSON matching `schema`; LLMError otherwise."""
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
@@ -68,13 +78,11 @@ class LLM(Block):
             timed_out = "timeout" in exc.__class__.__name__.lower()
             raise LLMError(f"model {self.model} failed: {exc.__class__.__name__}: {str(exc)[:300]}", timed_out=timed_out) from exc
         usage = LLMUsage(model=self.model, tokens=getattr(response.usage, "total_tokens", 0) or 0)
-        try:
+        with contextlib.suppress(Exception):  # unknown (local) models have no price: record the tokens only
             usage.cost_usd = float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # unknown (local) models have no price: record the tokens only
-            pass
         text = response.choices[0].message.content or ""
         try:
-            return schema.model_validate(json.loads(_strip_fences(text))), usage
+            return Answer(schema.model_validate(json.loads(_strip_fences(text))), usage)
         except (json.JSONDecodeError, ValidationError) as exc:
             problem = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_errors(exc)
             raise LLMError(

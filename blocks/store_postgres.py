@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 
-from blocks.state_store import StoreBackend
+from blocks.store_base import StoreBackend
 
 MIGRATION_LOCK_ID = 0x617574_6F646576  # "autodev"
 
 
 class PostgresBackend(StoreBackend):
-    types = {"json": "JSONB", "ts": "TIMESTAMPTZ", "serial_pk": "BIGSERIAL PRIMARY KEY"}
+    types = {"json": "JSONB", "ts": "TIMESTAMPTZ", "serial_pk": "BIGSERIAL PRIMARY KEY", "p": "%s"}
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str):
@@ -41,9 +41,6 @@ class PostgresBackend(StoreBackend):
     def _tables(self, cur: Any) -> set[str]:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         return {row[0] for row in cur.fetchall()}
-
-    def _sql(self, query: str) -> str:
-        return super()._sql(query).replace("?", "%s")
 
     def close(self) -> None:
         self._conn.close()

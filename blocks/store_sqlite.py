@@ -13,13 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from blocks.state_store import StoreBackend
+from blocks.store_base import StoreBackend
 
 BUSY_TIMEOUT_S = 30
 
 
 class SQLiteBackend(StoreBackend):
-    types = {"json": "TEXT", "ts": "TEXT", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+    types = {"json": "TEXT", "ts": "TEXT", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "p": "?"}
     for_update = ""  # BEGIN IMMEDIATE already holds the database's write lock
 
     def __init__(self, path: str):

@@ -73,7 +73,7 @@ def build_worker_image(tag: str, base: str, say: Callable[[str], None] = print) 
     version = client.containers.run(
         base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True, network_mode="none"
     ).decode().strip()
-    here = "%d.%d" % sys.version_info[:2]
+    here = "{}.{}".format(*sys.version_info[:2])
     if version != here:
         raise EnvironmentProblem(
             f"the base image has Python {version}, this machine {here}: the wheels built here would not fit",

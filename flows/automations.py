@@ -18,6 +18,7 @@ from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
+from autodev.events import BreakerTripped, HeartbeatBeat, InsightChanged, RunBlocked, RunEvent, RunFinished, StepStalled
 from autodev.policy import HEARTBEAT_LATE_S
 
 WEBHOOK_BLOCK = "autodev-notifications"
@@ -53,14 +54,14 @@ def payload_template(headline: str, ui_url: str) -> str:
 
 
 # (automation name, autodev event, notification headline, description)
-REACTIVE = [
-    ("autodev: run blocked", "autodev.run.blocked", "autodev run blocked",
+REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
+    ("autodev: run blocked", RunBlocked, "autodev run blocked",
      "A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person."),
-    ("autodev: step stalled", "autodev.step.stalled", "autodev step stalled",
+    ("autodev: step stalled", StepStalled, "autodev step stalled",
      "A command printed nothing for its stall timeout and was killed."),
-    ("autodev: breaker tripped", "autodev.breaker.tripped", "autodev failure breaker tripped",
+    ("autodev: breaker tripped", BreakerTripped, "autodev failure breaker tripped",
      "The same failure happened several times in a row; the run is blocked."),
-    ("autodev: decision support", "autodev.insight.changed", "autodev decision support",
+    ("autodev: decision support", InsightChanged, "autodev decision support",
      "autodev's next-step advice for a run changed, or its confidence dropped."),
 ]
 
@@ -74,7 +75,7 @@ def definitions(webhook_id: UUID, ui_url: str, heartbeat_late_s: float = HEARTBE
             name=name,
             description=description,
             trigger=EventTrigger(
-                expect={event}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1
+                expect={event.name}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1
             ),
             actions=[notify(headline)],
         )
@@ -85,8 +86,8 @@ def definitions(webhook_id: UUID, ui_url: str, heartbeat_late_s: float = HEARTBE
             name="autodev: orchestrator heartbeat late",
             description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
             trigger=EventTrigger(
-                after={"autodev.heartbeat"},
-                expect={"autodev.heartbeat", "autodev.run.finished", "autodev.run.blocked"},
+                after={HeartbeatBeat.name},
+                expect={HeartbeatBeat.name, RunFinished.name, RunBlocked.name},
                 match={"prefect.resource.id": "prefect.flow-run.*"},
                 for_each={"prefect.resource.id"},
                 posture=Posture.Proactive,

@@ -2,7 +2,8 @@
 
 - `autodev-progress`: a progress bar, steps finished out of all;
 - `autodev-steps`: a table of the plan with each step's live state, attempts and exit code;
-- `autodev-run-summary`: at the end, the outcome, the heartbeat and what blocked the run.
+- `autodev-run-summary`: at the end, the outcome, the heartbeat and what blocked the run;
+- `insights-<project>`: the next-step advice, each time it changes.
 Updates are throttled to the heartbeat interval (a 1,000-step plan must not make 1,000 table
 versions); the last update always happens.
 """
@@ -14,10 +15,11 @@ import time
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from autodev.evaluation import RunEvaluation, evaluation_markdown
-from autodev.models import Plan, RunReport, SessionMetadata, utcnow
+from autodev.evaluation import evaluation_markdown
+from autodev.models import Insight, Plan, RunReport, utcnow
 from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.scheduling import Progress
+from autodev.session import RunEvaluation, SessionMetadata
 
 
 def artifact_key(name: str) -> str:
@@ -52,6 +54,13 @@ class RunDashboard:
         ]
         create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live")
 
+    def show_advice(self, insight: Insight) -> None:
+        create_markdown_artifact(
+            key=f"insights-{artifact_key(self.plan.project)}",
+            markdown=insight_markdown(insight),
+            description=f"{self.plan.project}: what to do next",
+        )
+
     def finish(self, progress: Progress, report: RunReport, meta: SessionMetadata, evaluation: RunEvaluation) -> None:
         self.update(progress, set(), force=True)
         create_markdown_artifact(
@@ -85,4 +94,25 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
     b = meta.stopping_blocker() if report.status == "blocked" else None
     if b:
         lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}", "", f"**Try:** {b.suggested_action}"]
+    return "\n".join(lines) + "\n"
+
+
+def insight_markdown(insight: Insight) -> str:
+    lines = [f"# Next steps (confidence {insight.confidence:.2f})", ""]
+    for i, r in enumerate(insight.recommendations, 1):
+        lines.append(f"{i}. **{r.action}**  \n   why: {r.reason}" + (f"  \n   run: `{r.command}`" if r.command else ""))
+    steps = insight.evidence.get("steps", {})
+    git = insight.evidence.get("git", {})
+    lines += [
+        "",
+        f"Evidence: {steps.get('succeeded', 0)}/{steps.get('total', 0)} steps succeeded; "
+        f"failed {steps.get('failed') or 'none'}; blocked {steps.get('blocked') or 'none'}; "
+        + (
+            f"git {git.get('branch')} @ {str(git.get('head'))[:8]}, {len(git.get('dirty_files', []))} changed, "
+            f"{len(git.get('untracked_files', []))} untracked, {len(git.get('conflicts', []))} conflicts, "
+            f"{git.get('commits_since_start', 0)} commit(s) this run"
+            if git.get("is_repo")
+            else "the workspace is not a git repository"
+        ),
+    ]
     return "\n".join(lines) + "\n"

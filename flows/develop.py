@@ -13,18 +13,28 @@ from pathlib import Path
 from prefect import flow, get_run_logger, pause_flow_run, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
-from prefect.states import Failed
 from prefect.input import RunInput
+from prefect.states import Failed
 from pydantic import Field
 
 from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
-from autodev.models import Pause, Plan, RunOrigin, utcnow
-from autodev.replay import REPLAY_MODEL
-from autodev.scaffold import Requirements, check_new_workspace, choose_template, load_manifest, parse_requirements, render_template
+from autodev.models import Plan, utcnow
+from autodev.scaffold import (
+    Requirements,
+    check_new_workspace,
+    choose_template,
+    load_manifest,
+    parse_requirements,
+    render_template,
+)
+from autodev.session import Pause, RunOrigin
 from autodev.settings import load_settings
+from blocks.replay import REPLAY_MODEL
 from flows.dashboard import artifact_key
-from flows.plan_flow import back_to_running, model_for, run_plan
+from flows.decision import back_to_running
+from flows.plan_flow import run_plan
+from flows.resources import model_for
 from tasks.decomposer import decompose
 from tasks.scaffold import scaffold
 
@@ -88,8 +98,7 @@ def develop(
         workspace = workspace or str(load_settings().new_workspace(plan.project))
         return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)
-    if workspace is None:
-        workspace = str(load_settings().new_workspace(wanted.project))
+    workspace = workspace or str(load_settings().new_workspace(wanted.project))
     check_new_workspace(Path(workspace))  # before any model call or question
     manifest = load_manifest(template) if template else choose_template(wanted)
     files = render_template(manifest, wanted.variables)
@@ -104,14 +113,7 @@ def develop(
             logger.error(str(exc))
             return Failed(message=str(exc), data=exc)
     scaffold(workspace, wanted, manifest, files)
-    replayed = any(u.model == REPLAY_MODEL for u in decomposition.usage)
-    origin = RunOrigin(
-        source="replay" if replayed and decomposition.source == "model" else decomposition.source,
-        requirements=requirements,
-        template=manifest.name,
-        reason=decomposition.reason,
-        usage=decomposition.usage,
-    )
+    origin = origin_of(decomposition, requirements)
     logger.info("plan from %s; running it in %s", origin.source if origin.source != "template" else f"template {manifest.name}", workspace)
     state = run_plan(
         plan=decomposition.plan,
@@ -123,6 +125,18 @@ def develop(
         **blocks,
     )
     return outcome_of(state)
+
+
+def origin_of(decomposition: Decomposition, requirements: str) -> RunOrigin:
+    """Where the run's plan came from, as kept with the run."""
+    replayed = any(u.model == REPLAY_MODEL for u in decomposition.usage)
+    return RunOrigin(
+        source="replay" if replayed and decomposition.source == "model" else decomposition.source,
+        requirements=requirements,
+        template=decomposition.template,
+        reason=decomposition.reason,
+        usage=decomposition.usage,
+    )
 
 
 def outcome_of(state):

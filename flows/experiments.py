@@ -22,7 +22,7 @@ from autodev.evaluation import evaluate, render_report
 from autodev.models import RunReport, utcnow
 from autodev.settings import load_settings
 from flows.develop import develop
-from flows.plan_flow import state_store_config
+from flows.resources import state_store_config
 
 
 class Experiment(BaseModel):

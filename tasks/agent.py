@@ -9,6 +9,7 @@ the sandbox user's ownership and under the same capture, clocks and breaker as a
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -46,13 +47,7 @@ def run_agent(
     allowed = step.files or todo_files
 
     def gave_up(reason: str, status: str = "failed") -> CommandResult | Failed:
-        output = output_capture(capture, log_path)
-        output.feed(f"{AGENT_FAILED}{reason}\n".encode())
-        output.close()
-        result = CommandResult(
-            status=status, exit_code=None, exit_reason=f"{AGENT_FAILED}{reason}"[:500], started_at=started_at, finished_at=utcnow()
-        )
-        return verdict_of(result, output, log_path, capture)
+        return _no_edits(reason, status, started_at, capture, log_path)
 
     if not allowed:
         return gave_up("nothing to edit: no file holds a TODO(autodev) marker and the step lists no `files`")
@@ -62,31 +57,49 @@ def run_agent(
     # The model call prints nothing until it answers: the step's stall clock is its time limit.
     model = llm.model_copy(update={"timeout_s": min(llm.timeout_s, limits.stall_timeout_s, limits.timeout_s)})
     try:
-        edits, usage = model.ask_json(AGENT_PROMPT, agent_request(step.instruction or "", files, context, evidence), AgentEdits)
+        answer = model.ask_json(AGENT_PROMPT, agent_request(step.instruction or "", files, context, evidence), AgentEdits)
     except LLMError as exc:
         if exc.usage and on_usage:
             on_usage(exc.usage)
         return gave_up(str(exc), "stalled" if exc.timed_out else "failed")
     if on_usage:
-        on_usage(usage)
+        on_usage(answer.usage)
+    edits = answer.value
     try:
         checked = check_edits(edits, set(allowed))
     except BadInput as exc:
         return gave_up(str(exc))
-    stage = Path(".autodev") / "agent" / f"{step_id}.{attempt}"
-    for path, content in checked.items():
-        target = root / stage / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+    stage = _stage(root, f"{step_id}.{attempt}", checked)
     request = CommandRequest(
         # Copied (and committed) by the sandbox user, so the files keep the workspace's owner.
-        command=apply_edits_command(stage.as_posix(), list(checked), f"{step_id}: {edits.summary}"[:200]),
+        command=apply_edits_command(stage, list(checked), f"{step_id}: {edits.summary}"[:200]),
         timeout_s=limits.timeout_s,
         stall_timeout_s=limits.stall_timeout_s,
         log_path=log_path,
     )
     preamble = f"agent ({llm.model}): {edits.summary}\nedits: {', '.join(checked)}\n"
     return run_captured(attempt, request, sandbox, capture, preamble=preamble, started_at=started_at)
+
+
+def _no_edits(reason: str, status: str, started_at: datetime, capture: Capture, log_path: str) -> CommandResult | Failed:
+    """The attempt's end when the agent produced no edits: the reason is its output, the exit code unknown."""
+    output = output_capture(capture, log_path)
+    output.feed(f"{AGENT_FAILED}{reason}\n".encode())
+    output.close()
+    result = CommandResult(
+        status=status, exit_code=None, exit_reason=f"{AGENT_FAILED}{reason}"[:500], started_at=started_at, finished_at=utcnow()
+    )
+    return verdict_of(result, output, log_path, capture)
+
+
+def _stage(root: Path, name: str, edits: dict[str, str]) -> str:
+    """Write the edits under .autodev/agent/NAME/; that folder, relative to the workspace."""
+    stage = Path(".autodev") / "agent" / name
+    for path, content in edits.items():
+        target = root / stage / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    return stage.as_posix()
 
 
 def _read(root: Path, relative: str) -> str:

@@ -34,9 +34,9 @@ def plan_for(
         for attempt in (1, 2):
             user = request if attempt == 1 else f"{request}\n\n{repair_request(errors[-1])}"
             try:
-                draft, call_usage = llm.ask_json(DECOMPOSE_PROMPT, user, Plan)
-                usage.append(call_usage)
-                plan = validate_plan(draft.model_dump(exclude_unset=True), f"the plan from {llm.model}")
+                answer = llm.ask_json(DECOMPOSE_PROMPT, user, Plan)
+                usage.append(answer.usage)
+                plan = validate_plan(answer.value.model_dump(exclude_unset=True), f"the plan from {llm.model}")
             except (LLMError, BadInput) as exc:
                 if isinstance(exc, LLMError) and exc.usage:
                     usage.append(exc.usage)

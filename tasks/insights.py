@@ -7,8 +7,9 @@ from pathlib import Path
 
 from prefect import task
 
-from autodev.insights import REFINE_PROMPT, ModelAdvice, advise, refine
-from autodev.models import Blocker, Insight, LLMUsage, Plan
+from autodev.insights import REFINE_PROMPT, Advice, ModelAdvice, advise, refine
+from autodev.models import Insight, Plan
+from autodev.session import Blocker
 from blocks.git_state import read_git_state
 from blocks.llm import LLM, LLMError
 
@@ -23,20 +24,24 @@ def compute_insight(
     workspace: str,
     start_head: str | None,
     llm: LLM | None = None,
-) -> tuple[Insight, LLMUsage | None]:
+) -> Advice:
     """Rules first; with a model configured, the model may reorder and reword the advice. If the
     model fails or answers garbage, the rules' advice stands and the evidence says why."""
     git = read_git_state(Path(workspace), start_head)
     insight = advise(run_id, plan, statuses, attempts, blockers, git)
     if llm is None or not insight.recommendations:
-        return insight, None
+        return Advice(insight=insight)
     listing = [{"index": i, "action": r.action, "reason": r.reason} for i, r in enumerate(insight.recommendations)]
     try:
-        answer, usage = llm.ask_json(REFINE_PROMPT, json.dumps({"recommendations": listing}), ModelAdvice)
+        answer = llm.ask_json(REFINE_PROMPT, json.dumps({"recommendations": listing}), ModelAdvice)
     except LLMError as exc:
-        return insight.model_copy(update={"evidence": {**insight.evidence, "llm": f"not used: {exc}"}}), None
-    refined = refine(insight, answer)
+        return Advice(insight=_noted(insight, f"not used: {exc}"))
+    refined = refine(insight, answer.value)
     if refined is None:
-        note = f"rejected the answer of {llm.model} (it changed the set of recommendations)"
-        return insight.model_copy(update={"evidence": {**insight.evidence, "llm": note}}), usage
-    return refined.model_copy(update={"evidence": {**refined.evidence, "llm": f"reworded by {llm.model}"}}), usage
+        return Advice(insight=_noted(insight, f"rejected the answer of {llm.model} (it changed the set of recommendations)"), usage=answer.usage)
+    return Advice(insight=_noted(refined, f"reworded by {llm.model}"), usage=answer.usage)
+
+
+def _noted(insight: Insight, note: str) -> Insight:
+    """The insight with what became of the model's part in its evidence."""
+    return insight.model_copy(update={"evidence": {**insight.evidence, "llm": note}})

@@ -11,16 +11,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 
 from autodev.errors import RunFailed
 from autodev.models import RunReport, utcnow
 from autodev.plan import parse_plan
-from autodev.replay import ModelServer
 from autodev.settings import load_settings
 from blocks.llm import LLM
+from blocks.replay import ModelServer
 from blocks.state_store import StateStore
+
+AUTODEV = [str(Path(sys.executable).with_name("autodev"))]  # the installed command, as a user runs it
 
 
 def run(plan_text: str, workspace, **options) -> tuple[object, RunReport]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.browser import CHROMIUM, Browser
-from tests.helpers import prefect_server_process
+from tests.helpers import AUTODEV, prefect_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("AUTODEV_TEST_ARTIFACTS", ROOT / ".autodev-run" / "test-artifacts"))
@@ -36,7 +35,7 @@ def test_the_run_page_shows_the_step_task_runs_and_the_artifacts(docker_engine, 
     plan.write_text(PLAN)
     with prefect_server_process(tmp_path) as env:
         result = subprocess.run(
-            [sys.executable, "-m", "autodev", "exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json"],
+            [*AUTODEV, "exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
         )
         assert result.returncode == 0, result.stderr[-2000:]

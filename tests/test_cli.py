@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-AUTODEV = [sys.executable, "-m", "autodev"]
+from tests.helpers import AUTODEV
 
 
 def autodev(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import prefect_server_process, task_runs
+from tests.helpers import AUTODEV, prefect_server_process, task_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres]
@@ -65,7 +65,7 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
     artifacts = httpx.post(f"{api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
     assert {"autodev-steps", "autodev-progress", "autodev-run-summary"} <= {a["key"] for a in artifacts}
 
-    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"],
+    status = subprocess.run([*AUTODEV, "status", flow_run_id, "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     report = json.loads(status.stdout)  # the same state store records as `autodev exec`
     assert report["status"] == "succeeded"
@@ -96,7 +96,7 @@ def test_the_docker_work_pool_runs_the_flow_in_the_worker_image(prefect_server, 
     assert flow_run["infrastructure_pid"]  # the worker's container
     runs = task_runs(api, flow_run_id, ["after", "hello"])
     assert sorted(t["name"] for t in runs if t["name"] != "insights") == ["after", "hello"]
-    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"], capture_output=True, text=True,
+    status = subprocess.run([*AUTODEV, "status", flow_run_id, "--json"], capture_output=True, text=True,
                             env={**env, "AUTODEV_DATABASE_URL": f"sqlite:///{shared}/autodev.db"}, timeout=60)
     report = json.loads(status.stdout)  # written from inside the worker's container, read here
     assert report["status"] == "succeeded" and report["steps"][1]["output_tail"] == "from the docker pool\n"
@@ -117,7 +117,7 @@ def test_the_weather_bot_deployment_develops_the_project_through_a_worker(prefec
     expected = ["check-scaffold", "demo", "implement", "implement", "test", "test"]  # one feedback round
     names = sorted(t["name"] for t in task_runs(api, plan_run["id"], expected) if t["name"] != "insights")
     assert names == expected
-    status = subprocess.run([sys.executable, "-m", "autodev", "status", plan_run["id"], "--json"],
+    status = subprocess.run([*AUTODEV, "status", plan_run["id"], "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(status.stdout)["status"] == "succeeded"
 
@@ -151,7 +151,7 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
     finally:
         worker.terminate()
         worker.wait(30)
-    status = subprocess.run([sys.executable, "-m", "autodev", "status", flow_run_id, "--json"],
+    status = subprocess.run([*AUTODEV, "status", flow_run_id, "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(status.stdout)["status"] == "failed"
 

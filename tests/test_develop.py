@@ -3,6 +3,8 @@ the project's own tests judging them, and a failed check sending the run back wi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import git
 import httpx
 import pytest
@@ -46,7 +48,7 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert meta.feedback_rounds == 1 and meta.origin.source == "replay" and meta.origin.template == "weather-bot"
     assert meta.todo_files == ["weather_bot/client.py", "weather_bot/message.py"]  # kept for a continued run
     assert "FAILED tests/test_message.py" in meta.evidence["implement"]
-    assert [u[0] for u in usage] == ["decompose", "agent:implement", "agent:implement"]
+    assert [u.purpose for u in usage] == ["decompose", "agent:implement", "agent:implement"]
     assert meta.evaluation.feedback_rounds == 1 and meta.evaluation.model_calls == 3 and meta.evaluation.success_rate == 1
 
     repo = git.Repo(workspace)
@@ -160,7 +162,7 @@ def test_without_a_model_a_person_does_the_agent_step_and_the_tests_judge_it(pre
     assert report["next_actions"] and "nothing to do yet" not in report["next_actions"][0]  # the advice saw the block
 
     # The person writes the code (here: the stored answers' final files), then says the step is done.
-    answers = yaml.safe_load(open(WEATHER_REPLAY))["responses"]
+    answers = yaml.safe_load(Path(WEATHER_REPLAY).read_text())["responses"]
     for answer in answers[1:]:
         for edit in answer["json"]["edits"]:
             (workspace / edit["path"]).write_text(edit["content"])

@@ -5,17 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from autodev.evaluation import evaluate, render_report
-from autodev.models import (
-    CommandResult,
-    Intervention,
-    Pause,
-    RunOrigin,
-    SessionMetadata,
-    SessionRecord,
-    StepAttempt,
-    utcnow,
-)
+from autodev.models import CommandResult, StepAttempt, utcnow
 from autodev.plan import parse_plan
+from autodev.session import Intervention, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
 
 PLAN = parse_plan(
     "project: demo\nsteps:\n  - {id: impl, kind: agent, instruction: do}\n  - {id: test, run: pytest, depends_on: [impl], feedback_to: impl}\n"
@@ -51,7 +43,11 @@ ATTEMPTS = [
     attempt("test", 2, "stalled", 4.0),
     attempt("test", 3, "succeeded", 3.5),
 ]
-USAGE = [("decompose", "m", 1000, 0.01), ("agent:impl", "m", 500, 0.005), ("agent:impl", "m", 700, 0.007)]
+USAGE = [
+    LLMCall(purpose="decompose", model="m", tokens=1000, cost_usd=0.01),
+    LLMCall(purpose="agent:impl", model="m", tokens=500, cost_usd=0.005),
+    LLMCall(purpose="agent:impl", model="m", tokens=700, cost_usd=0.007),
+]
 
 
 def test_a_runs_figures():

@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from autodev import metrics
+from cli.exporter import StoreCollector
 from tests.helpers import autodev_events, containers_of, run, store, task_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -71,7 +71,6 @@ steps:
 
 
 def test_a_failed_step_fails_the_flow_skips_downstream_and_records_a_blocker(prefect_api, docker_engine, tmp_path):
-    failures_before = metrics.COMMAND_FAILURES._value.get()
     state, report = run(
         """
 project: sad
@@ -97,7 +96,11 @@ steps:
     (blocker,) = meta.blockers
     assert blocker.step_id == "build" and blocker.exit_code == 2
     assert "error: missing semicolon" in blocker.summary
-    assert metrics.COMMAND_FAILURES._value.get() == failures_before + 1
+    # The seed's orchestrator_command_failures_total, as `autodev metrics serve` derives it from the store.
+    s = store()
+    samples = {m.name: m.samples[0].value for m in StoreCollector(s).collect() if m.name == "orchestrator_command_failures"}
+    s.close()
+    assert samples == {"orchestrator_command_failures": 1}
 
     runs = task_runs(prefect_api, report.run_id, ["build", "lint"])
     states = {t["name"]: t["state"]["type"] for t in runs if t["name"] != "insights"}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
+
+from tests.helpers import AUTODEV
 
 pytestmark = pytest.mark.docker
 IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
@@ -33,7 +34,7 @@ def test_image_build_falls_back_to_debian_packages_without_a_registry(docker_eng
     tag = f"autodev-sandbox:test-{uuid.uuid4().hex[:8]}"
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "autodev", "image", "build", "--tag", tag],
+            [*AUTODEV, "image", "build", "--tag", tag],
             capture_output=True,
             text=True,
             timeout=600,
@@ -47,5 +48,5 @@ def test_image_build_falls_back_to_debian_packages_without_a_registry(docker_eng
 
 
 def test_unknown_build_method_is_bad_input():
-    result = subprocess.run([sys.executable, "-m", "autodev", "image", "build", "--method", "magic"], capture_output=True, text=True)
+    result = subprocess.run([*AUTODEV, "image", "build", "--method", "magic"], capture_output=True, text=True)
     assert result.returncode == 2 and "--method 'magic'" in result.stderr

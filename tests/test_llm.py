@@ -7,13 +7,11 @@ import uuid
 
 import pytest
 
-
-from autodev.models import GitState
+from autodev.models import GitState, LLMUsage
 from autodev.plan import parse_plan
 from blocks.llm import LLM
 from tasks.insights import compute_insight
 from tests.helpers import FakeModelServer
-
 
 PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: lint, run: ruff .}\n")
 FAILED = {"build": "failed", "lint": "failed"}
@@ -25,12 +23,13 @@ def insight_with(server: FakeModelServer, tmp_path):
 
 
 def rules_only(tmp_path):
-    return compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)[0]
+    return compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None).insight
 
 
 def test_a_valid_answer_reorders_and_rewords_and_costs_tokens(model_server, tmp_path):
     model_server.replies.append((200, json.dumps({"order": [1, 0], "actions": ["Fix lint first", "Then fix the build"]})))
-    insight, usage = insight_with(model_server, tmp_path)
+    advice = insight_with(model_server, tmp_path)
+    insight, usage = advice.insight, advice.usage
     rules = rules_only(tmp_path)
     assert [r.action for r in insight.recommendations] == ["Fix lint first", "Then fix the build"]
     assert [r.command for r in insight.recommendations] == ["ruff .", "make"]  # reasons and commands stay the rules'
@@ -52,7 +51,7 @@ def test_a_valid_answer_reorders_and_rewords_and_costs_tokens(model_server, tmp_
 )
 def test_garbage_or_failure_leaves_the_rules_advice(model_server, tmp_path, reply, expected):
     model_server.replies.append(reply)
-    insight, _ = insight_with(model_server, tmp_path)
+    insight = insight_with(model_server, tmp_path).insight
     rules = rules_only(tmp_path)
     assert insight.recommendations == rules.recommendations
     assert insight.confidence == rules.confidence  # never higher for a failed model
@@ -60,22 +59,23 @@ def test_garbage_or_failure_leaves_the_rules_advice(model_server, tmp_path, repl
 
 
 def test_tokens_and_cost_are_recorded_and_exported(tmp_path):
-    from autodev.exporter import StoreCollector
     from blocks.state_store import StateStore
+    from cli.exporter import StoreCollector
 
     store = StateStore(database_url=f"sqlite:///{tmp_path / 's.db'}").connect()
     run_id = uuid.uuid4().hex
     store.create_session(run_id, PLAN, "/tmp", None)
-    store.record_llm_usage(run_id, "insights", "openai/local-test", 150, 0.0)
-    store.record_llm_usage(run_id, "insights", "openai/local-test", 50, 0.002)
+    store.record_llm_usage(run_id, "insights", LLMUsage(model="openai/local-test", tokens=150, cost_usd=0.0))
+    store.record_llm_usage(run_id, "insights", LLMUsage(model="openai/local-test", tokens=50, cost_usd=0.002))
     samples = {s.name: s.value for f in StoreCollector(store).collect() for s in f.samples if "llm" in s.name}
     store.close()
     assert samples == {"orchestrator_llm_tokens_total": 200, "orchestrator_llm_cost_usd_total": 0.002}
 
 
 def test_no_model_no_call(tmp_path):
-    insight, usage = compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)
-    assert usage is None and "llm" not in insight.evidence and GitState() == GitState(**insight.evidence["git"])
+    advice = compute_insight.fn("r", PLAN, FAILED, {"build": 1, "lint": 1}, [], str(tmp_path), None)
+    insight = advice.insight
+    assert advice.usage is None and "llm" not in insight.evidence and GitState() == GitState(**insight.evidence["git"])
 
 
 @pytest.mark.slow
@@ -95,4 +95,4 @@ def test_a_run_uses_the_llm_block_named_for_it_and_records_its_cost(prefect_api,
     totals = s.llm_totals()
     s.close()
     assert meta.insight.evidence["llm"] == "reworded by openai/local-test"
-    assert totals == [("openai/local-test", sum(model_server.tokens_served), 0.0)]
+    assert totals == [LLMUsage(model="openai/local-test", tokens=sum(model_server.tokens_served), cost_usd=0.0)]

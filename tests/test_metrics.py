@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autodev.exporter import serve
 from autodev.models import CommandResult, StepAttempt, utcnow
 from autodev.plan import parse_plan
 from blocks.state_store import StateStore
+from cli.exporter import serve
 
 PLAN = parse_plan("project: metered\nsteps:\n  - {id: a, run: 'true'}\n")
 

@@ -83,8 +83,8 @@ def test_fingerprints_ignore_numbers_but_not_the_failure():
 
 
 def test_heartbeat_delay():
-    from autodev.models import Heartbeat, SessionMetadata
     from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
+    from autodev.session import Heartbeat, SessionMetadata
 
     now = utcnow()
     assert heartbeat_delay_s(SessionMetadata(), now) == float("inf")

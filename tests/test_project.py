@@ -1,5 +1,8 @@
 """Project files that users and Prefect read: prefect.yaml entrypoints, the sample plan."""
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,3 +25,93 @@ def test_every_prefect_yaml_entrypoint_is_a_flow(monkeypatch):
 def test_the_sample_plans_are_valid():
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         assert load_plan(path).steps, path
+
+
+# --- the layout shows the architecture (docs/architecture.md, "What each folder may import") ---
+
+PACKAGES = ("autodev", "blocks", "tasks", "flows", "cli")
+MAY_IMPORT = {  # first-party packages each layer may import, lazily or not
+    "autodev": {"autodev"},
+    "blocks": {"autodev", "blocks"},
+    "tasks": {"autodev", "blocks", "tasks"},
+    "flows": {"autodev", "blocks", "tasks", "flows"},
+    "cli": set(PACKAGES),
+}
+# The core is plain Python: models and rules. These clients belong to blocks/ and above.
+NOT_IN_THE_CORE = {"prefect", "docker", "psycopg", "git", "litellm", "typer", "rich", "prometheus_client", "httpx", "requests"}
+SOURCE = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, at its top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from pkg import module`
+    return found
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    wrong = []
+    for path in SOURCE:
+        layer = path.relative_to(ROOT).parts[0]
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if top in PACKAGES and top not in MAY_IMPORT[layer]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+            if layer == "autodev" and top in NOT_IN_THE_CORE:
+                wrong.append(f"{path.relative_to(ROOT)} (the core) imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_there_is_no_import_cycle_lazy_imports_included():
+    modules = {module_name(path): path for path in SOURCE}
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    cycles = []
+    state: dict[str, str] = {}  # visiting | done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "visiting"
+        for dep in sorted(graph[name]):
+            if state.get(dep) == "visiting":
+                cycles.append(" -> ".join(path[path.index(dep):] + [dep]) if dep in path else f"{name} -> {dep}")
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_no_file_over_450_lines_and_no_function_over_60():
+    too_long = []
+    for path in [*SOURCE, *sorted((ROOT / "benchmarks").glob("*.py")), *sorted((ROOT / "tests").glob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 450:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_the_run_engine_decides_without_prefect_docker_or_a_database():
+    for name in ("run_engine", "outcomes", "recovery", "scheduling", "policy", "diagnosis"):
+        imported = imports_of(ROOT / "autodev" / f"{name}.py")
+        assert {m.split(".")[0] for m in imported} & set(PACKAGES) <= {"autodev"}, name
+        assert not {m.split(".")[0] for m in imported} & NOT_IN_THE_CORE, name
+
+
+def test_ruff_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from autodev.errors import BadInput
-from autodev.replay import Cassette, ReplayServer, load_cassette
+from blocks.replay import Cassette, ReplayServer, load_cassette
 
 CASSETTE = Cassette.model_validate(
     {

@@ -6,6 +6,7 @@ container for the corpus, so files and processes persist between commands as in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -185,16 +186,12 @@ class SocketProxy:
 
     def cut(self):
         self.is_cut = True
-        try:
+        with contextlib.suppress(OSError):
             self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
         self.server.close()
         for conn in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
 

@@ -11,8 +11,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from autodev.models import CommandResult, LastCommandResult, QueueEntry, StepAttempt, utcnow
+from autodev.models import CommandResult, StepAttempt, utcnow
 from autodev.plan import parse_plan
+from autodev.session import LastCommandResult, QueueEntry
 from blocks.state_store import SCHEMA_VERSION, StateStore
 
 pytestmark = pytest.mark.postgres
@@ -148,9 +149,9 @@ def test_password_never_shown_and_unreachable_database_is_an_environment_problem
 
 
 def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monkeypatch):
-    import blocks.state_store as state_store
+    import blocks.store_base as store_base
 
-    monkeypatch.setattr(state_store, "MIGRATIONS", state_store.MIGRATIONS[:1])
+    monkeypatch.setattr(store_base, "MIGRATIONS", store_base.MIGRATIONS[:1])
     old = open_store(database_url)
     assert old.schema_version() == 1
     run_id = new_run(old)
@@ -158,7 +159,7 @@ def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monke
         cur.execute(
             old._sql(
                 "INSERT INTO step_results (run_id, step_id, attempt, command, status, exit_code, started_at, "
-                "finished_at, duration_s, output_bytes, output_tail) VALUES (?, 'a', 1, 'echo a', 'failed', 1, ?, ?, 0.5, 2, ?)"
+                "finished_at, duration_s, output_bytes, output_tail) VALUES ({p}, 'a', 1, 'echo a', 'failed', 1, {p}, {p}, 0.5, 2, {p})"
             ),
             (run_id, old._ts(utcnow()), old._ts(utcnow()), "x\n"),
         )

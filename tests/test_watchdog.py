@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from datetime import timedelta
 
 import pytest
 
-from autodev.models import Heartbeat, QueueEntry, utcnow
+from autodev.models import utcnow
 from autodev.plan import parse_plan
+from autodev.session import Heartbeat, QueueEntry
 from autodev.settings import load_settings
 from tests.helpers import autodev_events, store
 
@@ -46,10 +48,8 @@ def test_the_watchdog_blocks_runs_whose_heartbeat_is_stale_and_alerts(prefect_ap
     try:
         assert watchdog(stale_after_s=90) == [stale]
     finally:
-        try:
+        with contextlib.suppress(Exception):
             orphan.remove(force=True)
-        except Exception:
-            pass
 
     s = store()
     blocked, untouched = s.get_session(stale), s.get_session(fresh)

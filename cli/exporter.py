@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from autodev.models import utcnow
+from autodev.models import FAILED_STATUSES, utcnow
 from blocks.state_store import StoreBackend
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
-FAILED = ("failed", "stalled", "timed_out")
 
 
 class StoreCollector:
@@ -40,12 +39,13 @@ class StoreCollector:
             self._refresh()
 
     def _refresh(self) -> None:
-        self._last_id, rows = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
-        for status, count, total, trips, *per_bucket in rows:
-            self._trips += trips
-            self._count[status] += count
-            self._sum[status] += total
-            self._buckets[status] = [a + b for a, b in zip(self._buckets[status], per_bucket)]
+        totals = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
+        self._last_id = totals.last_id
+        for row in totals.by_status:
+            self._trips += row.breaker_trips
+            self._count[row.status] += row.count
+            self._sum[row.status] += row.seconds
+            self._buckets[row.status] = [a + b for a, b in zip(self._buckets[row.status], row.per_bucket, strict=False)]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:  # scrapes may overlap; the running totals must not
@@ -57,7 +57,7 @@ class StoreCollector:
             yield CounterMetricFamily(
                 "orchestrator_command_failures",
                 "Commands that ended with a non-zero or unknown exit code, a stall or a timeout.",
-                value=sum(self._count.get(s, 0) for s in FAILED),
+                value=sum(self._count.get(s, 0) for s in FAILED_STATUSES),
             )
             yield CounterMetricFamily(
                 "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count.get("stalled", 0)
@@ -69,7 +69,7 @@ class StoreCollector:
                 "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]
             )
             for status in sorted(self._count):
-                cumulative = [(str(b), n) for b, n in zip(DURATION_BUCKETS, self._buckets[status])]
+                cumulative = [(str(b), n) for b, n in zip(DURATION_BUCKETS, self._buckets[status], strict=False)]
                 duration.add_metric(
                     [status], cumulative + [("+Inf", self._count[status])], sum_value=self._sum[status]
                 )
@@ -87,23 +87,23 @@ class StoreCollector:
             labels=["run_id", "project"],
         )
         now = utcnow()
-        for run_id, project, last_write in self.store.running_sessions():
-            age.add_metric([run_id, project], max((now - last_write).total_seconds(), 0.0))
+        for beat in self.store.running_sessions():
+            age.add_metric([beat.run_id, beat.project], max((now - beat.updated_at).total_seconds(), 0.0))
         yield age
         confidence = GaugeMetricFamily(
             "orchestrator_insight_confidence",
             "Confidence of the latest next-step advice of each running or blocked run.",
             labels=["run_id", "project"],
         )
-        for session in self.store.sessions_with_status(("running", "blocked")):
+        for session in self.store.sessions(("running", "blocked")):
             if session.metadata.insight is not None:
                 confidence.add_metric([session.run_id, session.project], session.metadata.insight.confidence)
         yield confidence
         tokens = CounterMetricFamily("orchestrator_llm_tokens", "Tokens used by model calls.", labels=["model"])
         cost = CounterMetricFamily("orchestrator_llm_cost_usd", "Cost of model calls in US dollars.", labels=["model"])
-        for model, used, usd in self.store.llm_totals():
-            tokens.add_metric([model], used or 0)
-            cost.add_metric([model], usd or 0.0)
+        for total in self.store.llm_totals():
+            tokens.add_metric([total.model], total.tokens)
+            cost.add_metric([total.model], total.cost_usd)
         yield tokens
         yield cost
 

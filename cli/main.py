@@ -11,17 +11,18 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
-from autodev.models import RunReport, SessionRecord, utcnow
-from autodev.policy import heartbeat_delay_s, heartbeat_is_late
+from autodev.models import RunReport, utcnow
 from autodev.plan import load_plan
+from autodev.session import SessionRecord
 from autodev.settings import load_settings
+from cli.show import load_run, show_report
 
 app = typer.Typer(
     help="autodev: run plans of commands as Prefect flows, every command in a Docker sandbox.",
@@ -39,7 +40,6 @@ app.add_typer(automations_app, name="automations")
 out = Console()
 err = Console(stderr=True)
 EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow"}
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
 def exec_plan(
     plan_file: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).", metavar="PLAN.yaml")],
     workspace: Annotated[
-        Optional[Path], typer.Option(help="Directory mounted at /workspace (default: a new one under ~/.autodev).")
+        Path | None, typer.Option(help="Directory mounted at /workspace (default: a new one under ~/.autodev).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
@@ -81,12 +81,12 @@ def exec_plan(
 def run_requirements(
     requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
     workspace: Annotated[
-        Optional[Path], typer.Option(help="New directory to scaffold and work in (default: a new one under ~/.autodev).")
+        Path | None, typer.Option(help="New directory to scaffold and work in (default: a new one under ~/.autodev).")
     ] = None,
-    template: Annotated[Optional[str], typer.Option(help="Template to scaffold (default: the one the requirements name).")] = None,
+    template: Annotated[str | None, typer.Option(help="Template to scaffold (default: the one the requirements name).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Run a template's plan without asking for confirmation.")] = False,
     replay: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="With no model configured: answer model calls from this file of stored responses (offline)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
@@ -130,9 +130,9 @@ def run_requirements(
 @app.command("plan")
 def plan_requirements(
     requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
-    template: Annotated[Optional[str], typer.Option(help="Template to plan for (default: the one the requirements name).")] = None,
+    template: Annotated[str | None, typer.Option(help="Template to plan for (default: the one the requirements name).")] = None,
     replay: Annotated[
-        Optional[Path], typer.Option(help="With no model configured: answer model calls from this file of stored responses.")
+        Path | None, typer.Option(help="With no model configured: answer model calls from this file of stored responses.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (plan, source, guidance, usage).")] = False,
 ) -> None:
@@ -141,10 +141,10 @@ def plan_requirements(
 
     import yaml
 
-    from autodev.replay import REPLAY_MODEL
     from autodev.scaffold import choose_template, load_manifest, render_template
+    from blocks.replay import REPLAY_MODEL
     from flows.develop import read_requirements
-    from flows.plan_flow import model_for
+    from flows.resources import model_for
     from tasks.decomposer import plan_for
 
     wanted = read_requirements(str(requirements))
@@ -173,7 +173,7 @@ def report(
         "docs/orchestrator_ai_development_test_report.md"
     ),
     limit: Annotated[int, typer.Option(help="How many of the newest runs to include.")] = 200,
-    project: Annotated[Optional[str], typer.Option(help="Only runs of this project.")] = None,
+    project: Annotated[str | None, typer.Option(help="Only runs of this project.")] = None,
 ) -> None:
     """Render the development test report from the runs recorded in the state store."""
     from autodev.evaluation import evaluate, render_report
@@ -214,7 +214,7 @@ def finish(state, as_json: bool) -> None:
 
 @app.command()
 def status(
-    run_id: Annotated[Optional[str], typer.Argument(help="Run id (default: the newest run).")] = None,
+    run_id: Annotated[str | None, typer.Argument(help="Run id (default: the newest run).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Show a run's state from the state store."""
@@ -222,27 +222,13 @@ def status(
     show_report(report, as_json, session)
 
 
-def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
-    """A run's report and session from the state store (the newest run when run_id is None)."""
-    from autodev.report import build_report
-    from blocks.state_store import StateStore
-
-    store = StateStore(database_url=load_settings().database_url).connect()
-    try:
-        session = store.get_session(run_id) if run_id else store.latest_session()
-        if session is None:
-            raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
-        report = build_report(session, store.attempts(session.run_id), store.step_states(session.run_id))
-    finally:
-        store.close()
-    return report, session
 
 
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The blocked run's id.")],
     action: Annotated[str, typer.Option(help="retry | skip | abort")],
-    command: Annotated[Optional[str], typer.Option(help="With retry: run this command instead of the plan's.")] = None,
+    command: Annotated[str | None, typer.Option(help="With retry: run this command instead of the plan's.")] = None,
     note: Annotated[str, typer.Option(help="Why; kept with the run as an intervention.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
@@ -267,7 +253,8 @@ def resume(
         raise typer.Exit(EXIT_FOR_STATUS[report.status])
 
     # Nobody is waiting any more (the decision timed out, or the process ended): continue here.
-    from flows.plan_flow import Decision, run_plan
+    from autodev.session import Decision
+    from flows.plan_flow import run_plan
 
     settings = load_settings()
     preflight(session.plan.image or settings.image, settings.database_url)
@@ -315,7 +302,7 @@ def follow(run_id: str, decisions_before: int) -> RunReport:
 
 @image_app.command("build")
 def image_build(
-    tag: Annotated[Optional[str], typer.Option(help="Image tag (default: AUTODEV_IMAGE).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Image tag (default: AUTODEV_IMAGE).")] = None,
     method: Annotated[
         str, typer.Option(help="auto: Dockerfile if a registry answers, else Debian packages; or dockerfile|debian.")
     ] = "auto",
@@ -325,7 +312,7 @@ def image_build(
 ) -> None:
     """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user), or with
     --worker the image the Docker work pool runs flows in (the sandbox image plus autodev)."""
-    say = lambda line: err.print(line, highlight=False)  # noqa: E731
+    say = lambda line: err.print(line, highlight=False)
     if worker:
         from blocks.worker_image import build_worker_image
 
@@ -346,8 +333,8 @@ def metrics_serve(
     """Serve Prometheus metrics computed from the state store at http://HOST:PORT/metrics."""
     import threading
 
-    from autodev.exporter import serve
     from blocks.state_store import StateStore
+    from cli.exporter import serve
 
     store = StateStore(database_url=load_settings().database_url).connect()
     try:
@@ -366,7 +353,7 @@ def metrics_serve(
 @automations_app.command("apply")
 def automations_apply(
     webhook_url: Annotated[
-        Optional[str], typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL).")
+        str | None, typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL).")
     ] = None,
 ) -> None:
     """Create or update (idempotently) the notification automations on the Prefect server."""
@@ -388,7 +375,7 @@ def automations_apply(
 @app.command()
 def doctor() -> None:
     """Check the Docker engine, the sandbox image, the database and the Prefect API."""
-    from autodev.doctor import run_checks
+    from cli.doctor import run_checks
 
     checks = run_checks(load_settings())
     table = Table(show_header=True, header_style="bold")
@@ -409,54 +396,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def preflight(image: str, database_url: str) -> None:
     """Fail fast, before any flow run exists, when the environment cannot run a plan (exit 4)."""
-    from autodev.doctor import check_database, check_image
+    from cli.doctor import check_database, check_image
 
     for check in (check_image(image), check_database(database_url)):
         if not check.ok:
             raise EnvironmentProblem(check.detail, check.fix)
-
-
-def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> None:
-    meta = session.metadata
-    if as_json:
-        print(json.dumps(report.model_dump(mode="json")))
-        return
-    table = Table(title=f"run {report.run_id}", title_justify="left", header_style="bold")
-    for column in ("step", "status", "exit", "seconds", "attempts", "last output"):
-        table.add_column(column, overflow="fold")
-    for s in report.steps:
-        style = STATUS_STYLE.get(s.status, "")
-        last_line = next((ln for ln in reversed(s.output_tail.splitlines()) if ln.strip()), "")
-        table.add_row(
-            s.id,
-            f"[{style}]{s.status}[/]" if style else s.status,
-            "" if s.exit_code is None else str(s.exit_code),
-            f"{s.duration_s:.2f}",
-            str(s.attempts),
-            last_line[-80:],
-        )
-    out.print(table)
-    colour = STATUS_STYLE.get(report.status, "")
-    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
-    if meta.orchestrator_heartbeat:
-        now = utcnow()
-        delay, late = heartbeat_delay_s(meta, now), heartbeat_is_late(meta, report.status, now)
-        line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
-    out.print(line)
-    blocker = meta.stopping_blocker() if report.status == "blocked" else None
-    if blocker:
-        out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
-        out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
-    for action in report.next_actions[:3]:
-        out.print(f"[cyan]next:[/] {action}", highlight=False)
-    ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
-    if ui:
-        out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
-
-
-def flow_run_url(flow_run_id: str) -> str | None:
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    if not PREFECT_API_URL.value():
-        return None  # the temporary server is gone when the command ends
-    return f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}"

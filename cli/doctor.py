@@ -48,14 +48,14 @@ def check_image(image: str) -> Check:
 
 
 def check_database(database_url: str) -> Check:
-    from blocks.state_store import SCHEMA_VERSION, StateStore, _redact_password
+    from blocks.state_store import SCHEMA_VERSION, StateStore, redact_password
 
     try:
         store = StateStore(database_url=database_url).connect()
     except AutodevError as exc:
         return Check("state store", False, getattr(exc, "problem", str(exc)), getattr(exc, "fix", ""))
     store.close()
-    return Check("state store", True, f"{_redact_password(database_url)} (schema v{SCHEMA_VERSION})")
+    return Check("state store", True, f"{redact_password(database_url)} (schema v{SCHEMA_VERSION})")
 
 
 def check_prefect_api() -> Check:

@@ -1,3 +1,0 @@
-from autodev.cli import main
-
-main()

@@ -1,0 +1,349 @@
+"""The run engine: every decision of a run's loop, as plain code over typed data.
+
+The plan flow (`flows/plan_flow.py`) starts commands and waits for them; this engine decides.
+It answers four questions, and each answer is an `Outcome` with no side effect of its own:
+- `dispatch()`: which steps start now, and which are left to a person;
+- `on_result()`: what a step's result means: done, run again, sent back to its agent step, or
+  the run blocked;
+- `decide()`: what a person's decision changes;
+- `restore()`: where a run recorded earlier picks up.
+
+An Outcome (`autodev/outcomes.py`) holds the attempt to store, the step states it settles, the changes to the run's
+metadata, the events to emit and the lines to log; the recorder (`flows/recorder.py`) carries it
+out in the order the store needs. The engine owns the run's progress, the failure breaker, the
+stall counts, the feedback rounds and their evidence. It imports nothing from Prefect, Docker,
+the database, blocks, tasks or flows (`tests/test_project.py` checks it), so its behaviour is
+tested in milliseconds (`tests/test_run_engine.py`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Literal
+
+from autodev.agent import agent_cli_command, failure_evidence
+from autodev.diagnosis import diagnose, fingerprint
+from autodev.events import (
+    BreakerTripped,
+    CommandFailed,
+    CommandFinished,
+    FeedbackRound,
+    RunBlocked,
+    RunResumed,
+    StepStalled,
+)
+from autodev.models import CommandResult, Plan, Step, StepAttempt, StepDefaults, StepStatus, utcnow
+from autodev.outcomes import Dispatch, Note, Outcome, Rules
+from autodev.policy import FailureBreaker, next_move
+from autodev.redact import Redactor
+from autodev.scheduling import Progress
+from autodev.session import (
+    Blocker,
+    Decision,
+    Intervention,
+    LastCommandResult,
+    MetadataChanges,
+    Pause,
+    QueueEntry,
+    SessionMetadata,
+)
+
+
+class RunEngine:
+    """One run's decisions: progress, breaker, stalls, feedback rounds, blockers."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_id: str,
+        workspace: str,
+        rules: Rules,
+        metadata: SessionMetadata | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
+        meta = metadata or SessionMetadata()
+        self.plan = plan
+        self.run_id = run_id
+        self.workspace = workspace
+        self.rules = rules
+        self.progress = Progress(plan)
+        self.breaker = FailureBreaker(rules.breaker_threshold)
+        self.stalls: dict[str, int] = {s.id: 0 for s in plan.steps}  # stalled attempts in the current round
+        self.running: dict[str, QueueEntry] = {}
+        self.round_start: dict[str, int] = {}  # attempts a step had when its round began (feedback, continued run)
+        self.stale: set[str] = set()  # running steps whose result a feedback round made outdated
+        self.blockers: list[Blocker] = list(meta.blockers)
+        self.evidence: dict[str, str] = dict(meta.evidence)  # agent step -> the failed check that sent the run back
+        self.feedback_rounds = meta.feedback_rounds
+        self.todo_files: list[str] = list(meta.todo_files or [])
+        self._queued_before = [q.queue_id for q in meta.queue]  # entries a dead process left behind
+        self.redactors = {s.id: Redactor.from_env(environ or {}, s.env) for s in plan.steps}
+        self.redact_all = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
+        self._limits: dict[str, StepDefaults] = {}
+
+    # --- queries ---------------------------------------------------------------------
+    def limits(self, step: Step) -> StepDefaults:
+        """The step's clocks and budgets: its own over the plan's defaults, and
+        AUTODEV_STALL_TIMEOUT_S over the plan's default stall timeout."""
+        found = self._limits.get(step.id)
+        if found is None:
+            found = self.plan.limits_for(step)
+            if self.rules.stall_timeout_s and step.stall_timeout_s is None:
+                found = found.model_copy(update={"stall_timeout_s": self.rules.stall_timeout_s})
+            self._limits[step.id] = found
+        return found
+
+    @property
+    def waits_for_a_person(self) -> bool:
+        """Nothing runs and a step is blocked: only a decision lets the run go on."""
+        return not self.running and self.progress.blocked
+
+    def blocked_step(self) -> str | None:
+        return next((sid for sid, st in self.progress.status.items() if st == "blocked"), None)
+
+    def waiting_on(self) -> Blocker | None:
+        """The blocker that stopped the run at its blocked step (the newest, if several)."""
+        step_id = self.blocked_step()
+        return next((b for b in reversed(self.blockers) if b.step_id == step_id and b.stops_the_run), None)
+
+    # --- what to dispatch --------------------------------------------------------------
+    def dispatch(self) -> Outcome:
+        """Start the steps whose dependencies are done, up to the plan's max_parallel; an agent
+        step with nothing to run it (no model, no agent CLI) is left to a person instead."""
+        out = Outcome()
+        if self.stale & self.running.keys():
+            return out  # a feedback round waits until the checks that ran on the old code are done
+        free = self.plan.max_parallel - len(self.running)
+        for step in self.progress.ready(set(self.running), limit=max(free, 0)):
+            if self.progress.blocked:
+                break  # a step was just left to a person: one decision at a time
+            if step.kind == "agent" and not self._agent_cli(step) and not self.rules.has_model:
+                out.merge(self._leave_to_a_person(step))
+            else:
+                out.started.append(self._start(step))
+        out.changes.queued += [d.entry for d in out.started]
+        return out
+
+    def _agent_cli(self, step: Step) -> str | None:
+        return step.agent_command or self.plan.agent_command
+
+    def _start(self, step: Step) -> Dispatch:
+        attempt = self.progress.attempts[step.id] + 1
+        self.progress.attempts[step.id] = attempt
+        entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
+        self.running[step.id] = entry
+        evidence = self.evidence.get(step.id)
+        cli = self._agent_cli(step)
+        if step.kind == "command":
+            command = step.run
+        else:
+            command = agent_cli_command(cli, step.instruction or "", evidence) if cli else None
+        return Dispatch(step, entry, self.limits(step), command, evidence, self.redactors[step.id])
+
+    def _leave_to_a_person(self, step: Step) -> Outcome:
+        """An agent step with no agent: the run blocks so a person does the step by hand and
+        says so with `skip`."""
+        files = ", ".join(step.files or self.todo_files) or "the files the instruction names"
+        blocker = Blocker(
+            step_id=step.id,
+            command=step.command,
+            exit_code=None,
+            summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent_command",
+            suggested_action=f"do it by hand: {(step.instruction or '').strip().rstrip('.')}; edit {files} in "
+            f"{self.workspace}, then skip this step to go on (`autodev resume {self.run_id} --action skip`), "
+            "or set AUTODEV_LLM_MODEL and retry",
+            kind="manual",
+            ts=utcnow(),
+        )
+        self.progress.finish(step.id, "blocked")
+        out = Outcome(step_states={step.id: "blocked"}, advice="forced")
+        self._block(blocker, "blocked", [], out)
+        out.changes.phase = self.progress.phase
+        return out
+
+    # --- what a result means -----------------------------------------------------------
+    def on_result(self, step_id: str, attempt: int, result: CommandResult) -> Outcome | None:
+        """What a step's result means; None when it is no news (the attempt's task ended after
+        its result was handled)."""
+        entry = self.running.get(step_id)
+        if entry is None or entry.attempt != attempt:
+            return None
+        del self.running[step_id]
+        step = self.plan.step(step_id)
+        command = self.redactors[step_id].text(step.command)  # what is stored and sent
+        stored = StepAttempt(run_id=self.run_id, step_id=step_id, attempt=attempt, command=command, result=result)
+        if step_id in self.stale:  # it ran on code a feedback round is replacing: kept, not counted
+            self.stale.discard(step_id)
+            return Outcome(
+                attempt=stored,
+                changes=MetadataChanges(dequeued=[entry.queue_id]),
+                notes=[Note("info", f"step {step_id} ended ({result.status}) on the code before the feedback round: it runs again")],
+                loop_status=f"set aside {step_id}",
+            )
+        out = self._failed(step, stored) if result.status != "succeeded" else self._succeeded(step, stored)
+        out.events.insert(
+            0,
+            CommandFinished(
+                step=step_id, command=command, exit_code=result.exit_code, status=result.status,
+                duration_s=round(result.duration_s, 3),
+            ),
+        )
+        out.changes.dequeued.append(entry.queue_id)
+        out.changes.results.append(
+            LastCommandResult(text=result.output_tail[-2000:], exit_code=result.exit_code, ts=result.finished_at, step_id=step_id)
+        )
+        out.changes.phase = self.progress.phase
+        out.loop_status = f"handled {step_id}: {result.status}"
+        out.advice = "forced" if out.advice == "forced" or self.progress.finished else "due"
+        return out
+
+    def _succeeded(self, step: Step, stored: StepAttempt) -> Outcome:
+        self.breaker.record(None)
+        self.progress.finish(step.id, "succeeded")
+        return Outcome(attempt=stored, step_states={step.id: "succeeded"})
+
+    def _failed(self, step: Step, stored: StepAttempt) -> Outcome:
+        """The stall ladder, the retries, the breaker and feedback rounds, for a failed attempt."""
+        result, attempt = stored.result, stored.attempt
+        stored.breaker_tripped = tripped = self.breaker.record(fingerprint(step.command, result))
+        limits = self.limits(step)
+        diagnosis = diagnose(stored.command, result, limits.stall_timeout_s)
+        if result.status == "stalled":
+            self.stalls[step.id] += 1
+        move = next_move(result.status, attempt - self.round_start.get(step.id, 0), self.stalls[step.id], limits, tripped)
+        out = Outcome(attempt=stored, notes=[Note("warning", f"step {step.id} {result.status}: {diagnosis.summary}")])
+        said = {"summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action}
+        notice = {"step": step.id, "command": stored.command, "exit_code": result.exit_code, "status": result.status}
+        out.events.append(CommandFailed(**notice, attempt=attempt, **said))
+        if result.status == "stalled":
+            out.events.append(StepStalled(**notice, attempt=attempt, stalls=self.stalls[step.id], **said))
+        kind: Literal["failure", "stall", "breaker"] = "failure"
+        if move == "finish" and step.feedback_to is not None and self.feedback_rounds < self.plan.max_feedback_rounds:
+            self._send_back(step, stored, out)
+        elif move == "finish":
+            skipped = self.progress.finish(step.id, result.status)
+            out.step_states = {step.id: result.status, **dict.fromkeys(skipped, "skipped")}
+            if skipped:
+                out.notes.append(Note("warning", f"skipped because {step.id} did not succeed: {', '.join(skipped)}"))
+        elif move == "block":
+            self.progress.finish(step.id, "blocked")
+            out.step_states = {step.id: "blocked"}
+            kind, out.advice = ("breaker" if tripped else "stall"), "forced"
+        else:
+            out.notes.append(Note("warning", f"step {step.id}: attempt {attempt} {result.status}, running it again"))
+        blocker = Blocker(step_id=step.id, command=stored.command, exit_code=result.exit_code, kind=kind, ts=utcnow(), **said)
+        if kind == "failure":
+            self.blockers.append(blocker)
+            out.changes.blockers.append(blocker)
+        else:
+            self._block(blocker, result.status, diagnosis.evidence, out)
+        return out
+
+    def _send_back(self, step: Step, stored: StepAttempt, out: Outcome) -> None:
+        """A failed check sends the run back to its agent step, which sees the failure's evidence;
+        that step and everything after it run again, each with a fresh stall budget."""
+        target, result = step.feedback_to, stored.result
+        assert target is not None
+        self.feedback_rounds += 1
+        self.evidence[target] = failure_evidence(step.id, stored.command, result.status, result.exit_code, result.output_tail)
+        again = self.progress.rewind(target)
+        for sid in again:
+            self.round_start[sid] = self.progress.attempts[sid]
+            self.stalls[sid] = 0
+        self.stale |= set(again) & self.running.keys()
+        out.step_states = dict.fromkeys(again, "pending")
+        out.changes.feedback_rounds, out.changes.evidence = self.feedback_rounds, dict(self.evidence)
+        rounds = f"feedback round {self.feedback_rounds} of {self.plan.max_feedback_rounds}"
+        out.events.append(
+            FeedbackRound(
+                step=step.id, to=target, round=self.feedback_rounds, max_rounds=self.plan.max_feedback_rounds,
+                exit_code=result.exit_code, rerun=again,
+            )
+        )
+        out.notes.append(Note("warning", f"check {step.id} failed: back to {target} with its evidence ({rounds}); again: {', '.join(again)}"))
+
+    def _block(self, blocker: Blocker, status: StepStatus, evidence: list[str], out: Outcome) -> None:
+        """Record the blocker that stopped the run at a step, and announce it (events, log)."""
+        self.blockers.append(blocker)
+        out.changes.blockers.append(blocker)
+        notice = RunBlocked(
+            step=blocker.step_id, command=blocker.command, exit_code=blocker.exit_code, status=status, reason=blocker.kind,
+            summary=blocker.summary, suggested_action=blocker.suggested_action, evidence=evidence,
+        )
+        if blocker.kind == "breaker":
+            out.events.append(BreakerTripped(**notice.model_dump(), threshold=self.breaker.threshold))
+        out.events.append(notice)
+        out.notes.append(
+            Note("error", f"run blocked ({blocker.kind}) at step {blocker.step_id}: {blocker.summary}; try: {blocker.suggested_action}")
+        )
+
+    # --- what a person's decision changes ----------------------------------------------
+    def pause(self) -> Outcome:
+        """The run waits for a person's decision on its blocked step."""
+        step_id = self.blocked_step()
+        return Outcome(
+            changes=MetadataChanges(
+                phase=f"waiting for a decision on {step_id}", pauses=[Pause(kind="decision", step_id=step_id, ts=utcnow())]
+            ),
+            status="blocked",
+            loop_status=f"waiting for a decision on {step_id}",
+        )
+
+    def decide(self, decision: Decision) -> Outcome:
+        """Carry out a person's decision on the blocked step: retry it (with a new command,
+        maybe), skip it, or abort the run. With no step blocked (the watchdog blocked the run),
+        retry and skip go on from the first unfinished step and abort ends the run."""
+        step_id = self.blocked_step()
+        out = Outcome(status="running", advice="due")
+        if decision.action == "retry":
+            self.breaker = FailureBreaker(self.rules.breaker_threshold)
+            if step_id is not None:
+                self.progress.reopen(step_id)
+                self.stalls[step_id] = 0
+                if decision.command and decision.command.strip():
+                    out.plan = self._replace_command(step_id, decision.command)
+        elif decision.action == "skip" and step_id is not None:
+            self.progress.waive(step_id)
+            out.step_states = {step_id: "skipped"}
+        elif decision.action == "abort":
+            rest = self.progress.abort(step_id)
+            out.step_states = {**({step_id: "failed"} if step_id else {}), **dict.fromkeys(rest, "skipped")}
+        about = step_id or self.progress.phase
+        intervention = Intervention(**decision.model_dump(), step_id=about, ts=utcnow())
+        out.changes.interventions.append(intervention)
+        out.changes.phase = self.progress.phase
+        out.events.append(RunResumed(step_id=about, action=decision.action, command=decision.command, note=decision.note))
+        with_command = f" with `{decision.command}`" if decision.command else ""
+        out.notes.append(Note("info", f"decision on {about}: {decision.action}{with_command}"))
+        out.loop_status = f"decided on {about}: {decision.action}"
+        return out
+
+    def _replace_command(self, step_id: str, command: str) -> Plan:
+        """The plan with this step's command replaced; an agent step becomes a command step."""
+        replaced = {"kind": "command", "run": command, "instruction": None, "agent_command": None}
+        steps = [s.model_copy(update=replaced) if s.id == step_id else s for s in self.plan.steps]
+        self.plan = self.progress.plan = self.plan.model_copy(update={"steps": steps})
+        self._limits.clear()
+        return self.plan
+
+    # --- how a run is restored ---------------------------------------------------------
+    def restore(self, step_states: Mapping[str, str], attempts: list[StepAttempt]) -> Outcome:
+        """Pick up a run recorded earlier: finished steps stay finished, attempts keep counting,
+        and the steps still to run get their retries afresh."""
+        self.progress.restore(dict(step_states))
+        for a in attempts:
+            self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
+        for step_id, status in self.progress.status.items():
+            if status is None:
+                self.round_start[step_id] = self.progress.attempts[step_id]
+        done = sum(status is not None for status in self.progress.status.values())
+        return Outcome(
+            changes=MetadataChanges(dequeued=self._queued_before, phase=self.progress.phase),
+            notes=[Note("info", f"continuing run {self.run_id}: {done} of {len(self.plan.steps)} steps already settled")],
+        )
+
+    def finish(self) -> Outcome:
+        """The run's status and phase once no step can run."""
+        return Outcome(changes=MetadataChanges(phase=self.progress.phase), status=self.progress.run_status)
+

@@ -1,0 +1,396 @@
+"""The state store's schema and SQL: run sessions (`agent_sessions`), every attempt of every
+step (`step_results`), step states and model calls.
+
+One schema, two backends (one file each): SQLite (`blocks/store_sqlite.py`), the default that
+needs no set-up, and PostgreSQL through psycopg 3 (`blocks/store_postgres.py`) for several
+workers or machines. The SQL lives here once; a backend says how to connect, how to lock for a
+read-modify-write, and how its types and its parameter marker are spelt. In the SQL, `{p}`
+stands for a parameter (`?` for SQLite, `%s` for psycopg), so no query text is rewritten and
+an operator such as PostgreSQL's JSONB `?` stays what it is. The methods take and return the
+models of `autodev/models.py` and `autodev/session.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from autodev.models import CommandResult, LLMUsage, Plan, RunStatus, StepAttempt, utcnow
+from autodev.session import AttemptTotals, LLMCall, RunBeat, SessionMetadata, SessionRecord, StatusTotals
+
+# Each migration runs once, in order, inside one transaction; {json}, {ts} and {serial_pk}
+# are the backend's spelling of a JSON document, a timestamp and an auto-increment key.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE agent_sessions (
+                run_id TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                status TEXT NOT NULL,
+                workspace TEXT NOT NULL,
+                flow_run_id TEXT,
+                plan {json} NOT NULL,
+                metadata {json} NOT NULL,
+                created_at {ts} NOT NULL,
+                updated_at {ts} NOT NULL)""",
+            "CREATE INDEX agent_sessions_updated ON agent_sessions (updated_at)",
+            """CREATE TABLE step_results (
+                id {serial_pk},
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                step_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                command TEXT NOT NULL,
+                status TEXT NOT NULL,
+                exit_code INTEGER,
+                exit_reason TEXT,
+                started_at {ts} NOT NULL,
+                finished_at {ts} NOT NULL,
+                duration_s DOUBLE PRECISION NOT NULL,
+                output_bytes BIGINT NOT NULL,
+                output_tail TEXT NOT NULL,
+                log_path TEXT,
+                UNIQUE (run_id, step_id, attempt))""",
+            "CREATE INDEX step_results_finished ON step_results (finished_at)",
+        ],
+    ),
+    (
+        2,
+        [
+            # The final status of each step (succeeded, failed, skipped, blocked, ...), one row
+            # per step, so a report never has to re-derive it from the attempts.
+            """CREATE TABLE step_states (
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                step_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                updated_at {ts} NOT NULL,
+                PRIMARY KEY (run_id, step_id))""",
+        ],
+    ),
+    (
+        3,
+        [
+            # The watchdog and the metrics exporter look for sessions by status. (Attempt
+            # totals need no index of their own: they are read by primary key, newest rows only.)
+            "CREATE INDEX agent_sessions_status ON agent_sessions (status, updated_at)",
+        ],
+    ),
+    (
+        4,
+        [
+            # Every model call a run made: what it cost, for reports and metrics.
+            """CREATE TABLE llm_usage (
+                id {serial_pk},
+                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
+                purpose TEXT NOT NULL,
+                model TEXT NOT NULL,
+                tokens INTEGER NOT NULL,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                ts {ts} NOT NULL)""",
+        ],
+    ),
+    (5, ["ALTER TABLE step_results ADD COLUMN breaker_tripped INTEGER NOT NULL DEFAULT 0"]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at"
+ATTEMPT_COLUMNS = (
+    "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped"
+)
+
+
+class StoreBackend(ABC):
+    """Shared SQL over a DB-API connection; subclasses supply the dialect."""
+
+    types: dict[str, str]  # {json}, {ts}, {serial_pk}, and {p}: the parameter marker
+    for_update: str  # what a SELECT ends with to lock its row until the transaction ends
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one connection per backend, shared by a run's threads
+        self._spelt: dict[str, str] = {}
+
+    # --- dialect -----------------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> Any:
+        """A cursor inside one write-serialised transaction (a context manager)."""
+
+    @abstractmethod
+    def _lock_migrations(self, cur: Any) -> None: ...
+
+    @abstractmethod
+    def _tables(self, cur: Any) -> set[str]: ...
+
+    def _sql(self, query: str) -> str:
+        """The query in this backend's spelling (kept, so each text is formatted once)."""
+        spelt = self._spelt.get(query)
+        if spelt is None:
+            spelt = self._spelt[query] = query.format(**self.types, for_update=self.for_update)
+        return spelt
+
+    def _ts(self, value: datetime) -> Any:
+        return value
+
+    def _json(self, value: Any) -> Any:
+        return json.dumps(value)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _execute(self, cur: Any, query: str, params: tuple = ()) -> Any:
+        cur.execute(self._sql(query), params)
+        return cur
+
+    def _fetchall(self, query: str, params: tuple = ()) -> list[Any]:
+        with self._transaction() as cur:
+            return self._execute(cur, query, params).fetchall()
+
+    # --- schema ------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; safe to call from several processes at once."""
+        with self._transaction() as cur:
+            self._lock_migrations(cur)
+            if "schema_migrations" not in self._tables(cur):
+                self._execute(cur, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at {ts} NOT NULL)")
+            applied = {row[0] for row in self._execute(cur, "SELECT version FROM schema_migrations").fetchall()}
+            for version, statements in MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in statements:
+                    self._execute(cur, statement)
+                self._execute(
+                    cur, "INSERT INTO schema_migrations (version, applied_at) VALUES ({p}, {p})", (version, self._ts(utcnow()))
+                )
+        return SCHEMA_VERSION
+
+    def schema_version(self) -> int:
+        with self._transaction() as cur:
+            if "schema_migrations" not in self._tables(cur):
+                return 0
+            return self._execute(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0
+
+    # --- sessions ----------------------------------------------------------------------
+    def create_session(
+        self, run_id: str, plan: Plan, workspace: str, flow_run_id: str | None, metadata: SessionMetadata | None = None
+    ) -> None:
+        now = self._ts(utcnow())
+        with self._transaction() as cur:
+            self._execute(
+                cur,
+                f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
+                "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p})",
+                (
+                    run_id,
+                    plan.project,
+                    "running",
+                    workspace,
+                    flow_run_id,
+                    self._json(plan.model_dump(mode="json")),
+                    self._json((metadata or SessionMetadata()).model_dump(mode="json")),
+                    now,
+                    now,
+                ),
+            )
+
+    def update_session(
+        self,
+        run_id: str,
+        mutate: Callable[[SessionMetadata], None] | None = None,
+        status: RunStatus | None = None,
+        plan: Plan | None = None,
+        flow_run_id: str | None = None,
+    ) -> SessionMetadata:
+        """Read-modify-write the session's metadata atomically (row lock / write lock).
+
+        `plan` replaces the run's effective plan (a person edited a command); `flow_run_id` is
+        set when another flow run continues the session."""
+        with self._transaction() as cur:
+            row = self._execute(
+                cur, "SELECT metadata, status FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no session {run_id!r}")
+            metadata = SessionMetadata.model_validate(_load_json(row[0]))
+            if mutate:
+                mutate(metadata)
+            self._execute(
+                cur,
+                "UPDATE agent_sessions SET metadata = CAST({p} AS {json}), status = {p}, updated_at = {p} WHERE run_id = {p}",
+                (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(utcnow()), run_id),
+            )
+            if plan is not None:
+                self._execute(
+                    cur,
+                    "UPDATE agent_sessions SET plan = CAST({p} AS {json}) WHERE run_id = {p}",
+                    (self._json(plan.model_dump(mode="json")), run_id),
+                )
+            if flow_run_id is not None:
+                self._execute(cur, "UPDATE agent_sessions SET flow_run_id = {p} WHERE run_id = {p}", (flow_run_id, run_id))
+        return metadata
+
+    def get_session(self, run_id: str) -> SessionRecord | None:
+        rows = self._select_sessions("WHERE run_id = {p}", (run_id,))
+        return rows[0] if rows else None
+
+    def sessions(self, statuses: tuple[RunStatus, ...], quiet_since: datetime | None = None) -> list[SessionRecord]:
+        """Sessions with one of these statuses; with `quiet_since`, only those nobody has written
+        since then (every heartbeat writes, so these are runs whose orchestrator died or hung)."""
+        where = f"WHERE status IN ({', '.join(['{p}'] * len(statuses))})"
+        if quiet_since is None:
+            return self._select_sessions(where, statuses)
+        return self._select_sessions(where + " AND updated_at < {p}", (*statuses, self._ts(quiet_since)))
+
+    def latest_session(self) -> SessionRecord | None:
+        rows = self.recent_sessions(1)
+        return rows[0] if rows else None
+
+    def recent_sessions(self, limit: int = 500) -> list[SessionRecord]:
+        """The newest `limit` sessions, newest first."""
+        return self._select_sessions("ORDER BY created_at DESC LIMIT {p}", (limit,))
+
+    def _select_sessions(self, where: str, params: tuple) -> list[SessionRecord]:
+        rows = self._fetchall(f"SELECT {SESSION_COLUMNS} FROM agent_sessions {where}", params)
+        return [
+            SessionRecord(
+                run_id=r[0],
+                project=r[1],
+                status=r[2],
+                workspace=r[3],
+                flow_run_id=r[4],
+                plan=Plan.model_validate(_load_json(r[5])),
+                metadata=SessionMetadata.model_validate(_load_json(r[6])),
+                created_at=_load_ts(r[7]),
+                updated_at=_load_ts(r[8]),
+            )
+            for r in rows
+        ]
+
+    # --- step states -------------------------------------------------------------------
+    def set_step_states(self, run_id: str, states: dict[str, str]) -> None:
+        with self._transaction() as cur:
+            self._write_step_states(cur, run_id, states)
+
+    def _write_step_states(self, cur: Any, run_id: str, states: dict[str, str]) -> None:
+        now = self._ts(utcnow())
+        for step_id, status in states.items():
+            self._execute(
+                cur,
+                "INSERT INTO step_states (run_id, step_id, status, updated_at) VALUES ({p}, {p}, {p}, {p}) "
+                "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+                (run_id, step_id, status, now),
+            )
+
+    def step_states(self, run_id: str) -> dict[str, str]:
+        return dict(self._fetchall("SELECT step_id, status FROM step_states WHERE run_id = {p}", (run_id,)))
+
+    # --- step results ------------------------------------------------------------------
+    def record_attempt(self, attempt: StepAttempt, step_states: dict[str, str] | None = None) -> None:
+        """Keep one attempt, and the step states it settles (the step's own, steps it skips), in
+        one transaction."""
+        r = attempt.result
+        with self._transaction() as cur:
+            self._execute(
+                cur,
+                f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 14)})",
+                (
+                    attempt.run_id,
+                    attempt.step_id,
+                    attempt.attempt,
+                    attempt.command,
+                    r.status,
+                    r.exit_code,
+                    r.exit_reason,
+                    self._ts(r.started_at),
+                    self._ts(r.finished_at),
+                    r.duration_s,
+                    r.output_bytes,
+                    r.output_tail,
+                    r.log_path,
+                    int(attempt.breaker_tripped),
+                ),
+            )
+            if step_states:
+                self._write_step_states(cur, attempt.run_id, step_states)
+
+    def attempts(self, run_id: str) -> list[StepAttempt]:
+        rows = self._fetchall(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = {{p}} ORDER BY id", (run_id,))
+        return [
+            StepAttempt(
+                run_id=r[0],
+                step_id=r[1],
+                attempt=r[2],
+                command=r[3],
+                result=CommandResult(
+                    status=r[4],
+                    exit_code=r[5],
+                    exit_reason=r[6],
+                    started_at=_load_ts(r[7]),
+                    finished_at=_load_ts(r[8]),
+                    output_bytes=r[10],
+                    output_tail=r[11],
+                    log_path=r[12],
+                ),
+                breaker_tripped=bool(r[13]),
+            )
+            for r in rows
+        ]
+
+    # --- model calls -------------------------------------------------------------------
+    def record_llm_usage(self, run_id: str, purpose: str, usage: LLMUsage) -> None:
+        with self._transaction() as cur:
+            self._execute(
+                cur,
+                "INSERT INTO llm_usage (run_id, purpose, model, tokens, cost_usd, ts) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                (run_id, purpose, usage.model, usage.tokens, usage.cost_usd, self._ts(utcnow())),
+            )
+
+    def llm_usage(self, run_id: str) -> list[LLMCall]:
+        """Every model call a run made, oldest first."""
+        rows = self._fetchall("SELECT purpose, model, tokens, cost_usd FROM llm_usage WHERE run_id = {p} ORDER BY id", (run_id,))
+        return [LLMCall(purpose=r[0], model=r[1], tokens=r[2], cost_usd=r[3]) for r in rows]
+
+    def llm_totals(self) -> list[LLMUsage]:
+        """Tokens and cost of every recorded call, summed per model."""
+        rows = self._fetchall("SELECT model, SUM(tokens), SUM(cost_usd) FROM llm_usage GROUP BY model")
+        return [LLMUsage(model=r[0], tokens=r[1] or 0, cost_usd=r[2] or 0.0) for r in rows]
+
+    # --- metrics -----------------------------------------------------------------------
+    def attempt_totals(self, after_id: int, buckets: tuple[float, ...]) -> AttemptTotals:
+        """Per status, the attempts with id > after_id, summed; `last_id` is the highest id seen,
+        so the next read takes only what is new."""
+        cases = ", ".join(f"SUM(CASE WHEN duration_s <= {b!r} THEN 1 ELSE 0 END)" for b in buckets)
+        rows = self._fetchall(
+            f"SELECT status, COUNT(*), SUM(duration_s), MAX(id), SUM(breaker_tripped), {cases} "
+            "FROM step_results WHERE id > {p} GROUP BY status",
+            (after_id,),
+        )
+        return AttemptTotals(
+            last_id=max((r[3] for r in rows), default=after_id),
+            by_status=[
+                StatusTotals(status=r[0], count=r[1], seconds=r[2] or 0.0, breaker_trips=r[4] or 0, per_bucket=list(r[5:]))
+                for r in rows
+            ],
+        )
+
+    def session_counts(self) -> dict[str, int]:
+        return dict(self._fetchall("SELECT status, COUNT(*) FROM agent_sessions GROUP BY status"))
+
+    def running_sessions(self) -> list[RunBeat]:
+        """Every running session and its last write (every heartbeat writes)."""
+        rows = self._fetchall("SELECT run_id, project, updated_at FROM agent_sessions WHERE status = {p}", ("running",))
+        return [RunBeat(run_id=r[0], project=r[1], updated_at=_load_ts(r[2])) for r in rows]
+
+    def blocked_step_count(self) -> int:
+        return self._fetchall("SELECT COUNT(*) FROM step_states WHERE status = {p}", ("blocked",))[0][0]
+
+
+def _load_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _load_ts(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value

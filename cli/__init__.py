@@ -1,0 +1,1 @@
+"""The autodev command line, on top of every other layer."""

@@ -1,0 +1,78 @@
+"""What the CLI shows of a run: its report and session from the state store, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from autodev.errors import BadInput
+from autodev.models import RunReport, utcnow
+from autodev.policy import heartbeat_delay_s, heartbeat_is_late
+from autodev.report import build_report
+from autodev.session import SessionRecord
+from autodev.settings import load_settings
+from blocks.state_store import StateStore
+
+out = Console()
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow"}
+
+
+def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
+    """A run's report and session from the state store (the newest run when run_id is None)."""
+    store = StateStore(database_url=load_settings().database_url).connect()
+    try:
+        session = store.get_session(run_id) if run_id else store.latest_session()
+        if session is None:
+            raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
+        report = build_report(session, store.attempts(session.run_id), store.step_states(session.run_id))
+    finally:
+        store.close()
+    return report, session
+
+
+def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> None:
+    meta = session.metadata
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json")))
+        return
+    table = Table(title=f"run {report.run_id}", title_justify="left", header_style="bold")
+    for column in ("step", "status", "exit", "seconds", "attempts", "last output"):
+        table.add_column(column, overflow="fold")
+    for s in report.steps:
+        style = STATUS_STYLE.get(s.status, "")
+        last_line = next((ln for ln in reversed(s.output_tail.splitlines()) if ln.strip()), "")
+        table.add_row(
+            s.id,
+            f"[{style}]{s.status}[/]" if style else s.status,
+            "" if s.exit_code is None else str(s.exit_code),
+            f"{s.duration_s:.2f}",
+            str(s.attempts),
+            last_line[-80:],
+        )
+    out.print(table)
+    colour = STATUS_STYLE.get(report.status, "")
+    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
+    if meta.orchestrator_heartbeat:
+        now = utcnow()
+        delay, late = heartbeat_delay_s(meta, now), heartbeat_is_late(meta, report.status, now)
+        line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
+    out.print(line)
+    blocker = meta.stopping_blocker() if report.status == "blocked" else None
+    if blocker:
+        out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
+        out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
+    for action in report.next_actions[:3]:
+        out.print(f"[cyan]next:[/] {action}", highlight=False)
+    ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
+    if ui:
+        out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
+
+
+def flow_run_url(flow_run_id: str) -> str | None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    if not PREFECT_API_URL.value():
+        return None  # the temporary server is gone when the command ends
+    return f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}"

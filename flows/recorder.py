@@ -1,0 +1,162 @@
+"""The recorder: carries out the run engine's outcomes, in the order the store needs.
+
+For each outcome (`autodev/run_engine.py`):
+1. the attempt and the step states it settles, in one transaction: a result is never stored
+   without the states it settles, and whoever an event sends to the store finds it there;
+2. the model calls it made;
+3. the events (Prefect events: the notification automations follow them);
+4. the log lines.
+Its metadata changes are merged and written once per loop iteration (`flush`), with the
+heartbeat, and then the dashboard is brought up to date. Every write a run makes to its session
+goes through here: opening it, each iteration, the end, a crash, a cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+
+from prefect.events import emit_event
+
+from autodev.evaluation import evaluate
+from autodev.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
+from autodev.models import Plan, RunReport, RunStatus, utcnow
+from autodev.outcomes import Outcome
+from autodev.report import build_report
+from autodev.run_engine import RunEngine
+from autodev.session import Heartbeat, MetadataChanges, SessionMetadata, SessionRecord
+from blocks.store_base import StoreBackend
+from flows.dashboard import RunDashboard
+
+
+class RunEvents:
+    """Prefect events about one run; the resource is the flow run, so automations can follow it."""
+
+    def __init__(self, flow_run_id: str, run_id: str, project: str):
+        self.resource = {
+            "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+            "autodev.run_id": run_id,
+            "autodev.project": project,
+        }
+
+    def emit(self, event: RunEvent) -> None:
+        emit_event(event=event.name, resource=self.resource, payload=event.payload())
+
+
+def open_session(
+    store: StoreBackend,
+    plan: Plan,
+    workspace: Path,
+    flow_run_id: str,
+    metadata: SessionMetadata,
+    continue_run: str | None = None,
+) -> SessionRecord | None:
+    """The run's session: a new one with `metadata`, or the one `continue_run` names, now run by
+    this flow run. None when `continue_run` names no recorded run."""
+    if continue_run:
+        if store.get_session(continue_run) is None:
+            return None
+        store.update_session(continue_run, status="running", flow_run_id=flow_run_id)
+        return store.get_session(continue_run)
+    store.create_session(flow_run_id, plan, str(workspace), flow_run_id, metadata)
+    for usage in metadata.origin.usage:
+        store.record_llm_usage(flow_run_id, "decompose", usage)
+    return store.get_session(flow_run_id)
+
+
+def mark_cancelled(store: StoreBackend, flow_run_id: str) -> None:
+    """A run cancelled from the UI or `prefect flow-run cancel`: recorded as failed."""
+    for session in store.sessions(("running", "blocked")):
+        if session.flow_run_id == flow_run_id:
+            store.update_session(session.run_id, MetadataChanges(phase="cancelled").apply, status="failed")
+
+
+class Recorder:
+    """Carries out one run's outcomes (see the module's docstring for the order)."""
+
+    def __init__(
+        self,
+        store: StoreBackend,
+        session: SessionRecord,
+        events: RunEvents,
+        logger: logging.Logger | logging.LoggerAdapter,
+        heartbeat_interval_s: float,
+    ):
+        self.store = store
+        self.run_id = session.run_id
+        self.events = events
+        self.logger = logger
+        self.dashboard: RunDashboard | None = None
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._pending = MetadataChanges()
+        self._status: RunStatus | None = None
+        self._plan: Plan | None = None
+        self._dirty = False
+        self._last_beat_event = 0.0
+
+    def started(self, steps: int, workspace: str) -> None:
+        self.events.emit(RunStarted(steps=steps, workspace=workspace))
+
+    def record(self, outcome: Outcome) -> None:
+        """Store, announce and log what the outcome says; keep its metadata changes for the next write (`save`)."""
+        if outcome.is_empty:
+            return
+        if outcome.attempt is not None:
+            self.store.record_attempt(outcome.attempt, outcome.step_states)
+        elif outcome.step_states:
+            self.store.set_step_states(self.run_id, outcome.step_states)
+        for call in outcome.model_calls:
+            self.store.record_llm_usage(self.run_id, call.purpose, call)
+        for event in outcome.events:
+            self.events.emit(event)
+            if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.insight:
+                self.dashboard.show_advice(outcome.changes.insight)
+        for note in outcome.notes:
+            getattr(self.logger, note.level)(note.text)
+        self._pending.merge(outcome.changes)
+        self._status = outcome.status or self._status
+        self._plan = outcome.plan or self._plan
+        self._dirty = True
+
+    @property
+    def has_news(self) -> bool:
+        return self._dirty
+
+    def save(self, heartbeat: Heartbeat | None = None, last_output_at: datetime | None = None) -> None:
+        """Write the metadata changes recorded since the last write, in one write."""
+        changes, self._pending = self._pending, MetadataChanges()
+        changes.merge(MetadataChanges(heartbeat=heartbeat, last_output_at=last_output_at))
+        status, plan, self._status, self._plan, self._dirty = self._status, self._plan, None, None, False
+        self.store.update_session(self.run_id, changes.apply, status=status, plan=plan)
+
+    def flush(self, loop_status: str, engine: RunEngine, last_output_at: datetime | None = None) -> None:
+        """`save`, with the heartbeat (`orchestrator_heartbeat`, the latest output time); then the
+        dashboard, and an `autodev.heartbeat` event at most once per heartbeat interval."""
+        self.save(Heartbeat(ts=utcnow(), loop_status=loop_status), last_output_at)
+        if self.dashboard:
+            self.dashboard.update(engine.progress, set(engine.running))
+        if time.monotonic() - self._last_beat_event >= self.heartbeat_interval_s:
+            self._last_beat_event = time.monotonic()
+            self.events.emit(HeartbeatBeat(loop_status=loop_status, running=list(engine.running)))
+
+    def finish(self, engine: RunEngine) -> RunReport:
+        """The run's end: its status and phase, its report and figures, the dashboard's last
+        update, `autodev.run.finished`."""
+        self.record(engine.finish())
+        self.save()  # the loop's last heartbeat stays: it says what the loop did last
+        session = self.store.get_session(self.run_id)
+        attempts, step_states = self.store.attempts(self.run_id), self.store.step_states(self.run_id)
+        report = build_report(session, attempts, step_states)
+        evaluation = evaluate(session, attempts, step_states, self.store.llm_usage(self.run_id))
+        self.store.update_session(self.run_id, MetadataChanges(evaluation=evaluation).apply)
+        if self.dashboard:
+            self.dashboard.finish(engine.progress, report, session.metadata, evaluation)
+        self.events.emit(RunFinished(status=report.status, success_rate=report.success_rate))
+        return report
+
+    def crashed(self) -> None:
+        """The run's process raised: the run is failed, and says so."""
+        self.store.update_session(self.run_id, MetadataChanges(phase="crashed").apply, status="failed")
+        self.events.emit(RunFinished(status="failed", reason="crashed"))
