@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autodev.models import FAILED_STATUSES, GitState, Insight, LLMUsage, Plan, Recommendation
-from autodev.session import Blocker
+from autodev.models import FAILED_STATUSES, Blocker, GitState, Insight, LLMUsage, Plan, Recommendation
 
 
 def advise(

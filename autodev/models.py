@@ -169,6 +169,12 @@ class CommandRequest(BaseModel):
     stall_timeout_s: float
     env: dict[str, str] = Field(default_factory=dict)
     log_path: str | None = Field(None, description="Host file that receives the full output.")
+    key: str | None = Field(
+        None, description="Names the attempt across processes: every process it starts carries it (run/step/attempt/)."
+    )
+    exit_path: str | None = Field(
+        None, description="Workspace file the sandbox writes the exit status to, so it outlives the orchestrator."
+    )
 
 
 class CommandResult(BaseModel):
@@ -182,6 +188,7 @@ class CommandResult(BaseModel):
     output_bytes: int = 0
     output_tail: str = ""
     log_path: str | None = None
+    sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
 
     @property
     def duration_s(self) -> float:
@@ -197,6 +204,23 @@ class StepAttempt(BaseModel):
     command: str
     result: CommandResult
     breaker_tripped: bool = False  # this attempt was the failure that tripped the breaker
+
+
+class Blocker(BaseModel):
+    """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
+
+    step_id: str
+    command: str
+    exit_code: int | None
+    summary: str
+    suggested_action: str = ""
+    # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox"] = "failure"
+    ts: datetime
+
+    @property
+    def stops_the_run(self) -> bool:
+        return self.kind != "failure"
 
 
 class GitState(BaseModel):
@@ -238,6 +262,7 @@ class StepReport(BaseModel):
     duration_s: float
     attempts: int
     output_tail: str
+    waits_for: list[str] = Field(default_factory=list)  # the blocked steps this one waits on (upstream)
 
 
 class RunReport(BaseModel):
@@ -249,6 +274,8 @@ class RunReport(BaseModel):
     success_rate: float
     interventions: int = 0
     next_actions: list[str] = Field(default_factory=list)
+    blockers: list[Blocker] = Field(default_factory=list)  # what stopped each blocked step, in plan order
+    orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died
 
 
 def summarise_output(tail: str, limit: int = 300) -> str:

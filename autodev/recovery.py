@@ -1,17 +1,59 @@
-"""Runs whose orchestrator died: what that means for the run, as plain code over its record.
+"""Runs whose orchestrator died: how to tell, and what it means for the run.
 
-The watchdog flow (`flows/watchdog.py`) finds running runs that nobody has written for too long
-(every heartbeat writes) and records what `orchestrator_lost` says.
+A run's orchestrator holds the run's lease (`SessionRecord.owner`, `lease_until`) and renews it
+every heartbeat interval, for three intervals at a time. A run still marked running or blocked
+whose lease ran out, or whose holder's process is gone from this machine, has lost its
+orchestrator: `autodev status` says so at once, and `autodev resume` continues it. The watchdog
+flow (`flows/watchdog.py`) blocks such runs and raises the alarm (`orchestrator_lost`).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime
 
 from autodev.events import RunBlocked
+from autodev.models import Blocker
 from autodev.outcomes import Note, Outcome
-from autodev.policy import heartbeat_delay_s
-from autodev.session import Blocker, MetadataChanges, SessionRecord
+from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
+from autodev.session import MetadataChanges, SessionRecord
+
+LEASE_BEATS = 3  # a lease lasts this many heartbeat intervals
+
+
+def owner_here(flow_run_id: str) -> str:
+    """This process as a lease owner: its flow run, machine and process id."""
+    return f"{flow_run_id}@{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_gone_here(owner: str | None) -> bool:
+    """The owner ran on this machine and its process is gone (killed, crashed): no need to wait
+    for its lease to run out. False when it is elsewhere or cannot be told."""
+    if not owner or "@" not in owner:
+        return False
+    host, _, pid = owner.rpartition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def orchestrator_gone(session: SessionRecord, now: datetime) -> bool:
+    """The run is marked running or blocked, a process held it, and that process is gone: its
+    lease ran out, or it is no longer alive on this machine. (A run from before leases counts as
+    gone when running and not written for HEARTBEAT_LATE_S.)"""
+    if session.status not in ("running", "blocked"):
+        return False
+    if session.owner is None:  # nobody holds it: it waits, blocked, for a resume (or predates leases)
+        return session.status == "running" and (now - session.updated_at).total_seconds() > HEARTBEAT_LATE_S
+    expired = session.lease_until is not None and session.lease_until < now
+    return expired or holder_gone_here(session.owner)
 
 
 def orchestrator_lost(session: SessionRecord, now: datetime, containers_removed: int | None) -> Outcome:

@@ -1,17 +1,28 @@
 """The run report (the contract's `--json` object), rebuilt from what the state store holds.
 
-Built the same way for a run that just finished and for `autodev status` hours later.
+Built the same way for a run that just finished and for `autodev status` hours later: each step's
+state and last attempt, the blocked steps with what stopped them and the steps that wait on
+them, and whether the run's orchestrator is gone (then the advice says how to continue it).
 """
 
 from __future__ import annotations
 
-from autodev.models import RunReport, StepAttempt, StepReport
+from datetime import datetime
+
+from autodev.models import Blocker, Plan, RunReport, StepAttempt, StepReport, utcnow
+from autodev.policy import heartbeat_delay_s
+from autodev.recovery import orchestrator_gone
 from autodev.session import SessionRecord
 
 
-def build_report(session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str]) -> RunReport:
+def build_report(
+    session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str], now: datetime | None = None
+) -> RunReport:
+    now = now or utcnow()
     last = {a.step_id: a for a in attempts}  # attempts come oldest first
     queued = {q.step_id for q in session.metadata.queue}
+    blocked = [s.id for s in session.plan.steps if step_states.get(s.id) == "blocked"]
+    waits = _waits_for(session.plan, set(blocked), step_states)
     steps = []
     for step in session.plan.steps:
         status = step_states.get(step.id)
@@ -30,14 +41,45 @@ def build_report(session: SessionRecord, attempts: list[StepAttempt], step_state
                 duration_s=round(a.result.duration_s, 3) if a else 0.0,
                 attempts=a.attempt if a else 0,
                 output_tail=a.result.output_tail if a else "",
+                waits_for=waits.get(step.id, []),
             )
         )
     succeeded = sum(s.status == "succeeded" for s in steps)
+    newest: dict[str, Blocker] = {b.step_id: b for b in session.metadata.blockers if b.stops_the_run}
+    gone = orchestrator_gone(session, now)
+    next_actions = session.metadata.next_actions
+    if gone:
+        delay = heartbeat_delay_s(session.metadata, now)
+        beat = "it never recorded a heartbeat" if delay == float("inf") else f"its last heartbeat was {delay:.0f}s ago"
+        next_actions = [f"its orchestrator is gone ({beat}): continue it  ->  autodev resume {session.run_id}"]
     return RunReport(
         run_id=session.run_id,
         status=session.status,
         steps=steps,
         success_rate=round(succeeded / len(steps), 4),
         interventions=len(session.metadata.interventions),
-        next_actions=session.metadata.next_actions,
+        next_actions=next_actions,
+        blockers=[newest[sid] for sid in blocked if sid in newest],
+        orchestrator_gone=gone,
     )
+
+
+def _waits_for(plan: Plan, blocked: set[str], states: dict[str, str]) -> dict[str, list[str]]:
+    """For each step with no final state, the blocked steps it depends on, directly or not."""
+    deps = {s.id: s.depends_on for s in plan.steps}
+    found: dict[str, set[str]] = {}
+
+    def upstream(step_id: str) -> set[str]:
+        # Iterative, so that a long chain of steps does not exhaust the stack.
+        pending = [step_id]
+        while pending:
+            current = pending[-1]
+            missing = [d for d in deps[current] if d not in found and d not in blocked]
+            if missing:
+                pending.extend(missing)
+                continue
+            pending.pop()
+            found[current] = set().union(*({d} if d in blocked else found[d] for d in deps[current]))
+        return found[step_id]
+
+    return {s.id: sorted(up) for s in plan.steps if states.get(s.id) in (None, "pending") and (up := upstream(s.id))}

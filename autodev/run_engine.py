@@ -18,6 +18,7 @@ tested in milliseconds (`tests/test_run_engine.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Literal
@@ -33,16 +34,16 @@ from autodev.events import (
     RunResumed,
     StepStalled,
 )
-from autodev.models import CommandResult, Plan, Step, StepAttempt, StepDefaults, StepStatus, utcnow
+from autodev.models import Blocker, CommandResult, Plan, Step, StepAttempt, StepDefaults, StepStatus, utcnow
 from autodev.outcomes import Dispatch, Note, Outcome, Rules
 from autodev.policy import FailureBreaker, next_move
 from autodev.redact import Redactor
 from autodev.scheduling import Progress
 from autodev.session import (
-    Blocker,
     Decision,
     Intervention,
     LastCommandResult,
+    LeftAttempt,
     MetadataChanges,
     Pause,
     QueueEntry,
@@ -96,16 +97,14 @@ class RunEngine:
 
     @property
     def waits_for_a_person(self) -> bool:
-        """Nothing runs and a step is blocked: only a decision lets the run go on."""
+        """Nothing runs and a step is blocked: only a decision lets the run go on. (The loop
+        asks this once nothing else could be dispatched.)"""
         return not self.running and self.progress.blocked
 
-    def blocked_step(self) -> str | None:
-        return next((sid for sid, st in self.progress.status.items() if st == "blocked"), None)
-
-    def waiting_on(self) -> Blocker | None:
-        """The blocker that stopped the run at its blocked step (the newest, if several)."""
-        step_id = self.blocked_step()
-        return next((b for b in reversed(self.blockers) if b.step_id == step_id and b.stops_the_run), None)
+    def waiting_on(self) -> list[Blocker]:
+        """The blocker that stopped each blocked step (its newest), in plan order."""
+        newest = {b.step_id: b for b in self.blockers if b.stops_the_run}
+        return [newest[sid] for sid in self.progress.blocked_steps if sid in newest]
 
     # --- what to dispatch --------------------------------------------------------------
     def dispatch(self) -> Outcome:
@@ -114,14 +113,15 @@ class RunEngine:
         out = Outcome()
         if self.stale & self.running.keys():
             return out  # a feedback round waits until the checks that ran on the old code are done
-        free = self.plan.max_parallel - len(self.running)
-        for step in self.progress.ready(set(self.running), limit=max(free, 0)):
-            if self.progress.blocked:
-                break  # a step was just left to a person: one decision at a time
-            if step.kind == "agent" and not self._agent_cli(step) and not self.rules.has_model:
-                out.merge(self._leave_to_a_person(step))
-            else:
-                out.started.append(self._start(step))
+        while (free := self.plan.max_parallel - len(self.running)) > 0:
+            ready = self.progress.ready(set(self.running), limit=free)
+            if not ready:
+                break
+            for step in ready:  # a step left to a person takes no slot: the search goes on
+                if step.kind == "agent" and not self._agent_cli(step) and not self.rules.has_model:
+                    out.merge(self._leave_to_a_person(step))
+                else:
+                    out.started.append(self._start(step))
         out.changes.queued += [d.entry for d in out.started]
         return out
 
@@ -212,13 +212,20 @@ class RunEngine:
         if result.status == "stalled":
             self.stalls[step.id] += 1
         move = next_move(result.status, attempt - self.round_start.get(step.id, 0), self.stalls[step.id], limits, tripped)
+        if result.sandbox_lost:  # nothing runs until the engine is back: a person resumes the run then
+            move = "block"
+            diagnosis = dataclasses.replace(
+                diagnosis,
+                suggested_action="the Docker engine stopped or restarted under the run: once `autodev doctor` shows it "
+                f"back, continue with `autodev resume {self.run_id} --action retry`",
+            )
         out = Outcome(attempt=stored, notes=[Note("warning", f"step {step.id} {result.status}: {diagnosis.summary}")])
         said = {"summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action}
         notice = {"step": step.id, "command": stored.command, "exit_code": result.exit_code, "status": result.status}
         out.events.append(CommandFailed(**notice, attempt=attempt, **said))
         if result.status == "stalled":
             out.events.append(StepStalled(**notice, attempt=attempt, stalls=self.stalls[step.id], **said))
-        kind: Literal["failure", "stall", "breaker"] = "failure"
+        kind: Literal["failure", "stall", "breaker", "sandbox"] = "failure"
         if move == "finish" and step.feedback_to is not None and self.feedback_rounds < self.plan.max_feedback_rounds:
             self._send_back(step, stored, out)
         elif move == "finish":
@@ -229,7 +236,8 @@ class RunEngine:
         elif move == "block":
             self.progress.finish(step.id, "blocked")
             out.step_states = {step.id: "blocked"}
-            kind, out.advice = ("breaker" if tripped else "stall"), "forced"
+            kind = "sandbox" if result.sandbox_lost else "breaker" if tripped else "stall"
+            out.advice = "forced"
         else:
             out.notes.append(Note("warning", f"step {step.id}: attempt {attempt} {result.status}, running it again"))
         blocker = Blocker(step_id=step.id, command=stored.command, exit_code=result.exit_code, kind=kind, ts=utcnow(), **said)
@@ -280,21 +288,25 @@ class RunEngine:
 
     # --- what a person's decision changes ----------------------------------------------
     def pause(self) -> Outcome:
-        """The run waits for a person's decision on its blocked step."""
-        step_id = self.blocked_step()
+        """The run waits for a person's decision on its blocked steps (one decision each)."""
+        blocked = self.progress.blocked_steps
+        waiting = f"waiting for a decision on {', '.join(blocked)}"
         return Outcome(
-            changes=MetadataChanges(
-                phase=f"waiting for a decision on {step_id}", pauses=[Pause(kind="decision", step_id=step_id, ts=utcnow())]
-            ),
+            changes=MetadataChanges(phase=waiting, pauses=[Pause(kind="decision", step_id=blocked[0], ts=utcnow())]),
             status="blocked",
-            loop_status=f"waiting for a decision on {step_id}",
+            loop_status=waiting,
         )
 
     def decide(self, decision: Decision) -> Outcome:
-        """Carry out a person's decision on the blocked step: retry it (with a new command,
-        maybe), skip it, or abort the run. With no step blocked (the watchdog blocked the run),
-        retry and skip go on from the first unfinished step and abort ends the run."""
-        step_id = self.blocked_step()
+        """Carry out a person's decision on a blocked step (`decision.step`, default the first):
+        retry it (with a new command, maybe), skip it, or abort the run. With no step blocked
+        (the watchdog blocked the run), retry and skip go on from the first unfinished step and
+        abort ends the run."""
+        blocked = self.progress.blocked_steps
+        if decision.step is not None and decision.step not in blocked:
+            listed = ", ".join(blocked) or "none"
+            return Outcome(notes=[Note("error", f"decision on {decision.step} ignored: it is not blocked (blocked: {listed})")])
+        step_id = decision.step or (blocked[0] if blocked else None)
         out = Outcome(status="running", advice="due")
         if decision.action == "retry":
             self.breaker = FailureBreaker(self.rules.breaker_threshold)
@@ -310,7 +322,9 @@ class RunEngine:
             rest = self.progress.abort(step_id)
             out.step_states = {**({step_id: "failed"} if step_id else {}), **dict.fromkeys(rest, "skipped")}
         about = step_id or self.progress.phase
-        intervention = Intervention(**decision.model_dump(), step_id=about, ts=utcnow())
+        intervention = Intervention(
+            step_id=about, action=decision.action, command=decision.command, note=decision.note, ts=utcnow()
+        )
         out.changes.interventions.append(intervention)
         out.changes.phase = self.progress.phase
         out.events.append(RunResumed(step_id=about, action=decision.action, command=decision.command, note=decision.note))
@@ -328,9 +342,14 @@ class RunEngine:
         return self.plan
 
     # --- how a run is restored ---------------------------------------------------------
-    def restore(self, step_states: Mapping[str, str], attempts: list[StepAttempt]) -> Outcome:
+    def restore(
+        self, step_states: Mapping[str, str], attempts: list[StepAttempt], left: list[LeftAttempt] | None = None
+    ) -> list[Outcome]:
         """Pick up a run recorded earlier: finished steps stay finished, attempts keep counting,
-        and the steps still to run get their retries afresh."""
+        and the steps still to run get their retries afresh. `left` are the attempts its
+        previous orchestrator started and never recorded (it died): one that finished meanwhile
+        counts as it ended (it is not run twice); one that was still running (killed now) or
+        never finished is kept with its reason, and its step runs again."""
         self.progress.restore(dict(step_states))
         for a in attempts:
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
@@ -338,9 +357,46 @@ class RunEngine:
             if status is None:
                 self.round_start[step_id] = self.progress.attempts[step_id]
         done = sum(status is not None for status in self.progress.status.values())
+        outcomes = [
+            Outcome(
+                changes=MetadataChanges(dequeued=self._queued_before, phase=self.progress.phase),
+                notes=[Note("info", f"continuing run {self.run_id}: {done} of {len(self.plan.steps)} steps already settled")],
+            )
+        ]
+        for attempt in sorted(left or [], key=lambda a: (a.finished_at is None, a.finished_at or utcnow(), a.attempt)):
+            unsettled = attempt.step_id in self.progress.status and self.progress.status[attempt.step_id] is None
+            if unsettled and attempt.attempt > self.progress.attempts[attempt.step_id]:
+                outcomes.append(self._settle_left(attempt))
+        return outcomes
+
+    def _settle_left(self, left: LeftAttempt) -> Outcome:
+        """What an attempt that outlived its orchestrator means, as if its result had come in."""
+        step_id = left.step_id
+        self.progress.attempts[step_id] = left.attempt
+        self.running[step_id] = QueueEntry(queue_id=f"left-{left.attempt}", step_id=step_id, attempt=left.attempt, dispatched_at=utcnow())
+        ended = left.finished_at or utcnow()
+        if left.exit_code is not None:
+            result = CommandResult(
+                status="succeeded" if left.exit_code == 0 else "failed", exit_code=left.exit_code,
+                exit_reason="it ended after its orchestrator died: exit status read from the sandbox; its output after that was not captured",
+                started_at=ended, finished_at=ended, output_tail=left.output_tail, output_bytes=len(left.output_tail),
+                log_path=left.log_path,
+            )
+            outcome = self.on_result(step_id, left.attempt, result)
+            assert outcome is not None
+            outcome.notes.insert(0, Note("info", f"step {step_id} attempt {left.attempt} ended (exit {left.exit_code}) after the orchestrator died: not run again"))
+            return outcome
+        del self.running[step_id]
+        why = "it was still running when the run was resumed, and was killed" if left.still_running else "it did not finish"
+        result = CommandResult(
+            status="failed", exit_code=None, exit_reason=f"interrupted: its orchestrator died while it ran; {why}",
+            started_at=ended, finished_at=ended, output_tail=left.output_tail, log_path=left.log_path,
+        )
+        self.round_start[step_id] = left.attempt  # it runs again, with its retries afresh
+        command = self.redactors[step_id].text(self.plan.step(step_id).command)
         return Outcome(
-            changes=MetadataChanges(dequeued=self._queued_before, phase=self.progress.phase),
-            notes=[Note("info", f"continuing run {self.run_id}: {done} of {len(self.plan.steps)} steps already settled")],
+            attempt=StepAttempt(run_id=self.run_id, step_id=step_id, attempt=left.attempt, command=command, result=result),
+            notes=[Note("warning", f"step {step_id} attempt {left.attempt}: {result.exit_reason}; it runs again")],
         )
 
     def finish(self) -> Outcome:

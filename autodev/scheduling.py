@@ -24,10 +24,11 @@ class Progress:
                 self._dependents[dep].append(s.id)
 
     def ready(self, running: set[str], limit: int | None = None) -> list[Step]:
-        """Unfinished steps, in plan order, whose dependencies all succeeded; at most `limit`
-        of them, none once blocked. The search starts at the first unfinished step and stops at
-        the limit, so a long plan is not walked from the top at every dispatch."""
-        if self.blocked or limit == 0:
+        """Unfinished steps, in plan order, whose dependencies all succeeded (or a person skipped
+        them); at most `limit` of them. A blocked step holds back only the steps after it. The
+        search starts at the first unfinished step and stops at the limit, so a long plan is not
+        walked from the top at every dispatch."""
+        if limit == 0:
             return []
         steps = self.plan.steps
         while self._first_open < len(steps) and self.status[steps[self._first_open].id] is not None:
@@ -112,6 +113,11 @@ class Progress:
     @property
     def blocked(self) -> bool:
         return "blocked" in self.status.values()
+
+    @property
+    def blocked_steps(self) -> list[str]:
+        """The blocked steps, in plan order."""
+        return [sid for sid, st in self.status.items() if st == "blocked"]
 
     @property
     def finished(self) -> bool:

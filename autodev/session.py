@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from autodev.models import Insight, LLMUsage, Plan, RunStatus
+from autodev.models import Blocker, Insight, LLMUsage, Plan, RunStatus
 
 DecisionAction = Literal["retry", "skip", "abort"]
 
@@ -33,34 +33,22 @@ class QueueEntry(BaseModel):
     dispatched_at: datetime
 
 
-class Blocker(BaseModel):
-    """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
-
-    step_id: str
-    command: str
-    exit_code: int | None
-    summary: str
-    suggested_action: str = ""
-    kind: Literal["failure", "stall", "breaker", "watchdog", "manual"] = "failure"  # manual: no agent, a person does the step
-    ts: datetime
-
-    @property
-    def stops_the_run(self) -> bool:
-        return self.kind != "failure"
-
-
 class Decision(BaseModel):
     """A person's answer to a blocked run; the Prefect UI shows it as a form under the evidence."""
 
     action: DecisionAction = Field("retry", description="retry the blocked step, skip it and go on, or abort the run")
     command: str | None = Field(None, description="optional: retry with this command instead of the plan's")
     note: str = Field("", description="why; kept with the run as an intervention")
+    step: str | None = Field(None, description="the blocked step this decision is about (default: the first one)")
 
 
-class Intervention(Decision):
+class Intervention(BaseModel):
     """A decision as kept with the run: which step it was about, and when."""
 
     step_id: str
+    action: DecisionAction
+    command: str | None = None  # retry with this command instead of the plan's
+    note: str = ""
     ts: datetime
 
 
@@ -141,10 +129,6 @@ class SessionMetadata(BaseModel):
 
     HISTORY_LIMIT: ClassVar[int] = 20
 
-    def stopping_blocker(self) -> Blocker | None:
-        """The newest blocker that stopped the run (stall, breaker, watchdog, manual), if any."""
-        return next((b for b in reversed(self.blockers) if b.stops_the_run), None)
-
     def record_result(self, entry: LastCommandResult) -> None:
         """Set the last result and keep the newest HISTORY_LIMIT results, dropping the oldest."""
         self.last_command_result = entry
@@ -222,6 +206,29 @@ class SessionRecord(BaseModel):
     updated_at: datetime
     plan: Plan
     metadata: SessionMetadata
+    owner: str | None = None  # the flow run that holds the run's lease, None when nobody runs it
+    lease_until: datetime | None = None  # the owner's hold, renewed with every heartbeat
+
+
+class LeftAttempt(BaseModel):
+    """An attempt a run's previous orchestrator had started and never recorded (it died), as the
+    sandbox and the workspace tell of it when the run is resumed."""
+
+    step_id: str
+    attempt: int
+    exit_code: int | None = None  # from its exit status file: it finished after the orchestrator died
+    finished_at: datetime | None = None
+    still_running: bool = False  # it still ran when the run was resumed (it was killed then)
+    output_tail: str = ""  # the end of its log, as far as the orchestrator wrote it
+    log_path: str | None = None
+
+
+class Lease(BaseModel):
+    """A process's hold on a run: only its owner writes the run while the hold lasts, and every
+    heartbeat renews it. An orchestrator that died stops renewing, so its hold runs out."""
+
+    owner: str  # the flow run id of the process
+    seconds: float  # how long each renewal holds
 
 
 class StatusTotals(BaseModel):

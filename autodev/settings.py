@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(None, description="API key for the model's provider.")
     llm_timeout_s: float = Field(60, gt=0, description="How long one model call may take.")
     heartbeat_interval_s: float = Field(10, gt=0, description="How often a waiting loop records its heartbeat.")
+    store_retry_s: float = Field(
+        60, ge=0, description="How long a state store write is retried when the database went away (PostgreSQL restarted)."
+    )
     output_tail_bytes: int = Field(64 * 1024, ge=1024, description="How much of each step's output is stored.")
     live_log_bytes: int = Field(
         1024 * 1024, ge=0, description="How much of each step's output is streamed into the Prefect task log."

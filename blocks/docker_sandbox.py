@@ -3,7 +3,10 @@
 `docker exec` into a running container costs ~40 ms against ~270 ms for a fresh `docker run`,
 and keeps the run's files and installed packages between steps. Each command is exec'd as
 `/bin/sh -c` with stdin on /dev/null and stderr joined to stdout (the order of writing is kept);
-its exit code is the exec's, as Docker reports it. A watcher thread on this side keeps the two
+its exit code is the exec's, as Docker reports it, and the wrapper also writes it to a file in
+the workspace, so a command that ends after its orchestrator died still tells how it ended
+(`blocks/sandbox_leftovers.py` reads it). A 137 is explained from the evidence: the container's
+cgroup OOM counter, or the container itself stopping (the engine went away). A watcher thread on this side keeps the two
 clocks (hard timeout, stall) and, when one runs out, kills every process of the command inside
 the container (found by a marker in their environment), so the container and the next step
 live on. The same watcher ends the step when the command's main process has exited but a
@@ -33,18 +36,22 @@ from blocks.sandbox import OutputSink, SandboxSession
 SANDBOX_UID = 1000  # the image's `autodev` user
 CONTAINER_WORKSPACE = "/workspace"
 MARKER_VAR = "AUTODEV_STEP"  # set on every command; inherited by what it starts
-# $1 is the step's command; `exec` keeps one process, so Docker's exit code is the command's.
-STEP_WRAPPER = 'exec </dev/null 2>&1; exec /bin/sh -c "$1"'
-# Kill every process whose environment carries the marker ($1); repeat while new ones appear.
+# $1 is the step's command, $2 the file for its exit status (may be empty); the wrapper exits
+# with the command's status, so Docker's exit code is the command's.
+STEP_WRAPPER = 'exec </dev/null 2>&1; /bin/sh -c "$1"; s=$?; [ -z "$2" ] || echo "$s" > "$2"; exit "$s"'
+# Kill every process whose environment carries the marker ($1, a fixed string); repeat while
+# new ones appear.
 KILL_MARKED = """
 for round in 1 2 3 4 5; do
   found=
   for p in /proc/[0-9]*; do
-    grep -qa "$1" "$p/environ" 2>/dev/null && kill -KILL "${p#/proc/}" 2>/dev/null && found=1
+    grep -qaF "$1" "$p/environ" 2>/dev/null && kill -KILL "${p#/proc/}" 2>/dev/null && found=1
   done
   [ -z "$found" ] && exit 0
 done
 """
+# How many processes the kernel's OOM killer ended in this container (cgroup v2, then v1).
+OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null | grep oom_kill"
 DRAIN_AFTER_EXIT_S = 0.2  # output still read after the main process exited
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
@@ -83,6 +90,7 @@ class DockerSandbox(Block):
                 f"sandbox image {self.image!r} is missing", "build it with `autodev image build`"
             ) from exc
         user, home = _sandbox_user(workspace)
+        _status_dir(workspace, run_id, user)
         container = client.containers.run(
             self.image,
             command=["sleep", "infinity"],
@@ -100,20 +108,7 @@ class DockerSandbox(Block):
             mem_limit=self.memory,
             labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
         )
-        return DockerSandboxSession(client, container)
-
-
-def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
-    """Remove the sandbox containers a run left behind (its process died or was cancelled);
-    how many there were. `label` may be autodev.flow_run_id to find them by flow run."""
-    client = docker_client(timeout=10)
-    try:
-        containers = client.containers.list(all=True, filters={"label": f"{label}={run_id}"})
-        for container in containers:
-            container.remove(force=True)
-        return len(containers)
-    finally:
-        client.close()
+        return DockerSandboxSession(client, container, workspace.resolve(), self.memory)
 
 
 def _sandbox_user(workspace: Path) -> tuple[str, str]:
@@ -123,34 +118,57 @@ def _sandbox_user(workspace: Path) -> tuple[str, str]:
     the workspace.
     """
     info = workspace.stat()
-    if info.st_uid != 0:
-        return f"{info.st_uid}:{info.st_gid}", "/tmp"
-    for root, dirs, files in os.walk(workspace):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, SANDBOX_UID, SANDBOX_UID)
-    return f"{SANDBOX_UID}:{SANDBOX_UID}", "/home/autodev"
+    if info.st_uid == 0:
+        for root, dirs, files in os.walk(workspace):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.lchown(name, SANDBOX_UID, SANDBOX_UID)
+        info = workspace.stat()
+    # The image's user keeps its home (a config baked into the image is found on every run,
+    # a resumed one too); another owner has none in the image.
+    home = "/home/autodev" if info.st_uid == SANDBOX_UID else "/tmp"
+    return f"{info.st_uid}:{info.st_gid}", home
+
+
+def status_dir(workspace: Path, run_id: str) -> Path:
+    """Where a run's exit status files and logs are (`.autodev/logs/<run>/`)."""
+    return workspace / ".autodev" / "logs" / run_id
+
+
+def _status_dir(workspace: Path, run_id: str, user: str) -> None:
+    """Create the run's status folder writable by the sandbox's user (the host may be root)."""
+    folder = status_dir(workspace.resolve(), run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        uid, gid = (int(n) for n in user.split(":"))
+        for path in (folder.parent.parent, folder.parent, folder):
+            os.chown(path, uid, gid)
 
 
 class DockerSandboxSession(SandboxSession):
-    def __init__(self, client: docker.DockerClient, container):
+    def __init__(self, client: docker.DockerClient, container, workspace: Path, memory: str):
         self.client = client
         self.api = client.api
         self.container = container
+        self.workspace = workspace
+        self.memory = memory
         self._closed = False
+        self._oom_kills = 0  # OOM kills in this (fresh) container that earlier commands account for
 
     def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
         started_at = utcnow()
-        marker = f"{MARKER_VAR}={uuid.uuid4().hex}"
+        key = request.key or f"{uuid.uuid4().hex}/"
+        marker = f"{MARKER_VAR}={key}"
         clock = _Clocks(request.timeout_s, request.stall_timeout_s)
+        lost = False
         try:
             exec_id = self.api.exec_create(
                 self.container.id,
-                ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", request.command],
+                ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", request.command, self._in_container(request.exit_path)],
                 stdout=True,
                 stderr=True,
                 stdin=False,
                 tty=False,
-                environment={**request.env, MARKER_VAR: marker.split("=", 1)[1]},
+                environment={**request.env, MARKER_VAR: key},
                 workdir=CONTAINER_WORKSPACE,
             )["Id"]
             stream = self.api.exec_start(exec_id, stream=True, demux=True)
@@ -165,16 +183,53 @@ class DockerSandboxSession(SandboxSession):
                         on_output(chunk)
             exit_code, reason = self._exit_code(exec_id), None
         except ENGINE_ERRORS as exc:
-            exit_code, reason = None, f"docker engine lost: {exc.__class__.__name__}: {exc}"
+            exit_code, reason, lost = None, f"docker engine lost: {exc.__class__.__name__}: {exc}", True
         finally:
             clock.stop()
         if clock.killed_for:
             status, reason = clock.killed_for, reason or clock.reason
         else:
+            if exit_code in (137, 143):  # SIGKILL, SIGTERM: the OOM killer, the engine stopping, or a signal
+                exit_code, reason, lost = self._who_killed(exit_code)
             status = "succeeded" if exit_code == 0 else "failed"
         return CommandResult(
-            status=status, exit_code=exit_code, exit_reason=reason, started_at=started_at, finished_at=utcnow()
+            status=status, exit_code=exit_code, exit_reason=reason, started_at=started_at, finished_at=utcnow(),
+            sandbox_lost=lost,
         )
+
+    def _in_container(self, host_path: str | None) -> str:
+        """A host path inside the workspace, as the container sees it ('' for none)."""
+        if not host_path:
+            return ""
+        return f"{CONTAINER_WORKSPACE}/{Path(host_path).resolve().relative_to(self.workspace).as_posix()}"
+
+    def _who_killed(self, exit_code: int) -> tuple[int | None, str, bool]:
+        """A command ended by a signal (exit 128+n): the exit code, the reason the evidence
+        gives, and whether the sandbox itself is gone. Out of memory only when the container's
+        cgroup counted an OOM kill; the container stopping means the engine stopped it."""
+        signal = exit_code - 128
+        name = {9: "SIGKILL", 15: "SIGTERM", 2: "SIGINT", 6: "SIGABRT", 11: "SIGSEGV"}.get(signal, f"signal {signal}")
+        try:
+            self.container.reload()
+            running = self.container.status == "running"
+        except ENGINE_ERRORS:
+            running = False
+        if not running:
+            return None, f"the sandbox container stopped while the command ran ({name}): the Docker engine stopped or restarted, or the container was removed", True
+        kills = self._read_oom_kills()
+        if kills is not None and kills > self._oom_kills:
+            self._oom_kills = kills
+            return exit_code, f"out of memory: the kernel's OOM killer ended it (sandbox memory limit {self.memory})", False
+        return exit_code, f"killed by {name} from inside the sandbox (no out-of-memory kill was recorded)", False
+
+    def _read_oom_kills(self) -> int | None:
+        """The container's OOM kill count (None when the cgroup does not say)."""
+        try:
+            out = self.container.exec_run(["/bin/sh", "-c", OOM_KILLS]).output.decode(errors="replace")
+        except ENGINE_ERRORS:
+            return None
+        counts = [int(part) for line in out.splitlines() if (part := line.split()[-1]).isdigit()]
+        return max(counts) if counts else None
 
     def _exit_code(self, exec_id: str) -> int | None:
         # The stream can end a moment before Docker records the exit; poll briefly.

@@ -14,7 +14,9 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from autodev.errors import BadInput, EnvironmentProblem
-from blocks.store_base import SCHEMA_VERSION, StoreBackend
+from autodev.settings import load_settings
+from blocks.store_base import StoreBackend
+from blocks.store_schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "StateStore", "StoreBackend", "redact_password"]
 
@@ -39,7 +41,7 @@ class StateStore(Block):
             elif url.startswith(("postgresql://", "postgres://")):
                 from blocks.store_postgres import PostgresBackend
 
-                backend = PostgresBackend(url)
+                backend = PostgresBackend(url, load_settings().store_retry_s)
             else:
                 raise BadInput(f"AUTODEV_DATABASE_URL {shown!r}: use sqlite:///PATH or postgresql://...")
             backend.migrate()

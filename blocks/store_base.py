@@ -14,90 +14,21 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+from autodev.errors import EnvironmentProblem
 from autodev.models import CommandResult, LLMUsage, Plan, RunStatus, StepAttempt, utcnow
-from autodev.session import AttemptTotals, LLMCall, RunBeat, SessionMetadata, SessionRecord, StatusTotals
+from autodev.session import AttemptTotals, Lease, LLMCall, RunBeat, SessionMetadata, SessionRecord, StatusTotals
+from blocks.store_schema import MIGRATIONS, SCHEMA_VERSION
 
-# Each migration runs once, in order, inside one transaction; {json}, {ts} and {serial_pk}
-# are the backend's spelling of a JSON document, a timestamp and an auto-increment key.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE agent_sessions (
-                run_id TEXT PRIMARY KEY,
-                project TEXT NOT NULL,
-                status TEXT NOT NULL,
-                workspace TEXT NOT NULL,
-                flow_run_id TEXT,
-                plan {json} NOT NULL,
-                metadata {json} NOT NULL,
-                created_at {ts} NOT NULL,
-                updated_at {ts} NOT NULL)""",
-            "CREATE INDEX agent_sessions_updated ON agent_sessions (updated_at)",
-            """CREATE TABLE step_results (
-                id {serial_pk},
-                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
-                step_id TEXT NOT NULL,
-                attempt INTEGER NOT NULL,
-                command TEXT NOT NULL,
-                status TEXT NOT NULL,
-                exit_code INTEGER,
-                exit_reason TEXT,
-                started_at {ts} NOT NULL,
-                finished_at {ts} NOT NULL,
-                duration_s DOUBLE PRECISION NOT NULL,
-                output_bytes BIGINT NOT NULL,
-                output_tail TEXT NOT NULL,
-                log_path TEXT,
-                UNIQUE (run_id, step_id, attempt))""",
-            "CREATE INDEX step_results_finished ON step_results (finished_at)",
-        ],
-    ),
-    (
-        2,
-        [
-            # The final status of each step (succeeded, failed, skipped, blocked, ...), one row
-            # per step, so a report never has to re-derive it from the attempts.
-            """CREATE TABLE step_states (
-                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
-                step_id TEXT NOT NULL,
-                status TEXT NOT NULL,
-                updated_at {ts} NOT NULL,
-                PRIMARY KEY (run_id, step_id))""",
-        ],
-    ),
-    (
-        3,
-        [
-            # The watchdog and the metrics exporter look for sessions by status. (Attempt
-            # totals need no index of their own: they are read by primary key, newest rows only.)
-            "CREATE INDEX agent_sessions_status ON agent_sessions (status, updated_at)",
-        ],
-    ),
-    (
-        4,
-        [
-            # Every model call a run made: what it cost, for reports and metrics.
-            """CREATE TABLE llm_usage (
-                id {serial_pk},
-                run_id TEXT NOT NULL REFERENCES agent_sessions (run_id),
-                purpose TEXT NOT NULL,
-                model TEXT NOT NULL,
-                tokens INTEGER NOT NULL,
-                cost_usd DOUBLE PRECISION NOT NULL,
-                ts {ts} NOT NULL)""",
-        ],
-    ),
-    (5, ["ALTER TABLE step_results ADD COLUMN breaker_tripped INTEGER NOT NULL DEFAULT 0"]),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+T = TypeVar("T")
 
-SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at"
+
+SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at, owner, lease_until"
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
     "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped"
@@ -110,9 +41,10 @@ class StoreBackend(ABC):
     types: dict[str, str]  # {json}, {ts}, {serial_pk}, and {p}: the parameter marker
     for_update: str  # what a SELECT ends with to lock its row until the transaction ends
 
-    def __init__(self) -> None:
+    def __init__(self, retry_s: float = 60) -> None:
         self._lock = threading.Lock()  # one connection per backend, shared by a run's threads
         self._spelt: dict[str, str] = {}
+        self.retry_s = retry_s  # how long a lost connection is retried before the store gives up
 
     # --- dialect -----------------------------------------------------------------------
     @abstractmethod
@@ -124,6 +56,10 @@ class StoreBackend(ABC):
 
     @abstractmethod
     def _tables(self, cur: Any) -> set[str]: ...
+
+    def _lost_connection(self, exc: Exception) -> bool:
+        """True when `exc` says the connection to the database went away (worth a retry)."""
+        return False
 
     def _sql(self, query: str) -> str:
         """The query in this backend's spelling (kept, so each text is formatted once)."""
@@ -145,9 +81,34 @@ class StoreBackend(ABC):
         cur.execute(self._sql(query), params)
         return cur
 
+    def _atomic(self, work: Callable[[Any], T]) -> T:
+        """`work(cursor)` in one transaction. When the connection goes away (the database
+        restarted), the transaction was rolled back: it is tried again, with backoff, for up to
+        `retry_s`; then EnvironmentProblem says the store is unreachable and the run can resume."""
+        deadline, pause = None, 0.2
+        while True:
+            try:
+                with self._transaction() as cur:
+                    return work(cur)
+            except Exception as exc:
+                if not self._lost_connection(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self.retry_s
+                if now >= deadline:
+                    raise EnvironmentProblem(
+                        f"the state store did not answer for {self.retry_s:g}s ({exc.__class__.__name__}: {str(exc).strip()[:200]})",
+                        "start the database again; then `autodev resume RUN_ID` continues the run where it stopped",
+                    ) from exc
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, 5.0)
+
     def _fetchall(self, query: str, params: tuple = ()) -> list[Any]:
-        with self._transaction() as cur:
-            return self._execute(cur, query, params).fetchall()
+        return self._atomic(lambda cur: self._execute(cur, query, params).fetchall())
+
+    def _write(self, query: str, params: tuple = ()) -> int:
+        """One statement in its own transaction; how many rows it changed."""
+        return self._atomic(lambda cur: self._execute(cur, query, params).rowcount)
 
     # --- schema ------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -168,33 +129,34 @@ class StoreBackend(ABC):
         return SCHEMA_VERSION
 
     def schema_version(self) -> int:
-        with self._transaction() as cur:
+        def work(cur: Any) -> int:
             if "schema_migrations" not in self._tables(cur):
                 return 0
             return self._execute(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0
 
+        return self._atomic(work)
+
     # --- sessions ----------------------------------------------------------------------
     def create_session(
-        self, run_id: str, plan: Plan, workspace: str, flow_run_id: str | None, metadata: SessionMetadata | None = None
+        self,
+        run_id: str,
+        plan: Plan,
+        workspace: str,
+        flow_run_id: str | None,
+        metadata: SessionMetadata | None = None,
+        lease: Lease | None = None,
     ) -> None:
-        now = self._ts(utcnow())
-        with self._transaction() as cur:
-            self._execute(
-                cur,
-                f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
-                "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p})",
-                (
-                    run_id,
-                    plan.project,
-                    "running",
-                    workspace,
-                    flow_run_id,
-                    self._json(plan.model_dump(mode="json")),
-                    self._json((metadata or SessionMetadata()).model_dump(mode="json")),
-                    now,
-                    now,
-                ),
-            )
+        now = utcnow()
+        values = (
+            run_id, plan.project, "running", workspace, flow_run_id, self._json(plan.model_dump(mode="json")),
+            self._json((metadata or SessionMetadata()).model_dump(mode="json")), self._ts(now), self._ts(now),
+            lease.owner if lease else None, self._ts(now + timedelta(seconds=lease.seconds)) if lease else None,
+        )
+        self._write(
+            f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
+            "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p}, {p}, {p})",
+            values,
+        )
 
     def update_session(
         self,
@@ -203,24 +165,30 @@ class StoreBackend(ABC):
         status: RunStatus | None = None,
         plan: Plan | None = None,
         flow_run_id: str | None = None,
+        lease: Lease | None = None,
     ) -> SessionMetadata:
         """Read-modify-write the session's metadata atomically (row lock / write lock).
 
         `plan` replaces the run's effective plan (a person edited a command); `flow_run_id` is
-        set when another flow run continues the session."""
-        with self._transaction() as cur:
+        set when another flow run continues the session. With `lease`, the write renews it, and
+        is refused (LeaseLost) when another process holds the run now."""
+
+        def work(cur: Any) -> SessionMetadata:
             row = self._execute(
-                cur, "SELECT metadata, status FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)
+                cur, "SELECT metadata, status, owner FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(f"no session {run_id!r}")
+            if lease is not None and row[2] != lease.owner:
+                raise LeaseLost(run_id, row[2])
             metadata = SessionMetadata.model_validate(_load_json(row[0]))
             if mutate:
                 mutate(metadata)
+            now = utcnow()
             self._execute(
                 cur,
                 "UPDATE agent_sessions SET metadata = CAST({p} AS {json}), status = {p}, updated_at = {p} WHERE run_id = {p}",
-                (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(utcnow()), run_id),
+                (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(now), run_id),
             )
             if plan is not None:
                 self._execute(
@@ -230,7 +198,39 @@ class StoreBackend(ABC):
                 )
             if flow_run_id is not None:
                 self._execute(cur, "UPDATE agent_sessions SET flow_run_id = {p} WHERE run_id = {p}", (flow_run_id, run_id))
-        return metadata
+            if lease is not None:
+                until = self._ts(now + timedelta(seconds=lease.seconds))
+                self._execute(cur, "UPDATE agent_sessions SET lease_until = {p} WHERE run_id = {p}", (until, run_id))
+            return metadata
+
+        return self._atomic(work)
+
+    # --- who runs a session (the lease) -------------------------------------------------
+    def take_lease(self, run_id: str, lease: Lease, replacing: str | None = None) -> bool:
+        """Hold the run for `lease.owner`, unless another process holds it and its hold has not
+        run out; `replacing` names a holder known to be dead (its hold is taken over at once).
+        True when the run is now held by the owner. Two processes asking at once: one wins."""
+        now = utcnow()
+        changed = self._write(
+            "UPDATE agent_sessions SET owner = {p}, lease_until = {p} WHERE run_id = {p} "
+            "AND (owner IS NULL OR owner = {p} OR owner = {p} OR lease_until IS NULL OR lease_until < {p})",
+            (lease.owner, self._ts(now + timedelta(seconds=lease.seconds)), run_id, lease.owner, replacing, self._ts(now)),
+        )
+        return changed == 1
+
+    def renew_lease(self, run_id: str, lease: Lease) -> bool:
+        """Extend the owner's hold (a process that is alive but not writing, e.g. while it waits
+        for a person); False when the owner no longer holds the run."""
+        until = self._ts(utcnow() + timedelta(seconds=lease.seconds))
+        return self._write(
+            "UPDATE agent_sessions SET lease_until = {p} WHERE run_id = {p} AND owner = {p}", (until, run_id, lease.owner)
+        ) == 1
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        """Nobody runs the session any more (it ended, or waits blocked for a later resume)."""
+        self._write(
+            "UPDATE agent_sessions SET owner = NULL, lease_until = NULL WHERE run_id = {p} AND owner = {p}", (run_id, owner)
+        )
 
     def get_session(self, run_id: str) -> SessionRecord | None:
         rows = self._select_sessions("WHERE run_id = {p}", (run_id,))
@@ -265,14 +265,15 @@ class StoreBackend(ABC):
                 metadata=SessionMetadata.model_validate(_load_json(r[6])),
                 created_at=_load_ts(r[7]),
                 updated_at=_load_ts(r[8]),
+                owner=r[9],
+                lease_until=_load_ts(r[10]) if r[10] is not None else None,
             )
             for r in rows
         ]
 
     # --- step states -------------------------------------------------------------------
     def set_step_states(self, run_id: str, states: dict[str, str]) -> None:
-        with self._transaction() as cur:
-            self._write_step_states(cur, run_id, states)
+        self._atomic(lambda cur: self._write_step_states(cur, run_id, states))
 
     def _write_step_states(self, cur: Any, run_id: str, states: dict[str, str]) -> None:
         now = self._ts(utcnow())
@@ -290,31 +291,26 @@ class StoreBackend(ABC):
     # --- step results ------------------------------------------------------------------
     def record_attempt(self, attempt: StepAttempt, step_states: dict[str, str] | None = None) -> None:
         """Keep one attempt, and the step states it settles (the step's own, steps it skips), in
-        one transaction."""
+        one transaction. An attempt is kept once: a write tried again after its commit was
+        acknowledged too late (the database restarted) finds it there and adds nothing."""
         r = attempt.result
-        with self._transaction() as cur:
+        values = (
+            attempt.run_id, attempt.step_id, attempt.attempt, attempt.command, r.status, r.exit_code, r.exit_reason,
+            self._ts(r.started_at), self._ts(r.finished_at), r.duration_s, r.output_bytes, r.output_tail, r.log_path,
+            int(attempt.breaker_tripped),
+        )
+
+        def work(cur: Any) -> None:
             self._execute(
                 cur,
-                f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 14)})",
-                (
-                    attempt.run_id,
-                    attempt.step_id,
-                    attempt.attempt,
-                    attempt.command,
-                    r.status,
-                    r.exit_code,
-                    r.exit_reason,
-                    self._ts(r.started_at),
-                    self._ts(r.finished_at),
-                    r.duration_s,
-                    r.output_bytes,
-                    r.output_tail,
-                    r.log_path,
-                    int(attempt.breaker_tripped),
-                ),
+                f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 14)}) "
+                "ON CONFLICT (run_id, step_id, attempt) DO NOTHING",
+                values,
             )
             if step_states:
                 self._write_step_states(cur, attempt.run_id, step_states)
+
+        self._atomic(work)
 
     def attempts(self, run_id: str) -> list[StepAttempt]:
         rows = self._fetchall(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = {{p}} ORDER BY id", (run_id,))
@@ -341,12 +337,10 @@ class StoreBackend(ABC):
 
     # --- model calls -------------------------------------------------------------------
     def record_llm_usage(self, run_id: str, purpose: str, usage: LLMUsage) -> None:
-        with self._transaction() as cur:
-            self._execute(
-                cur,
-                "INSERT INTO llm_usage (run_id, purpose, model, tokens, cost_usd, ts) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
-                (run_id, purpose, usage.model, usage.tokens, usage.cost_usd, self._ts(utcnow())),
-            )
+        self._write(
+            "INSERT INTO llm_usage (run_id, purpose, model, tokens, cost_usd, ts) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+            (run_id, purpose, usage.model, usage.tokens, usage.cost_usd, self._ts(utcnow())),
+        )
 
     def llm_usage(self, run_id: str) -> list[LLMCall]:
         """Every model call a run made, oldest first."""
@@ -394,3 +388,15 @@ def _load_json(value: Any) -> Any:
 
 def _load_ts(value: Any) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+class LeaseLost(EnvironmentProblem):
+    """Another process holds the run now (it was resumed elsewhere): this one must stop writing it."""
+
+    exit_code = 3
+
+    def __init__(self, run_id: str, owner: str | None):
+        super().__init__(
+            f"run {run_id} is held by another process now (flow run {owner or 'none'}): this one stops",
+            f"follow it with `autodev status {run_id}`",
+        )

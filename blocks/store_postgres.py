@@ -21,8 +21,8 @@ class PostgresBackend(StoreBackend):
     types = {"json": "JSONB", "ts": "TIMESTAMPTZ", "serial_pk": "BIGSERIAL PRIMARY KEY", "p": "%s"}
     for_update = " FOR UPDATE"
 
-    def __init__(self, url: str):
-        super().__init__()
+    def __init__(self, url: str, retry_s: float = 60):
+        super().__init__(retry_s)
         self.url = url.replace("postgres://", "postgresql://", 1)
         self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
 
@@ -41,6 +41,10 @@ class PostgresBackend(StoreBackend):
     def _tables(self, cur: Any) -> set[str]:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         return {row[0] for row in cur.fetchall()}
+
+    def _lost_connection(self, exc: Exception) -> bool:
+        # The server restarted or the network dropped (psycopg reports both as OperationalError).
+        return isinstance(exc, psycopg.OperationalError)
 
     def close(self) -> None:
         self._conn.close()

@@ -7,6 +7,7 @@ waiting for a human; 4 environment problem (no Docker engine, no image, database
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -226,43 +227,73 @@ def status(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="The blocked run's id.")],
-    action: Annotated[str, typer.Option(help="retry | skip | abort")],
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    action: Annotated[str, typer.Option(help="retry | skip | abort")] = "retry",
+    step: Annotated[str | None, typer.Option(help="The blocked step this is about (needed when several are blocked).")] = None,
     command: Annotated[str | None, typer.Option(help="With retry: run this command instead of the plan's.")] = None,
     note: Annotated[str, typer.Option(help="Why; kept with the run as an intervention.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
-    """Decide on a blocked run: hand the decision to the waiting flow run, or continue the run here."""
+    """Decide on a blocked run, or continue one whose orchestrator died: the decision goes to the
+    flow run waiting for it, or the run continues here from its first unfinished step."""
     if action not in ("retry", "skip", "abort"):
         raise BadInput(f"--action {action!r}: use retry, skip or abort")
     if command is not None and action != "retry":
         raise BadInput("--command goes with --action retry")
-    _, session = load_run(run_id)
-    if session.status != "blocked":
-        raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
-    decision = {"action": action, "command": command, "note": note}
-
-    from prefect.flow_runs import resume_flow_run
-
-    flow_run = waiting_flow_run(session)
+    report, session = load_run(run_id)
+    check_resumable(report, session, step)
+    decision = {"action": action, "command": command, "note": note, "step": step}
+    flow_run = None if report.orchestrator_gone else waiting_flow_run(session)
     if flow_run is not None:
+        from prefect.flow_runs import resume_flow_run
+
         # The run's own process is waiting for exactly this input: hand it over and follow the run.
         resume_flow_run(flow_run.id, run_input=decision)
         report = follow(run_id, decisions_before=len(session.metadata.interventions))
         show_report(report, as_json, load_run(run_id)[1])
         raise typer.Exit(EXIT_FOR_STATUS[report.status])
 
-    # Nobody is waiting any more (the decision timed out, or the process ended): continue here.
+    # Nobody waits for a decision (it timed out, or the orchestrator died): continue here.
     from autodev.session import Decision
     from flows.plan_flow import run_plan
 
     settings = load_settings()
     preflight(session.plan.image or settings.image, settings.database_url)
+    if report.orchestrator_gone:
+        mark_flow_run_crashed(session.flow_run_id, f"its orchestrator died; the run is continued by `autodev resume {run_id}`")
     signal.signal(signal.SIGTERM, _interrupt)
     state = run_plan(
         plan=session.plan, workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
     )
     finish(state, as_json)
+
+
+def check_resumable(report: RunReport, session: SessionRecord, step: str | None) -> None:
+    """BadInput naming why the run cannot take a decision now."""
+    run_id = report.run_id
+    if session.status not in ("running", "blocked"):
+        raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
+    if session.status == "running" and not report.orchestrator_gone:
+        raise BadInput(f"run {run_id} is running and its orchestrator is alive: nothing to decide (`autodev status {run_id}` follows it)")
+    blocked = [b.step_id for b in report.blockers]
+    if step is not None and step not in blocked:
+        raise BadInput(f"--step {step}: not a blocked step of run {run_id} (blocked: {', '.join(blocked) or 'none'})")
+    if step is None and len(blocked) > 1:
+        listed = "; ".join(f"{b.step_id} ({b.kind}: {b.summary[:80]})" for b in report.blockers)
+        raise BadInput(f"run {run_id} has {len(blocked)} blocked steps: {listed}. Name one with --step; one decision each")
+
+
+def mark_flow_run_crashed(flow_run_id: str | None, message: str) -> None:
+    """The flow run of an orchestrator that died still shows Running or Paused: mark it Crashed."""
+    if not flow_run_id:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with contextlib.suppress(Exception), get_client(sync_client=True) as client:  # a temporary server is gone
+        flow_run = client.read_flow_run(flow_run_id)
+        if flow_run.state is not None and not flow_run.state.is_final():
+            client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
 
 def waiting_flow_run(session: SessionRecord):
@@ -271,8 +302,8 @@ def waiting_flow_run(session: SessionRecord):
 
     from prefect.client.orchestration import get_client
 
-    if not session.flow_run_id:
-        return None
+    if not session.flow_run_id or session.owner is None:
+        return None  # nobody holds the run: nobody waits for its decision
     deadline = time.monotonic() + 15
     with get_client(sync_client=True) as client:
         while True:

@@ -53,16 +53,19 @@ def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> Non
         )
     out.print(table)
     colour = STATUS_STYLE.get(report.status, "")
-    line = f"[bold {colour}]{report.status}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
+    shown = f"{report.status}, orchestrator gone" if report.orchestrator_gone else report.status
+    line = f"[bold {colour}]{shown}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
     if meta.orchestrator_heartbeat:
         now = utcnow()
-        delay, late = heartbeat_delay_s(meta, now), heartbeat_is_late(meta, report.status, now)
+        delay = heartbeat_delay_s(meta, now)
+        late = heartbeat_is_late(meta, report.status, now) or report.orchestrator_gone
         line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
     out.print(line)
-    blocker = meta.stopping_blocker() if report.status == "blocked" else None
-    if blocker:
-        out.print(f"[yellow]blocked at {blocker.step_id} ({blocker.kind}):[/] {blocker.summary}", highlight=False)
-        out.print(f"[yellow]try:[/] {blocker.suggested_action}", highlight=False)
+    waiting = {b.step_id: [s.id for s in report.steps if b.step_id in s.waits_for] for b in report.blockers}
+    for b in report.blockers:
+        held = f"; waiting on it: {', '.join(waiting[b.step_id])}" if waiting[b.step_id] else ""
+        out.print(f"[yellow]blocked at {b.step_id} ({b.kind}):[/] {b.summary}{held}", highlight=False)
+        out.print(f"[yellow]try:[/] {b.suggested_action}", highlight=False)
     for action in report.next_actions[:3]:
         out.print(f"[cyan]next:[/] {action}", highlight=False)
     ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run

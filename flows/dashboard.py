@@ -91,9 +91,10 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         "|---|---|---|---|---|",
         rows,
     ]
-    b = meta.stopping_blocker() if report.status == "blocked" else None
-    if b:
-        lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}", "", f"**Try:** {b.suggested_action}"]
+    for b in report.blockers:
+        waiting = [s.id for s in report.steps if b.step_id in s.waits_for]
+        held = f" Waiting on it: {', '.join(waiting)}." if waiting else ""
+        lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}{held}", "", f"**Try:** {b.suggested_action}"]
     return "\n".join(lines) + "\n"
 
 

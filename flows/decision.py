@@ -14,20 +14,25 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Running
 
-from autodev.session import Blocker, Decision
+from autodev.models import Blocker
+from autodev.session import Decision
 
 DecisionForm = RunInput.subclass_from_base_model_type(Decision)
 
 
 def ask_for_decision(
-    blocker: Blocker, run_id: str, timeout_s: float, logger: logging.Logger | logging.LoggerAdapter
+    blockers: list[Blocker], run_id: str, timeout_s: float, logger: logging.Logger | logging.LoggerAdapter
 ) -> Decision | None:
-    """Pause the flow run until a person decides (Prefect UI or `autodev resume`), or None when
-    `timeout_s` passes first (the run stays blocked and can be resumed later)."""
+    """Pause the flow run until a person decides on one of the blocked steps (Prefect UI or
+    `autodev resume`), or None when `timeout_s` passes first (the run stays blocked and can be
+    resumed later). The form starts on the first blocked step."""
+    first = blockers[0]
     try:
         return pause_flow_run(
             wait_for_input=DecisionForm.with_initial_data(
-                description=decision_markdown(blocker, run_id), action="skip" if blocker.kind == "manual" else "retry"
+                description=decision_markdown(blockers, run_id),
+                step=first.step_id,
+                action="skip" if first.kind == "manual" else "retry",
             ),
             timeout=int(timeout_s),
             poll_interval=max(1, min(10, int(timeout_s // 4) or 1)),
@@ -47,12 +52,24 @@ def back_to_running(message: str) -> None:
         client.set_flow_run_state(runtime.flow_run.id, Running(message=message), force=True)
 
 
-def decision_markdown(blocker: Blocker, run_id: str) -> str:
-    code = "unknown" if blocker.exit_code is None else blocker.exit_code
+def decision_markdown(blockers: list[Blocker], run_id: str) -> str:
+    """The evidence above the form: every blocked step, what happened there, what to try."""
+    parts = []
+    for b in blockers:
+        code = "unknown" if b.exit_code is None else b.exit_code
+        parts.append(
+            f"## Blocked at step `{b.step_id}` ({b.kind})\n\n"
+            f"**Command:** `{b.command}`  \n**Exit code:** {code}\n\n"
+            f"**What happened:** {b.summary}\n\n**Suggested action:** {b.suggested_action}\n"
+        )
+    several = (
+        f"{len(blockers)} steps are blocked; every other step that could run has run. One decision per step: "
+        "name the step in the form, and the run asks again for the others.\n\n"
+        if len(blockers) > 1
+        else ""
+    )
     return (
-        f"## Run blocked at step `{blocker.step_id}` ({blocker.kind})\n\n"
-        f"**Command:** `{blocker.command}`  \n**Exit code:** {code}\n\n"
-        f"**What happened:** {blocker.summary}\n\n**Suggested action:** {blocker.suggested_action}\n\n"
-        "Choose *retry* (optionally with an edited command), *skip* (go on without this step) or *abort*. "
-        f"From a shell: `autodev resume {run_id} --action retry|skip|abort [--command CMD]`."
+        "\n".join(parts) + "\n" + several
+        + "Choose *retry* (optionally with an edited command), *skip* (go on without this step) or *abort*. "
+        f"From a shell: `autodev resume {run_id} --step STEP --action retry|skip|abort [--command CMD]`."
     )

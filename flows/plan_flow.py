@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,16 +22,18 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.utilities.annotations import quote
 
-from autodev.errors import BadInput, CommandFailed, RunFailed
+from autodev.errors import CommandFailed, RunFailed
 from autodev.models import CommandRequest, CommandResult, Plan, utcnow
 from autodev.outcomes import Dispatch, Outcome, Rules
+from autodev.recovery import LEASE_BEATS, owner_here
 from autodev.run_engine import RunEngine
 from autodev.scaffold import todo_files_in
-from autodev.session import Decision, LLMCall, Pause, RunOrigin, SessionMetadata
+from autodev.session import Decision, Lease, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
 from autodev.settings import Settings, load_settings
-from blocks.docker_sandbox import remove_run_containers
+from blocks.docker_sandbox import status_dir
 from blocks.llm import LLM
 from blocks.sandbox import SandboxSession
+from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path, remove_run_containers
 from flows.advice import Advisor
 from flows.dashboard import RunDashboard
 from flows.decision import ask_for_decision
@@ -91,27 +94,22 @@ def run_plan(
     try:
         workspace_path.mkdir(parents=True, exist_ok=True)
         metadata = SessionMetadata(origin=origin or RunOrigin(), pauses=pauses or [], todo_files=todo_files_in(workspace_path))
-        session = open_session(store, plan, workspace_path, flow_run_id, metadata, continue_run)
-        if session is None:
-            raise BadInput(f"no run {continue_run!r} in the state store")
-        logger = get_run_logger()
-        recorder = Recorder(store, session, RunEvents(flow_run_id, session.run_id, plan.project), logger, settings.heartbeat_interval_s)
+        lease = Lease(owner=owner_here(flow_run_id), seconds=LEASE_BEATS * settings.heartbeat_interval_s)
+        session = open_session(store, plan, workspace_path, flow_run_id, lease, metadata, continue_run)
+        events = RunEvents(flow_run_id, session.run_id, plan.project)
+        recorder = Recorder(store, session, events, get_run_logger(), settings.heartbeat_interval_s, lease)
         try:
-            recorder.started(len(session.plan.steps), session.workspace)
-            sandbox = sandbox_config(sandbox_block, session.plan, settings).open(Path(session.workspace), session.run_id, flow_run_id)
-            with sandbox, model_for(llm_block, replay) as llm:
+            with recorder.keep_alive(), model_for(llm_block, replay) as llm:
+                recorder.started(len(session.plan.steps), session.workspace)
                 engine = RunEngine(session.plan, session.run_id, session.workspace, _rules(settings, llm), session.metadata, os.environ)
                 recorder.dashboard = RunDashboard(session.plan, settings.heartbeat_interval_s)
                 advisor = Advisor(session.run_id, Path(session.workspace), llm, settings.heartbeat_interval_s, settings.insight_confidence_drop)
-                loop = Loop(engine, recorder, advisor, sandbox, llm, settings)
-                if continue_run:
-                    loop.take(engine.restore(store.step_states(session.run_id), store.attempts(session.run_id)))
-                if decision is not None:
-                    loop.apply(decision)
-                loop.run()
-            report = recorder.finish(engine)
-        except BaseException:
-            recorder.crashed()
+                sandbox = sandbox_config(sandbox_block, session.plan, settings)
+                loop = Loop(engine, recorder, advisor, lambda: sandbox.open(Path(session.workspace), session.run_id, flow_run_id), llm, settings)
+                loop.run(resumed=session if continue_run else None, decision=decision)
+                report = recorder.finish(engine)
+        except BaseException as exc:
+            recorder.crashed(exc)
             raise
     finally:
         store.close()
@@ -149,12 +147,20 @@ class Loop:
     """The seed's `run_once` loop, driving the engine's dispatches through Prefect tasks."""
 
     def __init__(
-        self, engine: RunEngine, recorder: Recorder, advisor: Advisor, sandbox: SandboxSession, llm: LLM | None, settings: Settings
+        self,
+        engine: RunEngine,
+        recorder: Recorder,
+        advisor: Advisor,
+        open_sandbox: Callable[[], SandboxSession],
+        llm: LLM | None,
+        settings: Settings,
     ):
         self.engine = engine
         self.recorder = recorder
         self.advisor = advisor
-        self.sandbox = sandbox
+        self.open_sandbox = open_sandbox
+        self.sandbox: SandboxSession | None = None
+        self._sandbox_lost = False  # a result said the sandbox went away: open a new one before the next step
         self.llm = llm
         self.settings = settings
         self.live = LiveOutput()
@@ -162,18 +168,32 @@ class Loop:
         self._calls: queue.Queue[LLMCall] = queue.Queue()  # model calls made by agent tasks
         self._loop_status: str | None = None  # what the loop last did, for the heartbeat
         self._advice: str | None = None  # results came in since the advice was made (forced: in full)
+        self._failed_since_write = False  # an attempt failed since the last metadata write
 
-    def run(self) -> None:
-        """Until no step can run; a blocked run with nothing else to do waits for a person."""
-        while True:
-            while self.run_once():
-                pass
-            if not self.engine.waits_for_a_person:
-                return
-            decision = self.ask_for_decision()
-            if decision is None:
-                return  # nobody decided in time: the run stays blocked and can be resumed later
-            self.apply(decision)
+    def run(self, resumed: SessionRecord | None = None, decision: Decision | None = None) -> None:
+        """Until no step can run, in the run's sandbox; a blocked run with nothing else to do
+        waits for a person. A `resumed` run first settles what its previous orchestrator left
+        (its sandboxes removed, its commands' ends recovered), then takes `decision`."""
+        if resumed is not None:
+            left = clear_leftovers(resumed.run_id, Path(resumed.workspace), resumed.metadata.queue, self.settings.output_tail_bytes)
+            run_id = resumed.run_id
+            for outcome in self.engine.restore(self.recorder.store.step_states(run_id), self.recorder.store.attempts(run_id), left):
+                self.take(outcome)
+        self.sandbox = self.open_sandbox()
+        try:
+            if decision is not None:
+                self.apply(decision)
+            while True:
+                while self.run_once():
+                    pass
+                if not self.engine.waits_for_a_person:
+                    return
+                decision = self.ask_for_decision()
+                if decision is None:
+                    return  # nobody decided in time: the run stays blocked and can be resumed later
+                self.apply(decision)
+        finally:
+            self.sandbox.close()
 
     def run_once(self) -> bool:
         """Dispatch what is ready, then wait for results (or a heartbeat's worth of time).
@@ -181,8 +201,12 @@ class Loop:
         A result's attempt and step states are stored as soon as it arrives; the rest of what it
         changes (queue, command history, blockers, phase, heartbeat, advice) is written once per
         iteration, after the next dispatch, so the next step does not wait for that bookkeeping.
+        A failed attempt is the exception: the advice it changes is written before the next
+        dispatch, so the next step (an agent, a person) finds it.
         False when nothing is running and nothing can be dispatched: the run is over or blocked.
         """
+        if self._failed_since_write:
+            self._settle()
         self.take(self.engine.dispatch())
         self._settle()
         if not self.engine.running:
@@ -203,11 +227,25 @@ class Loop:
         for dispatch in outcome.started:
             self._submit(dispatch)
         self._loop_status = outcome.loop_status or self._loop_status
+        if outcome.attempt is not None and outcome.attempt.result.status != "succeeded":
+            self._failed_since_write = True
         if outcome.advice:
             self._advice = "forced" if "forced" in (outcome.advice, self._advice) else "due"
 
     def _submit(self, d: Dispatch) -> None:
-        log_path = Path(self.engine.workspace) / ".autodev" / "logs" / self.engine.run_id / d.log_name
+        if self._sandbox_lost:  # the engine came back (a person retried): a new sandbox for the run
+            self.sandbox.close()
+            self.sandbox, self._sandbox_lost = self.open_sandbox(), False
+        workspace, run_id = Path(self.engine.workspace), self.engine.run_id
+        request = CommandRequest(
+            command=d.command or "",  # the built-in agent's command applies the edits it gets
+            timeout_s=d.limits.timeout_s,
+            stall_timeout_s=d.limits.stall_timeout_s,
+            env=d.step.env,
+            log_path=str(status_dir(workspace, run_id) / d.log_name),
+            key=attempt_key(run_id, d.step.id, d.attempt),
+            exit_path=str(exit_path(workspace, run_id, d.step.id, d.attempt)),
+        )
         capture = Capture(
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
@@ -219,14 +257,10 @@ class Loop:
         if d.command is None:  # the built-in agent
             future = run_agent.submit(
                 d.step.id, d.attempt, quote(d.step), d.evidence, self.engine.workspace, quote(self.engine.todo_files),
-                quote(self.sandbox), quote(self.llm), quote(d.limits), str(log_path), quote(capture),
+                quote(self.sandbox), quote(self.llm), quote(request), quote(capture),
                 on_usage=lambda usage, sid=d.step.id: self._calls.put(LLMCall(purpose=f"agent:{sid}", **usage.model_dump())),
             )
         else:
-            request = CommandRequest(
-                command=d.command, timeout_s=d.limits.timeout_s, stall_timeout_s=d.limits.stall_timeout_s,
-                env=d.step.env, log_path=str(log_path),
-            )
             future = run_command.submit(d.step.id, d.attempt, quote(request), quote(self.sandbox), quote(capture))
         # The task's end also counts, for a task that broke before it had a result.
         future.add_done_callback(lambda f, sid=d.step.id, n=d.attempt: self._done.put(Finished(sid, n, f)))
@@ -234,6 +268,7 @@ class Loop:
     def _handle(self, finished: Finished) -> None:
         """Hand a step's result (or its task's end) to the engine, and its outcome to the recorder."""
         result = finished.outcome if isinstance(finished.outcome, CommandResult) else _result_of(finished.outcome)
+        self._sandbox_lost = self._sandbox_lost or result.sandbox_lost
         calls = []
         while not self._calls.empty():
             calls.append(self._calls.get_nowait())
@@ -251,6 +286,7 @@ class Loop:
             self._advice = None
             if advice is not None:
                 self.recorder.record(advice)
+        self._failed_since_write = False
         if self.recorder.has_news:
             status, self._loop_status = self._loop_status or f"dispatched {', '.join(self.engine.running)}", None
             self.recorder.flush(status, self.engine, self.live.last_output_at)
@@ -258,11 +294,11 @@ class Loop:
     # --- a person's decision -----------------------------------------------------------
     def ask_for_decision(self) -> Decision | None:
         """Pause the flow run until a person decides, or None when AUTODEV_DECISION_TIMEOUT_S passes first."""
-        blocker = self.engine.waiting_on()
-        assert blocker is not None  # a blocked step always leaves its blocker
+        blockers = self.engine.waiting_on()
+        assert blockers  # a blocked step always leaves its blocker
         self.take(self.engine.pause())
         self._settle()
-        return ask_for_decision(blocker, self.engine.run_id, self.settings.decision_timeout_s, self.recorder.logger)
+        return ask_for_decision(blockers, self.engine.run_id, self.settings.decision_timeout_s, self.recorder.logger)
 
     def apply(self, decision: Decision) -> None:
         """Carry out a person's decision, and record it at once."""

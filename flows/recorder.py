@@ -13,21 +13,26 @@ goes through here: opening it, each iteration, the end, a crash, a cancellation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from prefect.events import emit_event
 
+from autodev.errors import BadInput, EnvironmentProblem
 from autodev.evaluation import evaluate
 from autodev.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
 from autodev.models import Plan, RunReport, RunStatus, utcnow
 from autodev.outcomes import Outcome
+from autodev.recovery import holder_gone_here
 from autodev.report import build_report
 from autodev.run_engine import RunEngine
-from autodev.session import Heartbeat, MetadataChanges, SessionMetadata, SessionRecord
-from blocks.store_base import StoreBackend
+from autodev.session import Heartbeat, Lease, MetadataChanges, SessionMetadata, SessionRecord
+from blocks.store_base import LeaseLost, StoreBackend
 from flows.dashboard import RunDashboard
 
 
@@ -50,27 +55,39 @@ def open_session(
     plan: Plan,
     workspace: Path,
     flow_run_id: str,
+    lease: Lease,
     metadata: SessionMetadata,
     continue_run: str | None = None,
-) -> SessionRecord | None:
-    """The run's session: a new one with `metadata`, or the one `continue_run` names, now run by
-    this flow run. None when `continue_run` names no recorded run."""
-    if continue_run:
-        if store.get_session(continue_run) is None:
-            return None
-        store.update_session(continue_run, status="running", flow_run_id=flow_run_id)
-        return store.get_session(continue_run)
-    store.create_session(flow_run_id, plan, str(workspace), flow_run_id, metadata)
-    for usage in metadata.origin.usage:
-        store.record_llm_usage(flow_run_id, "decompose", usage)
-    return store.get_session(flow_run_id)
+) -> SessionRecord:
+    """The run's session, held by this process (`lease`): a new one with `metadata`, or the one
+    `continue_run` names. BadInput when there is no such run, or another process that is alive
+    holds it (two processes never continue one run at once)."""
+    if not continue_run:
+        store.create_session(flow_run_id, plan, str(workspace), flow_run_id, metadata, lease)
+        for usage in metadata.origin.usage:
+            store.record_llm_usage(flow_run_id, "decompose", usage)
+        return store.get_session(flow_run_id)
+    session = store.get_session(continue_run)
+    if session is None:
+        raise BadInput(f"no run {continue_run!r} in the state store")
+    dead_holder = session.owner if holder_gone_here(session.owner) else None
+    if not store.take_lease(continue_run, lease, replacing=dead_holder):
+        held = store.get_session(continue_run)
+        raise BadInput(
+            f"run {continue_run} is being run by another process ({held.owner}, its hold lasts until "
+            f"{held.lease_until:%H:%M:%S} UTC): follow it with `autodev status {continue_run}`"
+        )
+    store.update_session(continue_run, status="running", flow_run_id=flow_run_id, lease=lease)
+    return store.get_session(continue_run)
 
 
 def mark_cancelled(store: StoreBackend, flow_run_id: str) -> None:
-    """A run cancelled from the UI or `prefect flow-run cancel`: recorded as failed."""
+    """A run cancelled from the UI or `prefect flow-run cancel`: recorded as failed, held by nobody."""
     for session in store.sessions(("running", "blocked")):
         if session.flow_run_id == flow_run_id:
             store.update_session(session.run_id, MetadataChanges(phase="cancelled").apply, status="failed")
+            if session.owner:
+                store.release_lease(session.run_id, session.owner)
 
 
 class Recorder:
@@ -83,9 +100,11 @@ class Recorder:
         events: RunEvents,
         logger: logging.Logger | logging.LoggerAdapter,
         heartbeat_interval_s: float,
+        lease: Lease | None = None,
     ):
         self.store = store
         self.run_id = session.run_id
+        self.lease = lease  # writes are refused once another process holds the run
         self.events = events
         self.logger = logger
         self.dashboard: RunDashboard | None = None
@@ -129,7 +148,7 @@ class Recorder:
         changes, self._pending = self._pending, MetadataChanges()
         changes.merge(MetadataChanges(heartbeat=heartbeat, last_output_at=last_output_at))
         status, plan, self._status, self._plan, self._dirty = self._status, self._plan, None, None, False
-        self.store.update_session(self.run_id, changes.apply, status=status, plan=plan)
+        self.store.update_session(self.run_id, changes.apply, status=status, plan=plan, lease=self.lease)
 
     def flush(self, loop_status: str, engine: RunEngine, last_output_at: datetime | None = None) -> None:
         """`save`, with the heartbeat (`orchestrator_heartbeat`, the latest output time); then the
@@ -153,10 +172,49 @@ class Recorder:
         self.store.update_session(self.run_id, MetadataChanges(evaluation=evaluation).apply)
         if self.dashboard:
             self.dashboard.finish(engine.progress, report, session.metadata, evaluation)
+        self._release()
         self.events.emit(RunFinished(status=report.status, success_rate=report.success_rate))
         return report
 
-    def crashed(self) -> None:
-        """The run's process raised: the run is failed, and says so."""
-        self.store.update_session(self.run_id, MetadataChanges(phase="crashed").apply, status="failed")
+    def crashed(self, exc: BaseException) -> None:
+        """The run's process raised (or was stopped: Ctrl-C, SIGTERM): the run is failed, and
+        says so. When the environment failed (the store, the engine) the run is left as it is,
+        to be resumed (`autodev resume`); when another process holds the run now, it is theirs."""
+        if isinstance(exc, EnvironmentProblem) and not isinstance(exc, LeaseLost):
+            # Still held by this process, which is ending: `autodev status` shows the run's
+            # orchestrator gone, and `autodev resume` takes it over.
+            self.logger.error("the run stopped (%s): `autodev resume %s` continues it", exc, self.run_id)
+            with contextlib.suppress(Exception):  # the store may be what went away
+                self.store.update_session(self.run_id, MetadataChanges(phase=f"stopped: {exc.problem}"[:200]).apply)
+            return
+        if not isinstance(exc, LeaseLost):
+            self.store.update_session(self.run_id, MetadataChanges(phase="crashed").apply, status="failed")
+            self._release()
         self.events.emit(RunFinished(status="failed", reason="crashed"))
+
+    def _release(self) -> None:
+        if self.lease is not None:
+            self.store.release_lease(self.run_id, self.lease.owner)
+
+    @contextlib.contextmanager
+    def keep_alive(self) -> Iterator[None]:
+        """Renew the lease every heartbeat interval while the block runs, from a thread: the run
+        is held as long as this process lives, even while the loop waits (for a person, a slow
+        model call); once the process dies, the lease runs out within a few intervals."""
+        if self.lease is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.heartbeat_interval_s):
+                with contextlib.suppress(Exception):  # a store that is down is the loop's to report
+                    self.store.renew_lease(self.run_id, self.lease)
+
+        thread = threading.Thread(target=renew, name="autodev-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)

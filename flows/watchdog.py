@@ -20,7 +20,7 @@ from autodev.models import utcnow
 from autodev.policy import HEARTBEAT_LATE_S
 from autodev.recovery import orchestrator_lost
 from autodev.settings import load_settings
-from blocks.docker_sandbox import remove_run_containers
+from blocks.sandbox_leftovers import remove_run_containers
 from flows.recorder import Recorder, RunEvents
 from flows.resources import state_store_config
 

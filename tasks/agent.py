@@ -17,7 +17,7 @@ from prefect.states import Failed
 
 from autodev.agent import AGENT_FAILED, AGENT_PROMPT, AgentEdits, agent_request, apply_edits_command, check_edits
 from autodev.errors import BadInput
-from autodev.models import CommandRequest, CommandResult, LLMUsage, Step, StepDefaults, utcnow
+from autodev.models import CommandRequest, CommandResult, LLMUsage, Step, utcnow
 from blocks.llm import LLM, LLMError
 from blocks.sandbox import SandboxSession
 from tasks.run_command import Capture, output_capture, run_captured, verdict_of
@@ -33,21 +33,21 @@ def run_agent(
     todo_files: list[str],
     sandbox: SandboxSession,
     llm: LLM,
-    limits: StepDefaults,
-    log_path: str,
+    request: CommandRequest,
     capture: Capture,
     on_usage: Callable[[LLMUsage], None] | None = None,
 ) -> CommandResult:
     """Ask the model for edits to the step's files (default: those that held TODO markers when
-    the run began) and apply them in the sandbox. `evidence` is the failed check that sent the
-    run back here, if any; the model sees it under the instruction."""
+    the run began) and apply them in the sandbox, under `request`'s clocks, log and marks (its
+    command is the one that applies the edits). `evidence` is the failed check that sent the run
+    back here, if any; the model sees it under the instruction."""
     logger = get_run_logger()
     root = Path(workspace)
     started_at = utcnow()
     allowed = step.files or todo_files
 
     def gave_up(reason: str, status: str = "failed") -> CommandResult | Failed:
-        return _no_edits(reason, status, started_at, capture, log_path)
+        return _no_edits(reason, status, started_at, capture, request.log_path)
 
     if not allowed:
         return gave_up("nothing to edit: no file holds a TODO(autodev) marker and the step lists no `files`")
@@ -55,7 +55,7 @@ def run_agent(
     context = {path: _read(root, path) for path in step.context}
     logger.info("%s    (model %s%s)", step.command, llm.model, ", with the failed check's evidence" if evidence else "")
     # The model call prints nothing until it answers: the step's stall clock is its time limit.
-    model = llm.model_copy(update={"timeout_s": min(llm.timeout_s, limits.stall_timeout_s, limits.timeout_s)})
+    model = llm.model_copy(update={"timeout_s": min(llm.timeout_s, request.stall_timeout_s, request.timeout_s)})
     try:
         answer = model.ask_json(AGENT_PROMPT, agent_request(step.instruction or "", files, context, evidence), AgentEdits)
     except LLMError as exc:
@@ -70,18 +70,13 @@ def run_agent(
     except BadInput as exc:
         return gave_up(str(exc))
     stage = _stage(root, f"{step_id}.{attempt}", checked)
-    request = CommandRequest(
-        # Copied (and committed) by the sandbox user, so the files keep the workspace's owner.
-        command=apply_edits_command(stage, list(checked), f"{step_id}: {edits.summary}"[:200]),
-        timeout_s=limits.timeout_s,
-        stall_timeout_s=limits.stall_timeout_s,
-        log_path=log_path,
-    )
+    # Copied (and committed) by the sandbox user, so the files keep the workspace's owner.
+    apply = request.model_copy(update={"command": apply_edits_command(stage, list(checked), f"{step_id}: {edits.summary}"[:200])})
     preamble = f"agent ({llm.model}): {edits.summary}\nedits: {', '.join(checked)}\n"
-    return run_captured(attempt, request, sandbox, capture, preamble=preamble, started_at=started_at)
+    return run_captured(attempt, apply, sandbox, capture, preamble=preamble, started_at=started_at)
 
 
-def _no_edits(reason: str, status: str, started_at: datetime, capture: Capture, log_path: str) -> CommandResult | Failed:
+def _no_edits(reason: str, status: str, started_at: datetime, capture: Capture, log_path: str | None) -> CommandResult | Failed:
     """The attempt's end when the agent produced no edits: the reason is its output, the exit code unknown."""
     output = output_capture(capture, log_path)
     output.feed(f"{AGENT_FAILED}{reason}\n".encode())

@@ -8,8 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from autodev.insights import REFINE_PROMPT, Advice, ModelAdvice, advise, refine
-from autodev.models import Insight, Plan
-from autodev.session import Blocker
+from autodev.models import Blocker, Insight, Plan
 from blocks.git_state import read_git_state
 from blocks.llm import LLM, LLMError
 

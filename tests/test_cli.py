@@ -77,7 +77,9 @@ def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engin
     result = autodev("exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json")
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)  # exactly one JSON object on stdout
-    assert set(report) == {"run_id", "status", "steps", "success_rate", "interventions", "next_actions"}
+    assert set(report) == {
+        "run_id", "status", "steps", "success_rate", "interventions", "next_actions", "blockers", "orchestrator_gone"
+    }
     assert report["status"] == "failed"
     assert [(s["id"], s["status"], s["exit_code"]) for s in report["steps"]] == [
         ("ok", "succeeded", 0),
@@ -85,7 +87,7 @@ def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engin
         ("after", "skipped", None),
     ]
     step = report["steps"][1]
-    assert set(step) == {"id", "command", "status", "exit_code", "duration_s", "attempts", "output_tail"}
+    assert set(step) == {"id", "command", "status", "exit_code", "duration_s", "attempts", "output_tail", "waits_for"}
     assert step["output_tail"] == "broken\n" and step["attempts"] == 1
 
     status = autodev("status", "--json")

@@ -94,3 +94,43 @@ def test_abort_fails_the_run_and_runs_nothing_more(prefect_api, docker_engine, t
     assert [s["status"] for s in json.loads(aborted.stdout)["steps"]] == ["succeeded", "failed", "skipped"]
     again = autodev("resume", first["run_id"], "--action", "retry")
     assert again.returncode == 2 and "not blocked" in again.stderr
+
+
+KEEP_GOING = """
+project: keep-going
+defaults: {stall_timeout_s: 1, max_stall_retries: 0}
+steps:
+  - {id: stuck, run: "sleep 600"}
+  - {id: after-stuck, run: "echo after", depends_on: [stuck]}
+  - {id: by-hand, kind: agent, instruction: "write notes.txt by hand"}
+  - {id: independent, run: "echo independent > independent.txt"}
+  - {id: after-independent, run: "cat independent.txt", depends_on: [independent]}
+"""
+
+
+def test_blocked_steps_do_not_hold_back_independent_work_and_each_gets_its_decision(prefect_api, docker_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTODEV_DECISION_TIMEOUT_S", "1")
+    plan = write(tmp_path / "plan.yaml", KEEP_GOING)
+    first = autodev("exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json")
+    assert first.returncode == 3, first.stderr
+    report = json.loads(first.stdout)
+    by_id = {s["id"]: s for s in report["steps"]}
+    assert by_id["independent"]["status"] == by_id["after-independent"]["status"] == "succeeded"
+    assert by_id["stuck"]["status"] == by_id["by-hand"]["status"] == "blocked"
+    assert by_id["after-stuck"]["status"] == "pending" and by_id["after-stuck"]["waits_for"] == ["stuck"]
+    assert [(b["step_id"], b["kind"]) for b in report["blockers"]] == [("stuck", "stall"), ("by-hand", "manual")]
+
+    shown = autodev("status", report["run_id"])
+    assert "blocked at stuck (stall)" in shown.stdout and "waiting on it: after-stuck" in shown.stdout
+    assert "blocked at by-hand (manual)" in shown.stdout
+
+    unnamed = autodev("resume", report["run_id"], "--action", "skip")
+    assert unnamed.returncode == 2 and "--step" in unnamed.stderr and "stuck" in unnamed.stderr
+    skipped = autodev("resume", report["run_id"], "--step", "by-hand", "--action", "skip", "--json")
+    assert skipped.returncode == 3, skipped.stderr  # still blocked at stuck: its own decision comes next
+    assert [b["step_id"] for b in json.loads(skipped.stdout)["blockers"]] == ["stuck"]
+    done = autodev("resume", report["run_id"], "--action", "retry", "--command", "echo unstuck", "--json")
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout)
+    assert final["status"] == "succeeded" and final["interventions"] == 2
+    assert {s["id"]: s["attempts"] for s in final["steps"]}["independent"] == 1  # not run again

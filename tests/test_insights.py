@@ -6,9 +6,8 @@ import git
 import pytest
 
 from autodev.insights import advise, changed
-from autodev.models import GitState, utcnow
+from autodev.models import Blocker, GitState, utcnow
 from autodev.plan import parse_plan
-from autodev.session import Blocker
 from blocks.git_state import read_git_state
 
 PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: test, run: pytest, depends_on: [build]}\n")

@@ -14,7 +14,7 @@ from autodev.outcomes import Dispatch, Outcome, Rules
 from autodev.plan import parse_plan
 from autodev.recovery import orchestrator_lost
 from autodev.run_engine import RunEngine
-from autodev.session import Decision, Heartbeat, QueueEntry, SessionMetadata, SessionRecord
+from autodev.session import Decision, Heartbeat, LeftAttempt, QueueEntry, SessionMetadata, SessionRecord
 from blocks.sandbox import SandboxSession
 
 
@@ -110,7 +110,7 @@ steps:
     assert [s.stalls for s in seen.events(StepStalled)] == [1, 2]
     (blocked,) = seen.events(RunBlocked)
     assert blocked.reason == "stall" and blocked.step == "hang" and "printed nothing for 2s" in blocked.suggested_action
-    assert engine.waiting_on().kind == "stall"
+    assert [b.kind for b in engine.waiting_on()] == ["stall"]
     assert engine.progress.status["after"] is None  # not skipped: a person may still retry or skip `hang`
 
 
@@ -235,8 +235,9 @@ steps:
 """
     skipped = engine_for(plan)  # no model and no agent CLI: the agent step is left to a person
     first = drive(skipped, ScriptedSandbox())
-    assert first.states() == {"manual": "blocked"} and skipped.waiting_on().kind == "manual"
-    assert "do it by hand" in skipped.waiting_on().suggested_action
+    (manual,) = skipped.waiting_on()
+    assert first.states() == {"manual": "blocked"} and manual.kind == "manual"
+    assert "do it by hand" in manual.suggested_action
     skipped.decide(Decision(action="skip"))
     assert {a.step_id for a in drive(skipped, ScriptedSandbox()).attempts} == {"check", "other"}
     assert skipped.progress.run_status == "succeeded"  # skipped by a person: done by hand
@@ -264,7 +265,7 @@ def test_restore_keeps_finished_steps_counts_attempts_on_and_clears_the_old_queu
     engine = RunEngine(plan, "run-1", "/ws", Rules(), old, environ={})
     failed = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now)
     attempts = [StepAttempt(run_id="run-1", step_id="b", attempt=n, command="make", result=failed) for n in (1, 2)]
-    restored = engine.restore({"a": "succeeded"}, attempts)
+    (restored,) = engine.restore({"a": "succeeded"}, attempts)
     assert restored.changes.dequeued == ["q-dead"]
     sandbox = ScriptedSandbox({"make": [Scripted("failed", 1, "x\n")]})
     seen = drive(engine, sandbox)
@@ -307,3 +308,76 @@ def test_a_lost_orchestrator_blocks_its_run_at_the_step_it_was_running():
     assert blocker.kind == "watchdog" and blocker.step_id == "build" and "600s ago" in blocker.summary
     (event,) = out.events
     assert event.reason == "watchdog" and event.heartbeat_delay_s == 600 and event.containers_removed == 1
+
+
+KEEP_GOING = """
+project: p
+defaults: {stall_timeout_s: 2, max_stall_retries: 0}
+steps:
+  - {id: stuck, run: "sleep 600"}
+  - {id: after-stuck, run: "echo after", depends_on: [stuck]}
+  - {id: manual, kind: agent, instruction: "by hand"}
+  - {id: free, run: "echo free"}
+  - {id: after-free, run: "echo after free", depends_on: [free]}
+"""
+
+
+def test_a_blocked_step_holds_back_only_what_depends_on_it():
+    engine = engine_for(KEEP_GOING)
+    seen = drive(engine, ScriptedSandbox({"sleep": [Scripted("stalled", 137)]}))
+    assert seen.states() == {"stuck": "blocked", "manual": "blocked", "free": "succeeded", "after-free": "succeeded"}
+    assert [e.step for e in seen.events(RunBlocked)] == ["stuck", "manual"]  # each announced as it blocked
+    assert engine.waits_for_a_person and engine.progress.status["after-stuck"] is None
+    assert [(b.step_id, b.kind) for b in engine.waiting_on()] == [("stuck", "stall"), ("manual", "manual")]
+    assert engine.pause().changes.phase == "waiting for a decision on stuck, manual"
+
+
+def test_several_blocked_steps_take_one_decision_each():
+    engine = engine_for(KEEP_GOING)
+    drive(engine, ScriptedSandbox({"sleep": [Scripted("stalled", 137)]}))
+    ignored = engine.decide(Decision(action="skip", step="free"))
+    assert ignored.status is None and "not blocked" in ignored.notes[0].text
+    skipped = engine.decide(Decision(action="skip", step="manual"))
+    assert skipped.step_states == {"manual": "skipped"} and skipped.changes.interventions[0].step_id == "manual"
+    assert engine.progress.blocked_steps == ["stuck"]  # still blocked: its own decision comes next
+    engine.decide(Decision(action="retry", command="echo unstuck"))  # no step named: the first blocked one
+    drive(engine, ScriptedSandbox())
+    assert engine.progress.run_status == "succeeded"
+
+
+def left_run(plan_text: str) -> RunEngine:
+    return RunEngine(parse_plan(plan_text), "run-1", "/ws", Rules(), SessionMetadata(), environ={})
+
+
+def test_a_command_that_ended_after_its_orchestrator_died_is_not_run_again():
+    engine = left_run("project: p\nsteps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'make'}\n  - {id: c, run: 'true', depends_on: [b]}\n")
+    now = utcnow()
+    left = [LeftAttempt(step_id="b", attempt=1, exit_code=0, finished_at=now, output_tail="built\n")]
+    outcomes = engine.restore({"a": "succeeded"}, [], left)
+    recovered = outcomes[1]
+    assert recovered.attempt.attempt == 1 and recovered.attempt.result.exit_code == 0
+    assert recovered.step_states == {"b": "succeeded"} and "after its orchestrator died" in recovered.attempt.result.exit_reason
+    seen = drive(engine, ScriptedSandbox())
+    assert [(a.step_id, a.attempt) for a in seen.attempts] == [("c", 1)]  # b is not run twice
+
+
+def test_a_command_killed_on_resume_is_kept_and_runs_again_with_its_retries():
+    engine = left_run("project: p\nsteps:\n  - {id: b, run: 'make', retries: 0}\n")
+    outcomes = engine.restore({}, [], [LeftAttempt(step_id="b", attempt=1, still_running=True)])
+    killed = outcomes[1].attempt
+    assert killed.result.exit_code is None and "still running when the run was resumed" in killed.result.exit_reason
+    assert outcomes[1].step_states == {}
+    seen = drive(engine, ScriptedSandbox())
+    assert [(a.step_id, a.attempt, a.result.status) for a in seen.attempts] == [("b", 2, "succeeded")]
+
+
+def test_a_sandbox_that_went_away_blocks_the_run_for_a_person():
+    engine = engine_for("project: p\nsteps:\n  - {id: a, run: 'sleep 20', retries: 3}\n  - {id: b, run: 'true'}\n")
+    engine.dispatch()
+    now = utcnow()
+    lost = CommandResult(status="failed", exit_code=None, exit_reason="the sandbox container stopped", started_at=now,
+                         finished_at=now, sandbox_lost=True)
+    out = engine.on_result("a", 1, lost)
+    assert out.step_states == {"a": "blocked"}  # not retried into a sandbox that is gone
+    (blocked,) = [e for e in out.events if isinstance(e, RunBlocked)]
+    assert blocked.reason == "sandbox" and "autodev resume run-1 --action retry" in blocked.suggested_action

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -154,8 +156,15 @@ def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monke
     monkeypatch.setattr(store_base, "MIGRATIONS", store_base.MIGRATIONS[:1])
     old = open_store(database_url)
     assert old.schema_version() == 1
-    run_id = new_run(old)
-    with old._transaction() as cur:  # an attempt written by a version-1 autodev
+    run_id = uuid.uuid4().hex
+    with old._transaction() as cur:  # a session and an attempt written by a version-1 autodev
+        cur.execute(
+            old._sql(
+                "INSERT INTO agent_sessions (run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, "
+                "updated_at) VALUES ({p}, 'p', 'failed', '/tmp/ws', NULL, CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p})"
+            ),
+            (run_id, json.dumps(PLAN.model_dump(mode="json")), "{}", old._ts(utcnow()), old._ts(utcnow())),
+        )
         cur.execute(
             old._sql(
                 "INSERT INTO step_results (run_id, step_id, attempt, command, status, exit_code, started_at, "
@@ -170,5 +179,53 @@ def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monke
     assert upgraded.schema_version() == SCHEMA_VERSION
     (attempt,) = upgraded.attempts(run_id)
     assert attempt.result.output_tail == "x\n" and attempt.breaker_tripped is False
-    assert upgraded.get_session(run_id).plan == PLAN
+    session = upgraded.get_session(run_id)
+    assert session.plan == PLAN and session.owner is None and session.lease_until is None
     upgraded.close()
+
+
+def test_one_process_at_a_time_holds_a_run_and_a_dead_ones_hold_runs_out(database_url):
+    from autodev.session import Lease
+    from blocks.store_base import LeaseLost
+
+    store = open_store(database_url)
+    run_id = uuid.uuid4().hex
+    first, second = Lease(owner="flow-1@h:1", seconds=0.3), Lease(owner="flow-2@h:2", seconds=30)
+    store.create_session(run_id, PLAN, "/tmp/ws", run_id, lease=first)
+    assert not store.take_lease(run_id, second)  # the first holder is alive
+    with pytest.raises(LeaseLost):
+        store.update_session(run_id, status="running", lease=second)
+    assert store.renew_lease(run_id, first) and store.get_session(run_id).owner == "flow-1@h:1"
+    time.sleep(0.4)  # the first holder stopped renewing: its hold ran out
+    assert store.take_lease(run_id, second)
+    assert not store.renew_lease(run_id, first)
+    with pytest.raises(LeaseLost):
+        store.update_session(run_id, status="failed", lease=first)  # the old holder's writes are refused
+    third = Lease(owner="flow-3@h:3", seconds=30)
+    assert store.take_lease(run_id, third, replacing="flow-2@h:2")  # a holder known dead is replaced at once
+    store.release_lease(run_id, third.owner)
+    session = store.get_session(run_id)
+    assert session.owner is None and session.lease_until is None
+    store.close()
+
+
+def test_two_resumes_at_once_one_wins(database_url):
+    from autodev.session import Lease
+
+    store = open_store(database_url)
+    run_id = new_run(store)
+    store.close()
+    won: list[str] = []
+
+    def resume(n: int) -> None:
+        mine = open_store(database_url)
+        if mine.take_lease(run_id, Lease(owner=f"flow-{n}@h:{n}", seconds=30)):
+            won.append(n)
+        mine.close()
+
+    threads = [threading.Thread(target=resume, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(won) == 1

@@ -1,0 +1,102 @@
+"""What a run's orchestrator left behind when it died: its sandbox containers, the commands
+still running in them, and the exit status files of commands that ended after it.
+
+Every command of a run carries `AUTODEV_STEP=<run>/<step>/<attempt>/` in its environment, and
+the step wrapper writes its exit status to `.autodev/logs/<run>/<step>.<attempt>.exit` in the
+workspace when it ends (`blocks/docker_sandbox.py`). So a resumed run can tell, for each attempt
+its previous orchestrator had started: it finished (with this exit code), it is still running
+(it is killed now, and runs again), or it never finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from autodev.errors import AutodevError
+from autodev.session import LeftAttempt, QueueEntry
+from blocks.docker_sandbox import KILL_MARKED, MARKER_VAR, docker_client, status_dir
+
+# The AUTODEV_STEP values of the processes of this run ($1: "<run>/") that still run.
+RUNNING_KEYS = """
+for p in /proc/[0-9]*; do
+  tr '\\0' '\\n' < "$p/environ" 2>/dev/null | grep -F "AUTODEV_STEP=$1"
+done | sort -u
+"""
+
+
+def attempt_key(run_id: str, step_id: str, attempt: int) -> str:
+    """The mark an attempt's processes carry (the trailing slash keeps attempt 1 apart from 10)."""
+    return f"{run_id}/{step_id}/{attempt}/"
+
+
+def exit_path(workspace: Path, run_id: str, step_id: str, attempt: int) -> Path:
+    return status_dir(workspace, run_id) / f"{step_id}.{attempt}.exit"
+
+
+def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
+    """Remove the sandbox containers a run left behind (its process died or was cancelled);
+    how many there were. `label` may be autodev.flow_run_id to find them by flow run."""
+    client = docker_client(timeout=10)
+    try:
+        containers = client.containers.list(all=True, filters={"label": f"{label}={run_id}"})
+        for container in containers:
+            container.remove(force=True)
+        return len(containers)
+    finally:
+        client.close()
+
+
+def clear_leftovers(run_id: str, workspace: Path, queued: list[QueueEntry], tail_bytes: int) -> list[LeftAttempt]:
+    """Kill what the run's dead orchestrator left running, remove its sandboxes, and say of each
+    attempt it had started (queued in the metadata, still running, or with an exit status
+    file) how it ended. Without a reachable engine, the files alone tell."""
+    still_running: set[tuple[str, int]] = set()
+    with contextlib.suppress(AutodevError):  # no engine: nothing runs there now either
+        still_running = _kill_and_remove(run_id)
+    found = {(q.step_id, q.attempt) for q in queued} | still_running
+    folder = status_dir(workspace, run_id)
+    for path in folder.glob("*.exit") if folder.is_dir() else []:
+        step_id, _, attempt = path.name.removesuffix(".exit").rpartition(".")
+        if attempt.isdigit():
+            found.add((step_id, int(attempt)))
+    return [_left(workspace, run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes) for step_id, attempt in sorted(found)]
+
+
+def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:
+    """(step, attempt) of every command of the run still running in its old sandboxes; each is
+    killed, and the containers removed."""
+    client = docker_client(timeout=10)
+    running: set[tuple[str, int]] = set()
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"}):
+            if container.status == "running":
+                out = container.exec_run(["/bin/sh", "-c", RUNNING_KEYS, "autodev-find", f"{run_id}/"]).output.decode(errors="replace")
+                for line in out.split():
+                    _, step_id, attempt, _ = line.removeprefix(f"{MARKER_VAR}=").rsplit("/", 3)
+                    if attempt.isdigit():
+                        running.add((step_id, int(attempt)))
+                container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", f"{MARKER_VAR}={run_id}/"])
+            container.remove(force=True)
+    finally:
+        client.close()
+    return running
+
+
+def _left(workspace: Path, run_id: str, step_id: str, attempt: int, was_running: bool, tail_bytes: int) -> LeftAttempt:
+    status = exit_path(workspace, run_id, step_id, attempt)
+    log = status_dir(workspace, run_id) / f"{step_id}.{attempt}.log"
+    exit_code, finished_at = None, None
+    if status.is_file() and (text := status.read_text().strip()).lstrip("-").isdigit():
+        exit_code = int(text)
+        finished_at = datetime.fromtimestamp(status.stat().st_mtime, UTC)
+    tail = ""
+    if log.is_file():
+        with log.open("rb") as f:
+            f.seek(max(log.stat().st_size - tail_bytes, 0))
+            tail = f.read().decode("utf-8", errors="replace")
+    return LeftAttempt(
+        step_id=step_id, attempt=attempt, exit_code=exit_code, finished_at=finished_at, still_running=was_running,
+        output_tail=tail, log_path=str(log) if log.is_file() else None,
+    )
