@@ -37,21 +37,8 @@ def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None 
     def found(action: str, *evidence: str) -> Diagnosis:
         return Diagnosis(summary, action, [e for e in evidence if e])
 
-    if result.status == "stalled":
-        return found(
-            f"the command printed nothing for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
-            "a network (the sandbox has none unless the plan sets network: true) or a lock; "
-            "if it is legitimately quiet, raise the step's stall_timeout_s"
-        )
-    if result.status == "timed_out":
-        return found("the command ran past its timeout_s: raise the step's timeout_s or split the step")
-    if result.exit_code is None and (result.exit_reason or "").startswith(AGENT_FAILED):
-        return found(
-            "the coding agent produced no usable edits: check the model (AUTODEV_LLM_MODEL, its endpoint and key) "
-            "and the step's files, then retry the step"
-        )
-    if result.exit_code is None:
-        return found(f"the Docker engine went away ({result.exit_reason}); run `autodev doctor`, then retry the step")
+    if ended := _how_it_ended(result, stall_timeout_s):
+        return found(ended)
     if m := _NO_MODULE.search(tail):
         return found(
             f"Python module {m.group(1)!r} is missing: install it in an earlier step "
@@ -80,13 +67,36 @@ def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None 
         return found("the disk is full: free space on the Docker host or clean the workspace")
     if re.search(r"Temporary failure in name resolution|Network is unreachable|Could not resolve host", tail):
         return found("the command needs a network: set `network: true` in the plan, or vendor what it downloads")
-    if result.exit_code == 137:
+    if result.exit_code in (137, 143):  # not out of memory (the cgroup counted no OOM kill): a signal from inside
         return found(
-            "the command was killed (exit 137), most likely out of memory: raise AUTODEV_SANDBOX_MEMORY "
-            "or make the command use less memory"
+            f"the command was killed ({result.exit_reason or f'exit {result.exit_code}'}): something it ran sent the signal "
+            "(a test runner's timeout, a kill in a script); read the step's log for who"
         )
     log = f" ({result.log_path})" if result.log_path else ""
     return found(f"read the step's full log{log} for the first error, fix it, then retry the step")
+
+
+def _how_it_ended(result: CommandResult, stall_timeout_s: float | None) -> str | None:
+    """The action for what the status and the exit reason alone say (the output aside)."""
+    reason = result.exit_reason or ""
+    if result.status == "stalled":
+        return (
+            f"the command printed nothing for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
+            "a network (the sandbox has none unless the plan sets network: true) or a lock; "
+            "if it is legitimately quiet, raise the step's stall_timeout_s"
+        )
+    if result.status == "timed_out":
+        return "the command ran past its timeout_s: raise the step's timeout_s or split the step"
+    if result.exit_code is None and reason.startswith(AGENT_FAILED):
+        return (
+            "the coding agent produced no usable edits: check the model (AUTODEV_LLM_MODEL, its endpoint and key) "
+            "and the step's files, then retry the step"
+        )
+    if result.exit_code is None:
+        return f"the Docker engine went away ({reason}); run `autodev doctor`, then retry the step"
+    if reason.startswith("out of memory"):
+        return "the command ran out of memory: raise AUTODEV_SANDBOX_MEMORY or make the command use less memory"
+    return None
 
 
 def fingerprint(command: str, result: CommandResult) -> str:

@@ -37,8 +37,7 @@ def advise(
     found: list[tuple[Recommendation, float]] = []
     if git.conflicts:
         found.append((_resolve_conflicts(git), 0.9))
-    if blocked:
-        found.append((_decide_on_blocked(run_id, blocked[0], blockers), 0.8))
+    found += [(_decide_on_blocked(run_id, step_id, blockers, several=len(blocked) > 1), 0.8) for step_id in blocked]
     found += [(_fix_failed(plan, step_id, statuses[step_id], blockers), 0.75) for step_id in failed]
     finished = not pending and not blocked
     if finished and not failed and git.is_repo and (git.dirty_files or git.untracked_files) and not git.conflicts:
@@ -68,13 +67,14 @@ def _resolve_conflicts(git: GitState) -> Recommendation:
     )
 
 
-def _decide_on_blocked(run_id: str, step_id: str, blockers: list[Blocker]) -> Recommendation:
+def _decide_on_blocked(run_id: str, step_id: str, blockers: list[Blocker], several: bool) -> Recommendation:
     b = next((b for b in reversed(blockers) if b.step_id == step_id and b.stops_the_run), None)
+    step = f" --step {step_id}" if several else ""  # one decision per blocked step
     return Recommendation(
         action=b.suggested_action if b else f"decide on the blocked step {step_id}",
         reason=f"the run is blocked at {step_id}" + (f": {b.summary}" if b else "") + " (evidence.latest_blocker)",
         # A step a person does by hand is done by skipping it; anything else is retried.
-        command=f"autodev resume {run_id} --action {'skip' if b and b.kind == 'manual' else 'retry'}",
+        command=f"autodev resume {run_id}{step} --action {'skip' if b and b.kind == 'manual' else 'retry'}",
     )
 
 

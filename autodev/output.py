@@ -44,7 +44,9 @@ class OutputCapture:
         self._log: BinaryIO | None = None
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+            # Unbuffered: what the command printed is on disk at once, for a run resumed after its
+            # orchestrator was killed (each chunk is one write).
+            self._log = open(log_path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         self._on_lines = on_lines
         self._live_left = live_bytes if on_lines else 0
         self._partial = b""
@@ -88,15 +90,20 @@ class OutputCapture:
                 self._redact_log()
 
     def _redact_log(self) -> None:
-        # Line by line, so a secret split across two output chunks is still found.
         assert self.log_path is not None
-        masked = self.log_path.with_suffix(".redacting")
-        with open(self.log_path, "rb") as src, open(masked, "wb") as dst:
-            for line in src:
-                dst.write(self.redactor.bytes(line))
-        os.replace(masked, self.log_path)
+        redact_file(self.log_path, self.redactor)
 
     @property
     def tail(self) -> str:
         text = self.redactor.text(decode(bytes(self._tail[-self.tail_bytes:])))
         return text.lstrip("\ufffd") if self.total_bytes > self.tail_bytes else text
+
+
+def redact_file(path: Path, redactor: Redactor) -> None:
+    """Mask the secrets in a log file, in place. Line by line, so a secret split across two
+    output chunks is still found."""
+    masked = path.with_suffix(".redacting")
+    with open(path, "rb") as src, open(masked, "wb") as dst:
+        for line in src:
+            dst.write(redactor.bytes(line))
+    os.replace(masked, path)

@@ -329,7 +329,8 @@ class RunEngine:
         out.changes.phase = self.progress.phase
         out.events.append(RunResumed(step_id=about, action=decision.action, command=decision.command, note=decision.note))
         with_command = f" with `{decision.command}`" if decision.command else ""
-        out.notes.append(Note("info", f"decision on {about}: {decision.action}{with_command}"))
+        said = f"decision on {about}: {decision.action}{with_command}" if step_id else f"{decision.action}: no step is blocked, the run goes on from {about}"
+        out.notes.append(Note("info", said))
         out.loop_status = f"decided on {about}: {decision.action}"
         return out
 
@@ -375,12 +376,13 @@ class RunEngine:
         self.progress.attempts[step_id] = left.attempt
         self.running[step_id] = QueueEntry(queue_id=f"left-{left.attempt}", step_id=step_id, attempt=left.attempt, dispatched_at=utcnow())
         ended = left.finished_at or utcnow()
+        began = min(left.started_at or ended, ended)
+        tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
         if left.exit_code is not None:
             result = CommandResult(
                 status="succeeded" if left.exit_code == 0 else "failed", exit_code=left.exit_code,
                 exit_reason="it ended after its orchestrator died: exit status read from the sandbox; its output after that was not captured",
-                started_at=ended, finished_at=ended, output_tail=left.output_tail, output_bytes=len(left.output_tail),
-                log_path=left.log_path,
+                started_at=began, finished_at=ended, output_tail=tail, output_bytes=len(tail), log_path=left.log_path,
             )
             outcome = self.on_result(step_id, left.attempt, result)
             assert outcome is not None
@@ -390,7 +392,7 @@ class RunEngine:
         why = "it was still running when the run was resumed, and was killed" if left.still_running else "it did not finish"
         result = CommandResult(
             status="failed", exit_code=None, exit_reason=f"interrupted: its orchestrator died while it ran; {why}",
-            started_at=ended, finished_at=ended, output_tail=left.output_tail, log_path=left.log_path,
+            started_at=began, finished_at=ended, output_tail=tail, log_path=left.log_path,
         )
         self.round_start[step_id] = left.attempt  # it runs again, with its retries afresh
         command = self.redactors[step_id].text(self.plan.step(step_id).command)

@@ -216,6 +216,7 @@ class LeftAttempt(BaseModel):
 
     step_id: str
     attempt: int
+    started_at: datetime | None = None  # when it was dispatched, if the metadata's queue says
     exit_code: int | None = None  # from its exit status file: it finished after the orchestrator died
     finished_at: datetime | None = None
     still_running: bool = False  # it still ran when the run was resumed (it was killed then)

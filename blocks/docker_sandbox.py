@@ -204,32 +204,32 @@ class DockerSandboxSession(SandboxSession):
         return f"{CONTAINER_WORKSPACE}/{Path(host_path).resolve().relative_to(self.workspace).as_posix()}"
 
     def _who_killed(self, exit_code: int) -> tuple[int | None, str, bool]:
-        """A command ended by a signal (exit 128+n): the exit code, the reason the evidence
-        gives, and whether the sandbox itself is gone. Out of memory only when the container's
-        cgroup counted an OOM kill; the container stopping means the engine stopped it."""
-        signal = exit_code - 128
-        name = {9: "SIGKILL", 15: "SIGTERM", 2: "SIGINT", 6: "SIGABRT", 11: "SIGSEGV"}.get(signal, f"signal {signal}")
-        try:
-            self.container.reload()
-            running = self.container.status == "running"
-        except ENGINE_ERRORS:
-            running = False
-        if not running:
-            return None, f"the sandbox container stopped while the command ran ({name}): the Docker engine stopped or restarted, or the container was removed", True
+        """A command ended by SIGKILL or SIGTERM: the exit code, the reason the evidence gives, and
+        whether the sandbox itself is gone. The probe is a command run in the container: when it
+        cannot run, the container stopped under the command (the engine stopped or restarted it);
+        when it runs, it reads the cgroup's OOM kill count: out of memory only if that grew."""
+        name = {137: "SIGKILL", 143: "SIGTERM"}[exit_code]
         kills = self._read_oom_kills()
-        if kills is not None and kills > self._oom_kills:
+        if kills is None:
+            return None, (
+                f"the sandbox container stopped while the command ran ({name}): the Docker engine stopped or "
+                "restarted, or the container was removed"
+            ), True
+        if kills > self._oom_kills:
             self._oom_kills = kills
             return exit_code, f"out of memory: the kernel's OOM killer ended it (sandbox memory limit {self.memory})", False
         return exit_code, f"killed by {name} from inside the sandbox (no out-of-memory kill was recorded)", False
 
     def _read_oom_kills(self) -> int | None:
-        """The container's OOM kill count (None when the cgroup does not say)."""
+        """The container's OOM kill count (0 when its cgroup does not say); None when nothing can
+        run in the container any more."""
         try:
-            out = self.container.exec_run(["/bin/sh", "-c", OOM_KILLS]).output.decode(errors="replace")
+            result = self.container.exec_run(["/bin/sh", "-c", OOM_KILLS])
         except ENGINE_ERRORS:
             return None
+        out = result.output.decode(errors="replace")
         counts = [int(part) for line in out.splitlines() if (part := line.split()[-1]).isdigit()]
-        return max(counts) if counts else None
+        return max(counts, default=0)
 
     def _exit_code(self, exec_id: str) -> int | None:
         # The stream can end a moment before Docker records the exit; poll briefly.

@@ -61,7 +61,13 @@ def clear_leftovers(run_id: str, workspace: Path, queued: list[QueueEntry], tail
         step_id, _, attempt = path.name.removesuffix(".exit").rpartition(".")
         if attempt.isdigit():
             found.add((step_id, int(attempt)))
-    return [_left(workspace, run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes) for step_id, attempt in sorted(found)]
+    dispatched = {(q.step_id, q.attempt): q.dispatched_at for q in queued}
+    return [
+        _left(workspace, run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes).model_copy(
+            update={"started_at": dispatched.get((step_id, attempt))}
+        )
+        for step_id, attempt in sorted(found)
+    ]
 
 
 def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:

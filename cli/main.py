@@ -175,6 +175,9 @@ def report(
     ),
     limit: Annotated[int, typer.Option(help="How many of the newest runs to include.")] = 200,
     project: Annotated[str | None, typer.Option(help="Only runs of this project.")] = None,
+    include: Annotated[
+        list[Path] | None, typer.Option(help="Markdown to add at the end (e.g. a soak's figures); repeatable.")
+    ] = None,
 ) -> None:
     """Render the development test report from the runs recorded in the state store."""
     from autodev.evaluation import evaluate, render_report
@@ -193,7 +196,13 @@ def report(
     if not evaluations:
         raise BadInput("no finished runs recorded yet" + (f" for project {project!r}" if project else ""))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_report(evaluations, utcnow()), encoding="utf-8")
+    extras = []
+    for path in include or []:
+        try:
+            extras.append(path.read_text(encoding="utf-8").strip() + "\n")
+        except OSError as exc:
+            raise BadInput(f"--include {path}: {exc.strerror or exc}") from exc
+    output.write_text("\n".join([render_report(evaluations, utcnow()), *extras]), encoding="utf-8")
     err.print(f"wrote {output} from {len(evaluations)} recorded run(s)", highlight=False)
 
 

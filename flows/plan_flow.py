@@ -25,6 +25,7 @@ from prefect.utilities.annotations import quote
 from autodev.errors import CommandFailed, RunFailed
 from autodev.models import CommandRequest, CommandResult, Plan, utcnow
 from autodev.outcomes import Dispatch, Outcome, Rules
+from autodev.output import redact_file
 from autodev.recovery import LEASE_BEATS, owner_here
 from autodev.run_engine import RunEngine
 from autodev.scaffold import todo_files_in
@@ -176,6 +177,10 @@ class Loop:
         (its sandboxes removed, its commands' ends recovered), then takes `decision`."""
         if resumed is not None:
             left = clear_leftovers(resumed.run_id, Path(resumed.workspace), resumed.metadata.queue, self.settings.output_tail_bytes)
+            for attempt in left:  # the dead orchestrator could not mask their logs at their end
+                redactor = self.engine.redactors.get(attempt.step_id)
+                if attempt.log_path and redactor:
+                    redact_file(Path(attempt.log_path), redactor)
             run_id = resumed.run_id
             for outcome in self.engine.restore(self.recorder.store.step_states(run_id), self.recorder.store.attempts(run_id), left):
                 self.take(outcome)

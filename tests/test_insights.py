@@ -68,6 +68,18 @@ def test_a_step_left_to_a_person_is_resumed_by_skipping_it():
     assert insight.recommendations[0].command == "autodev resume run-1 --action skip"
 
 
+def test_each_blocked_step_gets_its_own_decision_in_the_advice():
+    plan = parse_plan("project: p\nsteps:\n  - {id: a, run: x}\n  - {id: b, kind: agent, instruction: do it}\n")
+    blockers = [
+        Blocker(step_id="a", command="x", exit_code=137, summary="stalled", kind="stall", suggested_action="check input", ts=utcnow()),
+        Blocker(step_id="b", command="agent: do it", exit_code=None, summary="no agent", kind="manual", suggested_action="by hand", ts=utcnow()),
+    ]
+    insight = advise("r", plan, {"a": "blocked", "b": "blocked"}, {"a": 1, "b": 0}, blockers, GitState())
+    assert [r.command for r in insight.recommendations] == [
+        "autodev resume r --step a --action retry", "autodev resume r --step b --action skip",
+    ]
+
+
 def test_notify_only_on_new_advice_or_a_confidence_drop():
     base = advise("r", PLAN, DONE, {"build": 1, "test": 1}, [], repo_state())
     assert changed(None, base)

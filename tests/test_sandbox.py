@@ -209,3 +209,28 @@ def test_engine_lost_mid_command_gives_unknown_exit_code_with_reason(docker_engi
         session.close()  # must not raise although the engine is unreachable
     finally:
         docker_engine.containers.get(container_id).remove(force=True)
+
+
+def test_a_kill_is_called_out_of_memory_only_when_the_cgroup_counted_one(docker_engine, tmp_path):
+    session = DockerSandbox(image=IMAGE, memory="64m").open(tmp_path, "oom-evidence")
+    try:
+        killed = run(session, "kill -9 $$")
+        assert killed.exit_code == 137 and "killed by SIGKILL from inside the sandbox" in killed.exit_reason
+        assert "out of memory" not in killed.exit_reason and not killed.sandbox_lost
+        oom = run(session, "python3 -c 'x = bytearray(300 * 1024 * 1024)'")
+        assert oom.exit_code == 137 and oom.exit_reason.startswith("out of memory") and "64m" in oom.exit_reason
+        again = run(session, "kill -9 $$")  # an earlier OOM kill does not make the next kill one
+        assert "from inside the sandbox" in again.exit_reason
+    finally:
+        session.close()
+
+
+def test_the_exit_status_is_written_to_the_workspace_for_a_later_orchestrator(docker_engine, tmp_path):
+    session = DockerSandbox(image=IMAGE).open(tmp_path, "exit-file")
+    exit_file = tmp_path / ".autodev" / "logs" / "exit-file" / "s.1.exit"
+    try:
+        request = CommandRequest(command="exit 7", timeout_s=30, stall_timeout_s=30, key="exit-file/s/1/", exit_path=str(exit_file))
+        assert session.run(request, lambda _: None).exit_code == 7
+        assert exit_file.read_text().strip() == "7"
+    finally:
+        session.close()
