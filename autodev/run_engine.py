@@ -79,9 +79,11 @@ class RunEngine:
         self.feedback_rounds = meta.feedback_rounds
         self.todo_files: list[str] = list(meta.todo_files or [])
         self._queued_before = [q.queue_id for q in meta.queue]  # entries a dead process left behind
+        self._skipped_by_a_person = {i.step_id for i in meta.interventions if i.action == "skip"}
         self.redactors = {s.id: Redactor.from_env(environ or {}, s.env) for s in plan.steps}
         self.redact_all = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         self._limits: dict[str, StepDefaults] = {}
+        self.sandbox_lost = False  # a result said the sandbox went away (the engine stopped)
 
     # --- queries ---------------------------------------------------------------------
     def limits(self, step: Step) -> StepDefaults:
@@ -104,7 +106,14 @@ class RunEngine:
     def waiting_on(self) -> list[Blocker]:
         """The blocker that stopped each blocked step (its newest), in plan order."""
         newest = {b.step_id: b for b in self.blockers if b.stops_the_run}
-        return [newest[sid] for sid in self.progress.blocked_steps if sid in newest]
+        unknown = "its blocker was not recorded (the orchestrator that blocked it died first)"
+        return [
+            newest.get(sid)
+            or Blocker(step_id=sid, command=self.plan.step(sid).command, exit_code=None, summary=unknown, kind="stall",
+                       suggested_action=f"read the step's log, then retry or skip it (`autodev resume {self.run_id} --step {sid}`)",
+                       ts=utcnow())
+            for sid in self.progress.blocked_steps
+        ]
 
     # --- what to dispatch --------------------------------------------------------------
     def dispatch(self) -> Outcome:
@@ -113,6 +122,8 @@ class RunEngine:
         out = Outcome()
         if self.stale & self.running.keys():
             return out  # a feedback round waits until the checks that ran on the old code are done
+        if self.sandbox_lost:
+            return out  # the engine went away: nothing can run until a person says it is back
         while (free := self.plan.max_parallel - len(self.running)) > 0:
             ready = self.progress.ready(set(self.running), limit=free)
             if not ready:
@@ -145,12 +156,13 @@ class RunEngine:
         """An agent step with no agent: the run blocks so a person does the step by hand and
         says so with `skip`."""
         files = ", ".join(step.files or self.todo_files) or "the files the instruction names"
+        mask = self.redactors[step.id].text
         blocker = Blocker(
             step_id=step.id,
-            command=step.command,
+            command=mask(step.command),
             exit_code=None,
             summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent_command",
-            suggested_action=f"do it by hand: {(step.instruction or '').strip().rstrip('.')}; edit {files} in "
+            suggested_action=f"do it by hand: {mask((step.instruction or '').strip().rstrip('.'))}; edit {files} in "
             f"{self.workspace}, then skip this step to go on (`autodev resume {self.run_id} --action skip`), "
             "or set AUTODEV_LLM_MODEL and retry",
             kind="manual",
@@ -213,7 +225,7 @@ class RunEngine:
             self.stalls[step.id] += 1
         move = next_move(result.status, attempt - self.round_start.get(step.id, 0), self.stalls[step.id], limits, tripped)
         if result.sandbox_lost:  # nothing runs until the engine is back: a person resumes the run then
-            move = "block"
+            move, self.sandbox_lost = "block", True
             diagnosis = dataclasses.replace(
                 diagnosis,
                 suggested_action="the Docker engine stopped or restarted under the run: once `autodev doctor` shows it "
@@ -308,11 +320,14 @@ class RunEngine:
             return Outcome(notes=[Note("error", f"decision on {decision.step} ignored: it is not blocked (blocked: {listed})")])
         step_id = decision.step or (blocked[0] if blocked else None)
         out = Outcome(status="running", advice="due")
+        self.sandbox_lost = False  # a person decided: the engine is back, or they say so
         if decision.action == "retry":
             self.breaker = FailureBreaker(self.rules.breaker_threshold)
             if step_id is not None:
                 self.progress.reopen(step_id)
                 self.stalls[step_id] = 0
+                self.round_start[step_id] = self.progress.attempts[step_id]  # its retries afresh
+                out.step_states = {step_id: "pending"}
                 if decision.command and decision.command.strip():
                     out.plan = self._replace_command(step_id, decision.command)
         elif decision.action == "skip" and step_id is not None:
@@ -322,13 +337,13 @@ class RunEngine:
             rest = self.progress.abort(step_id)
             out.step_states = {**({step_id: "failed"} if step_id else {}), **dict.fromkeys(rest, "skipped")}
         about = step_id or self.progress.phase
-        intervention = Intervention(
-            step_id=about, action=decision.action, command=decision.command, note=decision.note, ts=utcnow()
-        )
+        mask = self.redactors[step_id].text if step_id in self.redactors else self.redact_all.text
+        command, note = (mask(decision.command) if decision.command else None), mask(decision.note)
+        intervention = Intervention(step_id=about, action=decision.action, command=command, note=note, ts=utcnow())
         out.changes.interventions.append(intervention)
         out.changes.phase = self.progress.phase
-        out.events.append(RunResumed(step_id=about, action=decision.action, command=decision.command, note=decision.note))
-        with_command = f" with `{decision.command}`" if decision.command else ""
+        out.events.append(RunResumed(step_id=about, action=decision.action, command=command, note=note))
+        with_command = f" with `{command}`" if command else ""
         said = f"decision on {about}: {decision.action}{with_command}" if step_id else f"{decision.action}: no step is blocked, the run goes on from {about}"
         out.notes.append(Note("info", said))
         out.loop_status = f"decided on {about}: {decision.action}"
@@ -351,7 +366,7 @@ class RunEngine:
         previous orchestrator started and never recorded (it died): one that finished meanwhile
         counts as it ended (it is not run twice); one that was still running (killed now) or
         never finished is kept with its reason, and its step runs again."""
-        self.progress.restore(dict(step_states))
+        self.progress.restore(dict(step_states), self._skipped_by_a_person)
         for a in attempts:
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
         for step_id, status in self.progress.status.items():
@@ -365,9 +380,12 @@ class RunEngine:
             )
         ]
         for attempt in sorted(left or [], key=lambda a: (a.finished_at is None, a.finished_at or utcnow(), a.attempt)):
-            unsettled = attempt.step_id in self.progress.status and self.progress.status[attempt.step_id] is None
-            if unsettled and attempt.attempt > self.progress.attempts[attempt.step_id]:
+            if attempt.step_id not in self.progress.status or attempt.attempt <= self.progress.attempts[attempt.step_id]:
+                continue  # recorded already (or not a step of this plan)
+            if self.progress.status[attempt.step_id] is None:
                 outcomes.append(self._settle_left(attempt))
+            else:  # settled meanwhile: its number is taken all the same
+                self.progress.attempts[attempt.step_id] = attempt.attempt
         return outcomes
 
     def _settle_left(self, left: LeftAttempt) -> Outcome:
@@ -378,7 +396,8 @@ class RunEngine:
         ended = left.finished_at or utcnow()
         began = min(left.started_at or ended, ended)
         tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
-        if left.exit_code is not None:
+        deps_done = all(self.progress.status[d] == "succeeded" or d in self.progress.waived for d in self.plan.step(step_id).depends_on)
+        if left.exit_code is not None and deps_done:
             result = CommandResult(
                 status="succeeded" if left.exit_code == 0 else "failed", exit_code=left.exit_code,
                 exit_reason="it ended after its orchestrator died: exit status read from the sandbox; its output after that was not captured",
@@ -390,6 +409,8 @@ class RunEngine:
             return outcome
         del self.running[step_id]
         why = "it was still running when the run was resumed, and was killed" if left.still_running else "it did not finish"
+        if left.exit_code is not None:  # it finished, but on code a feedback round was replacing
+            why = "it ran on the code before a feedback round"
         result = CommandResult(
             status="failed", exit_code=None, exit_reason=f"interrupted: its orchestrator died while it ran; {why}",
             started_at=began, finished_at=ended, output_tail=tail, log_path=left.log_path,

@@ -93,22 +93,23 @@ class Progress:
 
     def abort(self, step_id: str | None) -> list[str]:
         """A person chose to stop the run: the step (if one is named) fails and nothing else
-        runs. Returns the steps skipped."""
+        runs, the other blocked steps included. Returns the steps skipped."""
         if step_id is not None:
             self.status[step_id] = "failed"
-        rest = [sid for sid, st in self.status.items() if st is None]
+        rest = [sid for sid, st in self.status.items() if st in (None, "blocked") and sid != step_id]
         self.status.update(dict.fromkeys(rest, "skipped"))
         return rest
 
-    def restore(self, states: dict[str, str]) -> None:
-        """Continue a run from what the store recorded: finished steps stay finished."""
+    def restore(self, states: dict[str, str], skipped_by_a_person: set[str] = frozenset()) -> None:
+        """Continue a run from what the store recorded: settled steps stay as they are (a failed
+        step stays failed, and what it skipped stays skipped); a step a person skipped counts as
+        done for what depends on it. Steps with no final state (pending, running) run."""
         for step_id, status in states.items():
-            if status in ("succeeded", "skipped"):
-                self.status[step_id] = status  # type: ignore[assignment]
-                if status == "skipped":
-                    self.waived.add(step_id)
-            elif status == "blocked":
-                self.status[step_id] = "blocked"
+            if step_id not in self.status or status in ("pending", "running"):
+                continue
+            self.status[step_id] = status  # type: ignore[assignment]
+            if status == "skipped" and step_id in skipped_by_a_person:
+                self.waived.add(step_id)
 
     @property
     def blocked(self) -> bool:

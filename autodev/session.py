@@ -158,6 +158,9 @@ class MetadataChanges(BaseModel):
     evaluation: RunEvaluation | None = None
 
     _LISTS: ClassVar[tuple[str, ...]] = ("queued", "dequeued", "results", "blockers", "interventions", "pauses")
+    _DURABLE: ClassVar[tuple[str, ...]] = (
+        "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation"
+    )
     _VALUES: ClassVar[tuple[str, ...]] = (
         "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation"
     )
@@ -176,16 +179,30 @@ class MetadataChanges(BaseModel):
             getattr(self, name) is None for name in (*self._VALUES, "heartbeat", "last_output_at")
         )
 
+    def durable(self) -> MetadataChanges:
+        """The changes that must be stored with the attempt or decision that made them (a blocker,
+        a decision, a feedback round's evidence): a crash before the iteration's write must not
+        lose them."""
+        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in self._DURABLE})
+
+    def deferrable(self) -> MetadataChanges:
+        """The rest, written once per loop iteration (queue, history, phase, advice, heartbeat)."""
+        rest = set(MetadataChanges.model_fields) - set(self._DURABLE)
+        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in rest})
+
     def apply(self, meta: SessionMetadata) -> None:
-        meta.queue.extend(self.queued)
+        """Make the changes to `meta`. Applying them twice (a write retried after its commit was
+        acknowledged too late) adds no entry twice."""
+        known = {q.queue_id for q in meta.queue}
+        meta.queue.extend(q for q in self.queued if q.queue_id not in known)
         if self.dequeued:
             gone = set(self.dequeued)
             meta.queue = [q for q in meta.queue if q.queue_id not in gone]
         for result in self.results:
-            meta.record_result(result)
-        meta.blockers.extend(self.blockers)
-        meta.interventions.extend(self.interventions)
-        meta.pauses.extend(self.pauses)
+            if result not in meta.command_history:
+                meta.record_result(result)
+        for entries, new in ((meta.blockers, self.blockers), (meta.interventions, self.interventions), (meta.pauses, self.pauses)):
+            entries.extend(entry for entry in new if entry not in entries)
         for name in self._VALUES:
             value = getattr(self, name)
             if value is not None:

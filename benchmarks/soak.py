@@ -198,7 +198,9 @@ def summary(runs: list[dict], lost: int, leaked: int, rss: list[float], sizes: l
             "## Soak (`benchmarks/soak.py`)\n\n"
             "Plans of every kind through the real CLI without a break: success, failure, a stall skipped by a "
             "person, a breaker trip aborted by a person, a `kill -9` of the orchestrator followed by `autodev "
-            f"resume`.\n\n| measure | result |\n|---|---|\n{table}\n",
+            f"resume`.\n\n| measure | result |\n|---|---|\n{table}\n\n"
+            "Run it again with `.venv/bin/python benchmarks/soak.py --minutes 30 --markdown FILE` and "
+            "`autodev report --include FILE`; the seed's 24-hour trial is `--minutes 1440`.\n",
             encoding="utf-8",
         )
 

@@ -14,9 +14,8 @@ import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autodev.errors import AutodevError
 from autodev.session import LeftAttempt, QueueEntry
-from blocks.docker_sandbox import KILL_MARKED, MARKER_VAR, docker_client, status_dir
+from blocks.docker_sandbox import ENGINE_ERRORS, KILL_MARKED, MARKER_VAR, docker_client, status_dir
 
 # The AUTODEV_STEP values of the processes of this run ($1: "<run>/") that still run.
 RUNNING_KEYS = """
@@ -48,19 +47,21 @@ def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
         client.close()
 
 
-def clear_leftovers(run_id: str, workspace: Path, queued: list[QueueEntry], tail_bytes: int) -> list[LeftAttempt]:
+def clear_leftovers(
+    run_id: str, workspace: Path, queued: list[QueueEntry], recorded: set[tuple[str, int]], tail_bytes: int
+) -> list[LeftAttempt]:
     """Kill what the run's dead orchestrator left running, remove its sandboxes, and say of each
-    attempt it had started (queued in the metadata, still running, or with an exit status
-    file) how it ended. Without a reachable engine, the files alone tell."""
-    still_running: set[tuple[str, int]] = set()
-    with contextlib.suppress(AutodevError):  # no engine: nothing runs there now either
-        still_running = _kill_and_remove(run_id)
+    attempt it had started and not `recorded` (queued in the metadata, still running, or with
+    an exit status file) how it ended. EnvironmentProblem when no engine answers: what still
+    runs there cannot be told, so nothing is settled."""
+    still_running = _kill_and_remove(run_id)
     found = {(q.step_id, q.attempt) for q in queued} | still_running
     folder = status_dir(workspace, run_id)
     for path in folder.glob("*.exit") if folder.is_dir() else []:
         step_id, _, attempt = path.name.removesuffix(".exit").rpartition(".")
         if attempt.isdigit():
             found.add((step_id, int(attempt)))
+    found -= recorded  # their results are stored: nothing to read again
     dispatched = {(q.step_id, q.attempt): q.dispatched_at for q in queued}
     return [
         _left(workspace, run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes).model_copy(
@@ -77,14 +78,18 @@ def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:
     running: set[tuple[str, int]] = set()
     try:
         for container in client.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"}):
-            if container.status == "running":
-                out = container.exec_run(["/bin/sh", "-c", RUNNING_KEYS, "autodev-find", f"{run_id}/"]).output.decode(errors="replace")
-                for line in out.split():
-                    _, step_id, attempt, _ = line.removeprefix(f"{MARKER_VAR}=").rsplit("/", 3)
-                    if attempt.isdigit():
-                        running.add((step_id, int(attempt)))
-                container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", f"{MARKER_VAR}={run_id}/"])
-            container.remove(force=True)
+            try:
+                if container.status == "running":
+                    out = container.exec_run(["/bin/sh", "-c", RUNNING_KEYS, "autodev-find", f"{run_id}/"]).output
+                    for line in out.decode(errors="replace").split():
+                        _, step_id, attempt, _ = line.removeprefix(f"{MARKER_VAR}=").rsplit("/", 3)
+                        if attempt.isdigit():
+                            running.add((step_id, int(attempt)))
+                    container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", f"{MARKER_VAR}={run_id}/"])
+                container.remove(force=True)
+            except ENGINE_ERRORS:  # it stopped or went away meanwhile: nothing of it runs
+                with contextlib.suppress(*ENGINE_ERRORS):
+                    container.remove(force=True)
     finally:
         client.close()
     return running

@@ -154,7 +154,7 @@ class StoreBackend(ABC):
         )
         self._write(
             f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
-            "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p}, {p}, {p})",
+            "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p}, {p}, {p}) ON CONFLICT (run_id) DO NOTHING",
             values,
         )
 
@@ -166,44 +166,62 @@ class StoreBackend(ABC):
         plan: Plan | None = None,
         flow_run_id: str | None = None,
         lease: Lease | None = None,
+        step_states: dict[str, str] | None = None,
     ) -> SessionMetadata:
-        """Read-modify-write the session's metadata atomically (row lock / write lock).
+        """Read-modify-write the session's metadata atomically (row lock / write lock), with the
+        step states it settles in the same transaction.
 
         `plan` replaces the run's effective plan (a person edited a command); `flow_run_id` is
-        set when another flow run continues the session. With `lease`, the write renews it, and
-        is refused (LeaseLost) when another process holds the run now."""
+        set when another flow run continues the session. With `lease`, the write is refused
+        (LeaseLost) when another process holds the run now (the holder renews its lease apart:
+        `renew_lease`)."""
 
         def work(cur: Any) -> SessionMetadata:
-            row = self._execute(
-                cur, "SELECT metadata, status, owner FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"no session {run_id!r}")
-            if lease is not None and row[2] != lease.owner:
-                raise LeaseLost(run_id, row[2])
-            metadata = SessionMetadata.model_validate(_load_json(row[0]))
-            if mutate:
-                mutate(metadata)
-            now = utcnow()
-            self._execute(
-                cur,
-                "UPDATE agent_sessions SET metadata = CAST({p} AS {json}), status = {p}, updated_at = {p} WHERE run_id = {p}",
-                (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(now), run_id),
-            )
-            if plan is not None:
-                self._execute(
-                    cur,
-                    "UPDATE agent_sessions SET plan = CAST({p} AS {json}) WHERE run_id = {p}",
-                    (self._json(plan.model_dump(mode="json")), run_id),
-                )
-            if flow_run_id is not None:
-                self._execute(cur, "UPDATE agent_sessions SET flow_run_id = {p} WHERE run_id = {p}", (flow_run_id, run_id))
-            if lease is not None:
-                until = self._ts(now + timedelta(seconds=lease.seconds))
-                self._execute(cur, "UPDATE agent_sessions SET lease_until = {p} WHERE run_id = {p}", (until, run_id))
-            return metadata
+            if step_states:
+                self._write_step_states(cur, run_id, step_states)
+            return self._update(cur, run_id, mutate, status, plan, flow_run_id, lease)
 
         return self._atomic(work)
+
+    def _check_owner(self, cur: Any, run_id: str, lease: Lease) -> None:
+        row = self._execute(cur, "SELECT owner FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)).fetchone()
+        if row is None or row[0] != lease.owner:
+            raise LeaseLost(run_id, row[0] if row else None)
+
+    def _update(
+        self,
+        cur: Any,
+        run_id: str,
+        mutate: Callable[[SessionMetadata], None] | None,
+        status: RunStatus | None = None,
+        plan: Plan | None = None,
+        flow_run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> SessionMetadata:
+        row = self._execute(
+            cur, "SELECT metadata, status, owner FROM agent_sessions WHERE run_id = {p}{for_update}", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no session {run_id!r}")
+        if lease is not None and row[2] != lease.owner:
+            raise LeaseLost(run_id, row[2])
+        metadata = SessionMetadata.model_validate(_load_json(row[0]))
+        if mutate:
+            mutate(metadata)
+        self._execute(
+            cur,
+            "UPDATE agent_sessions SET metadata = CAST({p} AS {json}), status = {p}, updated_at = {p} WHERE run_id = {p}",
+            (self._json(metadata.model_dump(mode="json")), status or row[1], self._ts(utcnow()), run_id),
+        )
+        if plan is not None:
+            self._execute(
+                cur,
+                "UPDATE agent_sessions SET plan = CAST({p} AS {json}) WHERE run_id = {p}",
+                (self._json(plan.model_dump(mode="json")), run_id),
+            )
+        if flow_run_id is not None:
+            self._execute(cur, "UPDATE agent_sessions SET flow_run_id = {p} WHERE run_id = {p}", (flow_run_id, run_id))
+        return metadata
 
     # --- who runs a session (the lease) -------------------------------------------------
     def take_lease(self, run_id: str, lease: Lease, replacing: str | None = None) -> bool:
@@ -289,10 +307,18 @@ class StoreBackend(ABC):
         return dict(self._fetchall("SELECT step_id, status FROM step_states WHERE run_id = {p}", (run_id,)))
 
     # --- step results ------------------------------------------------------------------
-    def record_attempt(self, attempt: StepAttempt, step_states: dict[str, str] | None = None) -> None:
-        """Keep one attempt, and the step states it settles (the step's own, steps it skips), in
-        one transaction. An attempt is kept once: a write tried again after its commit was
-        acknowledged too late (the database restarted) finds it there and adds nothing."""
+    def record_attempt(
+        self,
+        attempt: StepAttempt,
+        step_states: dict[str, str] | None = None,
+        mutate: Callable[[SessionMetadata], None] | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        """Keep one attempt, the step states it settles (the step's own, steps it skips) and the
+        metadata changes that must not be lost with it (`mutate`: its blocker, a feedback
+        round's evidence), in one transaction. An attempt is kept once: a write tried again after
+        its commit was acknowledged too late (the database restarted) finds it there and changes
+        nothing. With `lease`, refused (LeaseLost) when another process holds the run now."""
         r = attempt.result
         values = (
             attempt.run_id, attempt.step_id, attempt.attempt, attempt.command, r.status, r.exit_code, r.exit_reason,
@@ -301,14 +327,20 @@ class StoreBackend(ABC):
         )
 
         def work(cur: Any) -> None:
-            self._execute(
+            if lease is not None:
+                self._check_owner(cur, attempt.run_id, lease)
+            inserted = self._execute(
                 cur,
                 f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 14)}) "
                 "ON CONFLICT (run_id, step_id, attempt) DO NOTHING",
                 values,
-            )
+            ).rowcount
+            if inserted != 1:
+                return
             if step_states:
                 self._write_step_states(cur, attempt.run_id, step_states)
+            if mutate is not None:
+                self._update(cur, attempt.run_id, mutate)
 
         self._atomic(work)
 

@@ -202,7 +202,8 @@ def report(
             extras.append(path.read_text(encoding="utf-8").strip() + "\n")
         except OSError as exc:
             raise BadInput(f"--include {path}: {exc.strerror or exc}") from exc
-    output.write_text("\n".join([render_report(evaluations, utcnow()), *extras]), encoding="utf-8")
+    parts = [render_report(evaluations, utcnow()), *extras]
+    output.write_text("\n\n".join(part.rstrip() for part in parts) + "\n", encoding="utf-8")
     err.print(f"wrote {output} from {len(evaluations)} recorded run(s)", highlight=False)
 
 

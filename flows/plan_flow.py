@@ -98,7 +98,7 @@ def run_plan(
         lease = Lease(owner=owner_here(flow_run_id), seconds=LEASE_BEATS * settings.heartbeat_interval_s)
         session = open_session(store, plan, workspace_path, flow_run_id, lease, metadata, continue_run)
         events = RunEvents(flow_run_id, session.run_id, plan.project)
-        recorder = Recorder(store, session, events, get_run_logger(), settings.heartbeat_interval_s, lease)
+        recorder = Recorder(store, session.run_id, events, get_run_logger(), settings.heartbeat_interval_s, lease)
         try:
             with recorder.keep_alive(), model_for(llm_block, replay) as llm:
                 recorder.started(len(session.plan.steps), session.workspace)
@@ -176,13 +176,15 @@ class Loop:
         waits for a person. A `resumed` run first settles what its previous orchestrator left
         (its sandboxes removed, its commands' ends recovered), then takes `decision`."""
         if resumed is not None:
-            left = clear_leftovers(resumed.run_id, Path(resumed.workspace), resumed.metadata.queue, self.settings.output_tail_bytes)
+            store = self.recorder.store
+            states, attempts = store.step_states(resumed.run_id), store.attempts(resumed.run_id)
+            recorded = {(a.step_id, a.attempt) for a in attempts}
+            left = clear_leftovers(resumed.run_id, Path(resumed.workspace), resumed.metadata.queue, recorded, self.settings.output_tail_bytes)
             for attempt in left:  # the dead orchestrator could not mask their logs at their end
                 redactor = self.engine.redactors.get(attempt.step_id)
                 if attempt.log_path and redactor:
                     redact_file(Path(attempt.log_path), redactor)
-            run_id = resumed.run_id
-            for outcome in self.engine.restore(self.recorder.store.step_states(run_id), self.recorder.store.attempts(run_id), left):
+            for outcome in self.engine.restore(states, attempts, left):
                 self.take(outcome)
         self.sandbox = self.open_sandbox()
         try:
@@ -251,6 +253,7 @@ class Loop:
             key=attempt_key(run_id, d.step.id, d.attempt),
             exit_path=str(exit_path(workspace, run_id, d.step.id, d.attempt)),
         )
+        Path(request.exit_path).unlink(missing_ok=True)  # only this attempt's end may be read from it
         capture = Capture(
             tail_bytes=self.settings.output_tail_bytes,
             live_log_bytes=self.settings.live_log_bytes,
@@ -303,7 +306,11 @@ class Loop:
         assert blockers  # a blocked step always leaves its blocker
         self.take(self.engine.pause())
         self._settle()
-        return ask_for_decision(blockers, self.engine.run_id, self.settings.decision_timeout_s, self.recorder.logger)
+        self.recorder.paused = True
+        try:
+            return ask_for_decision(blockers, self.engine.run_id, self.settings.decision_timeout_s, self.recorder.logger)
+        finally:
+            self.recorder.paused = False
 
     def apply(self, decision: Decision) -> None:
         """Carry out a person's decision, and record it at once."""

@@ -26,7 +26,7 @@ from prefect.events import emit_event
 from autodev.errors import BadInput, EnvironmentProblem
 from autodev.evaluation import evaluate
 from autodev.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
-from autodev.models import Plan, RunReport, RunStatus, utcnow
+from autodev.models import Plan, RunReport, utcnow
 from autodev.outcomes import Outcome
 from autodev.recovery import holder_gone_here
 from autodev.report import build_report
@@ -73,9 +73,10 @@ def open_session(
     dead_holder = session.owner if holder_gone_here(session.owner) else None
     if not store.take_lease(continue_run, lease, replacing=dead_holder):
         held = store.get_session(continue_run)
+        until = f", its hold lasts until {held.lease_until:%H:%M:%S} UTC" if held.lease_until else ""
         raise BadInput(
-            f"run {continue_run} is being run by another process ({held.owner}, its hold lasts until "
-            f"{held.lease_until:%H:%M:%S} UTC): follow it with `autodev status {continue_run}`"
+            f"run {continue_run} is being run by another process ({held.owner}{until}): "
+            f"follow it with `autodev status {continue_run}`"
         )
     store.update_session(continue_run, status="running", flow_run_id=flow_run_id, lease=lease)
     return store.get_session(continue_run)
@@ -96,22 +97,22 @@ class Recorder:
     def __init__(
         self,
         store: StoreBackend,
-        session: SessionRecord,
+        run_id: str,
         events: RunEvents,
         logger: logging.Logger | logging.LoggerAdapter,
         heartbeat_interval_s: float,
         lease: Lease | None = None,
     ):
         self.store = store
-        self.run_id = session.run_id
+        self.run_id = run_id
         self.lease = lease  # writes are refused once another process holds the run
         self.events = events
         self.logger = logger
         self.dashboard: RunDashboard | None = None
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.paused = False  # waiting for a person: the lease thread says the process is alive
         self._pending = MetadataChanges()
-        self._status: RunStatus | None = None
-        self._plan: Plan | None = None
+        self._held: list[tuple[RunEvent, Outcome]] = []  # events waiting for the write that holds what they tell
         self._dirty = False
         self._last_beat_event = 0.0
 
@@ -119,24 +120,27 @@ class Recorder:
         self.events.emit(RunStarted(steps=steps, workspace=workspace))
 
     def record(self, outcome: Outcome) -> None:
-        """Store, announce and log what the outcome says; keep its metadata changes for the next write (`save`)."""
+        """Store and log what the outcome says. What must not be lost is written now, in one
+        transaction: the attempt, the step states it settles and its durable metadata changes
+        (a blocker, a decision, a feedback round), or a decision's status and plan. The rest of
+        its metadata changes wait for the iteration's write (`save`), and its events are sent
+        after that write, so whoever an event sends to the store finds there what it tells."""
         if outcome.is_empty:
             return
+        durable = outcome.changes.durable()
+        keep = None if durable.is_empty() else durable.apply
         if outcome.attempt is not None:
-            self.store.record_attempt(outcome.attempt, outcome.step_states)
-        elif outcome.step_states:
-            self.store.set_step_states(self.run_id, outcome.step_states)
+            self.store.record_attempt(outcome.attempt, outcome.step_states, keep, self.lease)
+        elif keep or outcome.step_states or outcome.status or outcome.plan:
+            self.store.update_session(
+                self.run_id, keep, status=outcome.status, plan=outcome.plan, lease=self.lease, step_states=outcome.step_states
+            )
         for call in outcome.model_calls:
             self.store.record_llm_usage(self.run_id, call.purpose, call)
-        for event in outcome.events:
-            self.events.emit(event)
-            if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.insight:
-                self.dashboard.show_advice(outcome.changes.insight)
         for note in outcome.notes:
             getattr(self.logger, note.level)(note.text)
-        self._pending.merge(outcome.changes)
-        self._status = outcome.status or self._status
-        self._plan = outcome.plan or self._plan
+        self._pending.merge(outcome.changes.deferrable())
+        self._held += [(event, outcome) for event in outcome.events]
         self._dirty = True
 
     @property
@@ -144,11 +148,16 @@ class Recorder:
         return self._dirty
 
     def save(self, heartbeat: Heartbeat | None = None, last_output_at: datetime | None = None) -> None:
-        """Write the metadata changes recorded since the last write, in one write."""
-        changes, self._pending = self._pending, MetadataChanges()
+        """Write the metadata changes recorded since the last write, in one write; then send the
+        events held for it."""
+        changes, self._pending, self._dirty = self._pending, MetadataChanges(), False
         changes.merge(MetadataChanges(heartbeat=heartbeat, last_output_at=last_output_at))
-        status, plan, self._status, self._plan, self._dirty = self._status, self._plan, None, None, False
-        self.store.update_session(self.run_id, changes.apply, status=status, plan=plan, lease=self.lease)
+        self.store.update_session(self.run_id, changes.apply, lease=self.lease)
+        held, self._held = self._held, []
+        for event, outcome in held:
+            self.events.emit(event)
+            if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.insight:
+                self.dashboard.show_advice(outcome.changes.insight)
 
     def flush(self, loop_status: str, engine: RunEngine, last_output_at: datetime | None = None) -> None:
         """`save`, with the heartbeat (`orchestrator_heartbeat`, the latest output time); then the
@@ -187,9 +196,10 @@ class Recorder:
             with contextlib.suppress(Exception):  # the store may be what went away
                 self.store.update_session(self.run_id, MetadataChanges(phase=f"stopped: {exc.problem}"[:200]).apply)
             return
-        if not isinstance(exc, LeaseLost):
-            self.store.update_session(self.run_id, MetadataChanges(phase="crashed").apply, status="failed")
-            self._release()
+        if isinstance(exc, LeaseLost):
+            return  # the run goes on in the process that holds it now
+        self.store.update_session(self.run_id, MetadataChanges(phase="crashed").apply, status="failed")
+        self._release()
         self.events.emit(RunFinished(status="failed", reason="crashed"))
 
     def _release(self) -> None:
@@ -210,6 +220,8 @@ class Recorder:
             while not stop.wait(self.heartbeat_interval_s):
                 with contextlib.suppress(Exception):  # a store that is down is the loop's to report
                     self.store.renew_lease(self.run_id, self.lease)
+                if self.paused:  # the loop sends no heartbeat while it waits for a person: say it is alive
+                    self.events.emit(HeartbeatBeat(loop_status="waiting for a decision", running=[]))
 
         thread = threading.Thread(target=renew, name="autodev-lease", daemon=True)
         thread.start()

@@ -2,8 +2,9 @@
 
 The plan flow writes its heartbeat into the state store at least every
 AUTODEV_HEARTBEAT_INTERVAL_S; a run still marked running whose session nobody has written for
-`stale_after_s` has lost its orchestrator (the process was killed, the machine rebooted, the
-loop hung). Each such run's sandbox container is removed, and the run is marked blocked with a
+`stale_after_s`, and whose lease its orchestrator no longer renews (`autodev/recovery.py`), has
+lost its orchestrator (the process was killed, the machine rebooted). A loop that hangs in a
+live process keeps its lease; the heartbeat automation tells people of that one. Each such run's sandbox container is removed, and the run is marked blocked with a
 `watchdog` blocker and announced (`autodev.run.blocked`), so the notification automations fire
 (`orchestrator_lost` in `autodev/recovery.py` says what; the recorder writes and emits it).
 Runs on a schedule as the `watchdog` deployment (prefect.yaml), or once: `python -m flows.watchdog`.
@@ -18,7 +19,7 @@ from prefect import flow, get_run_logger
 from autodev.errors import AutodevError
 from autodev.models import utcnow
 from autodev.policy import HEARTBEAT_LATE_S
-from autodev.recovery import orchestrator_lost
+from autodev.recovery import orchestrator_gone, orchestrator_lost
 from autodev.settings import load_settings
 from blocks.sandbox_leftovers import remove_run_containers
 from flows.recorder import Recorder, RunEvents
@@ -35,13 +36,15 @@ def watchdog(stale_after_s: float = HEARTBEAT_LATE_S, state_store_block: str | N
     found: list[str] = []
     try:
         for session in store.sessions(("running",), quiet_since=now - timedelta(seconds=stale_after_s)):
+            if not orchestrator_gone(session, now):
+                continue  # its process holds the run still: alive, only quiet (the heartbeat automation tells)
             try:
                 removed: int | None = remove_run_containers(session.run_id)
             except AutodevError as exc:  # no engine here: the block and the alert still matter
                 logger.warning("could not remove the sandbox of %s: %s", session.run_id, exc)
                 removed = None
             events = RunEvents(session.flow_run_id or session.run_id, session.run_id, session.project)
-            recorder = Recorder(store, session, events, logger, load_settings().heartbeat_interval_s)
+            recorder = Recorder(store, session.run_id, events, logger, load_settings().heartbeat_interval_s)
             recorder.record(orchestrator_lost(session, now, removed))
             recorder.save()  # no heartbeat: the orchestrator's last one is the evidence
             found.append(session.run_id)

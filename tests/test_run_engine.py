@@ -256,6 +256,12 @@ def test_a_decision_with_no_blocked_step_goes_on_from_the_first_unfinished_one()
     out = engine.decide(Decision(action="retry"))
     assert out.changes.interventions[0].step_id == "b" and out.status == "running"
     assert [a.step_id for a in drive(engine, ScriptedSandbox()).attempts] == ["b"]
+    for action, status in (("skip", "succeeded"), ("abort", "failed")):
+        other = engine_for("project: p\nsteps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'true', depends_on: [a]}\n")
+        other.restore({"a": "succeeded"}, [])
+        assert other.decide(Decision(action=action)).status == "running"
+        drive(other, ScriptedSandbox())
+        assert other.progress.run_status == status, action  # skip goes on; abort ends the run
 
 
 def test_restore_keeps_finished_steps_counts_attempts_on_and_clears_the_old_queue():
