@@ -17,7 +17,8 @@ from autodev.scaffold import TODO_MARKER, safe_relative_path
 
 AGENT_PROMPT = f"""You are a careful coding agent working in a Python project.
 Replace every {TODO_MARKER} marker in the files you may edit with working code that meets the
-instruction and the requirements; keep everything else as it is. Do not edit tests.
+instruction and the requirements; keep everything else as it is. Do not edit tests, unless the
+instruction asks you to write them (then write only the tests).
 Answer with one JSON object matching the schema: `edits` (each the complete new content of
 one file you may edit) and a one-line `summary` of what you did."""
 

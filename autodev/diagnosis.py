@@ -99,6 +99,17 @@ def _how_it_ended(result: CommandResult, stall_timeout_s: float | None) -> str |
     return None
 
 
+# Failed tests as test runners print them: pytest, go test, cargo test, jest/vitest.
+_FAILED_ANYWHERE = re.compile(
+    r"^(?:FAILED|ERROR) (\S+)|^--- FAIL: (\S+)|^test (\S+) \.\.\. FAILED|^\s*[✕×] (.+?)(?: \(\d+ ?m?s\))?$", re.M
+)
+
+
+def failed_tests(output: str) -> set[str]:
+    """The names of the tests an output says failed (empty when it names none)."""
+    return {next(group for group in m.groups() if group) for m in _FAILED_ANYWHERE.finditer(output)}
+
+
 def fingerprint(command: str, result: CommandResult) -> str:
     """Same command, same exit code, same output tail (digits ignored: timings and pids vary)."""
     tail = re.sub(r"\d+", "#", result.output_tail[-4096:])

@@ -77,6 +77,16 @@ class Step(_Strict):
         None, description="When this step fails, send the run back to that earlier (agent) step with the evidence."
     )
     depends_on: list[str] = Field(default_factory=list)
+    expect: Literal["success", "tests-fail", "any"] = Field(
+        "success",
+        description="tests-fail: a check that succeeds when the tests fail (exit code 1 or 2), run after an agent wrote "
+        "them and before one implements the code (test-first: the tests show they can fail). any: a baseline that "
+        "records how the tests stand before any change; its exit code does not count.",
+    )
+    baseline: str | None = Field(
+        None, description="A step that ran the same tests before any change: failures it saw too are not this step's."
+    )
+    task: str | None = Field(None, description="The task of the requirements this step serves (shown in the report).")
     stall_timeout_s: float | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     retries: int | None = Field(None, ge=0, le=10)
@@ -254,6 +264,28 @@ class LLMUsage(BaseModel):
     cost_usd: float = 0.0
 
 
+class RepositoryReport(BaseModel):
+    """A run on a repository that exists: where its work went and what it changed."""
+
+    repository: str  # the user's repository (its checkout is never touched)
+    branch: str  # the new branch the work is on
+    worktree: str  # the git worktree the run works in
+    base: str  # the commit the branch starts from (the checkout's HEAD)
+    left_out: list[str] = Field(default_factory=list)  # uncommitted changes of the checkout, not on the branch
+    commits: list[str] = Field(default_factory=list)  # "sha subject" of the branch's commits, oldest first
+    diff_stat: str = ""  # `git diff --shortstat base..branch`
+    tests_before: str | None = None  # the baseline's last line
+    tests_after: str | None = None  # the last check's last line
+
+
+class TaskReport(BaseModel):
+    """How one task of the requirements went: its steps' outcome."""
+
+    task: str
+    status: StepStatus
+    steps: list[str]
+
+
 class StepReport(BaseModel):
     id: str
     command: str
@@ -275,6 +307,8 @@ class RunReport(BaseModel):
     interventions: int = 0
     next_actions: list[str] = Field(default_factory=list)
     blockers: list[Blocker] = Field(default_factory=list)  # what stopped each blocked step, in plan order
+    tasks: list[TaskReport] = Field(default_factory=list)  # each task's outcome, when the plan names tasks
+    repository: RepositoryReport | None = None  # set for a run on a repository that exists
     orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died
 
 

@@ -86,6 +86,26 @@ def _graph_problems(plan: Plan) -> list[str]:
                 problems.append(
                     f"step {step.id!r} field 'feedback_to': {step.feedback_to!r} is not a step this one depends on"
                 )
+            if step.baseline is not None and step.baseline not in seen:
+                problems.append(f"step {step.id!r} field 'baseline': unknown step {step.baseline!r}")
+        problems += _test_first_problems(plan)
+    return problems
+
+
+def _test_first_problems(plan: Plan) -> list[str]:
+    """A `tests-fail` check sits between the agent step that writes the tests and the one that
+    implements the code: an agent step comes before it, and one after it."""
+    problems = []
+    agents = {s.id for s in plan.steps if s.kind == "agent"}
+    for step in plan.steps:
+        if step.expect != "tests-fail":
+            continue
+        if step.kind != "command":
+            problems.append(f"step {step.id!r} field 'expect': tests-fail belongs to a command that runs the tests")
+        elif not agents & upstream_of(plan, step.id):
+            problems.append(f"step {step.id!r} field 'expect': tests-fail needs an agent step before it (the one that writes the tests)")
+        elif not any(step.id in upstream_of(plan, a) for a in agents):
+            problems.append(f"step {step.id!r} field 'expect': tests-fail needs an agent step after it (the one that implements the code)")
     return problems
 
 

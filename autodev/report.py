@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from autodev.models import Blocker, Plan, RunReport, StepAttempt, StepReport, utcnow
+from autodev.models import Blocker, Plan, RepositoryReport, RunReport, StepAttempt, StepReport, TaskReport, utcnow
 from autodev.policy import heartbeat_delay_s
 from autodev.recovery import orchestrator_gone
 from autodev.session import SessionRecord
@@ -61,7 +61,38 @@ def build_report(
         next_actions=next_actions,
         blockers=[newest[sid] for sid in blocked if sid in newest],
         orchestrator_gone=gone,
+        tasks=_tasks(session.plan, {s.id: s.status for s in steps}),
+        repository=_repository(session, last),
     )
+
+
+def _tasks(plan: Plan, statuses: dict[str, str]) -> list[TaskReport]:
+    """Each task's outcome: succeeded when all its steps did; else blocked, failed or pending."""
+    by_task: dict[str, list[str]] = {}
+    for step in plan.steps:
+        if step.task:
+            by_task.setdefault(step.task, []).append(step.id)
+    reports = []
+    for task, ids in by_task.items():
+        seen = {statuses[sid] for sid in ids}
+        status = next((st for st in ("blocked", "failed", "stalled", "timed_out", "skipped", "running", "pending") if st in seen), "succeeded")
+        reports.append(TaskReport(task=task, status=status, steps=ids))
+    return reports
+
+
+def _repository(session: SessionRecord, last: dict[str, StepAttempt]) -> RepositoryReport | None:
+    """A repository run's branch and changes, with how the tests stood before and after."""
+    repo = session.metadata.repository
+    if repo is None:
+        return None
+
+    def last_line(step_id: str | None) -> str | None:
+        attempt = last.get(step_id or "")
+        return next((ln for ln in reversed(attempt.result.output_tail.splitlines()) if ln.strip()), None) if attempt else None
+
+    baseline = next((s.id for s in session.plan.steps if s.expect == "any"), None)
+    checks = [s.id for s in session.plan.steps if s.baseline and s.id in last]
+    return repo.model_copy(update={"tests_before": last_line(baseline), "tests_after": last_line(checks[-1] if checks else None)})
 
 
 def _waits_for(plan: Plan, blocked: set[str], states: dict[str, str]) -> dict[str, list[str]]:

@@ -36,7 +36,7 @@ from autodev.events import (
 )
 from autodev.models import Blocker, CommandResult, Plan, Step, StepAttempt, StepDefaults, StepStatus, utcnow
 from autodev.outcomes import Dispatch, Note, Outcome, Rules
-from autodev.policy import FailureBreaker, next_move
+from autodev.policy import FailureBreaker, judge, next_move
 from autodev.redact import Redactor
 from autodev.scheduling import Progress
 from autodev.session import (
@@ -84,6 +84,8 @@ class RunEngine:
         self.redact_all = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         self._limits: dict[str, StepDefaults] = {}
         self.sandbox_lost = False  # a result said the sandbox went away (the engine stopped)
+        self._baseline_steps = {s.baseline for s in plan.steps if s.baseline}
+        self.outputs: dict[str, str] = {}  # the last output of each baseline step
 
     # --- queries ---------------------------------------------------------------------
     def limits(self, step: Step) -> StepDefaults:
@@ -184,6 +186,9 @@ class RunEngine:
         del self.running[step_id]
         step = self.plan.step(step_id)
         command = self.redactors[step_id].text(step.command)  # what is stored and sent
+        result = judge(step, result, self.outputs.get(step.baseline or "", ""))
+        if step_id in self._baseline_steps:
+            self.outputs[step_id] = result.output_tail
         stored = StepAttempt(run_id=self.run_id, step_id=step_id, attempt=attempt, command=command, result=result)
         if step_id in self.stale:  # it ran on code a feedback round is replacing: kept, not counted
             self.stale.discard(step_id)
@@ -369,6 +374,8 @@ class RunEngine:
         self.progress.restore(dict(step_states), self._skipped_by_a_person)
         for a in attempts:
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
+            if a.step_id in self._baseline_steps:
+                self.outputs[a.step_id] = a.result.output_tail
         for step_id, status in self.progress.status.items():
             if status is None:
                 self.round_start[step_id] = self.progress.attempts[step_id]

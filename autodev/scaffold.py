@@ -17,10 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autodev.errors import BadInput
-from autodev.models import STEP_ID_PATTERN, Step, workspace_relative
+from autodev.models import STEP_ID_PATTERN, LLMUsage, Step, workspace_relative
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TODO_MARKER = "TODO(autodev)"
+GENERIC_TEMPLATE = "python-package"  # for requirements no template is named for: it carries no spec
 
 
 class Variable(BaseModel):
@@ -46,7 +47,7 @@ class Manifest(BaseModel):
 
     name: str
     description: str
-    keywords: list[str] = Field(default_factory=list, description="Words that make a requirements document match.")
+    keywords: list[str] = Field(default_factory=list, description="Words the model is shown when it picks a template.")
     variables: dict[str, Variable] = Field(default_factory=dict)
     files: list[TemplateFile] = Field(min_length=1)
     todo: list[str] = Field(default_factory=list, description=f"Files that hold {TODO_MARKER} markers once rendered.")
@@ -115,31 +116,55 @@ def load_manifest(name: str, root: Path = TEMPLATES_DIR) -> Manifest:
     return manifest
 
 
-def choose_template(requirements: Requirements, root: Path = TEMPLATES_DIR) -> Manifest:
-    """The template the front matter names, else the one whose keywords the text mentions most."""
+class TemplateChoice(BaseModel):
+    """The template a workspace is scaffolded from, and why (shown with the plan)."""
+
+    manifest: Manifest
+    reason: str
+    usage: list[LLMUsage] = Field(default_factory=list)  # the model call that picked it, if one did
+
+    @property
+    def generic(self) -> bool:
+        return self.manifest.name == GENERIC_TEMPLATE
+
+
+def choose_template(requirements: Requirements, named: str | None = None, root: Path = TEMPLATES_DIR) -> TemplateChoice:
+    """The template `named` (`--template`) or the front matter names; else the generic one.
+
+    A template's own files carry a spec (its tests judge the work), so words the requirements
+    share with it never impose it: only a person naming it, or a model picking it and saying
+    why (`tasks/decomposer.py`), does."""
+    if named:
+        return TemplateChoice(manifest=load_manifest(named, root), reason=f"--template {named}")
     if requirements.template:
-        return load_manifest(requirements.template, root)
-    words = set(re.findall(r"[a-z0-9-]+", requirements.text.lower()))
-    scored = []
-    for name in available_templates(root):
-        manifest = load_manifest(name, root)
-        scored.append((len(words & {k.lower() for k in manifest.keywords}), name, manifest))
-    scored.sort(key=lambda item: (-item[0], item[1]))
-    if not scored or scored[0][0] == 0:
-        raise BadInput(
-            f"{requirements.source}: no template matches; name one in the front matter (`template: NAME`); "
-            f"templates here: {', '.join(available_templates(root)) or 'none'}"
-        )
-    return scored[0][2]
+        return TemplateChoice(manifest=load_manifest(requirements.template, root), reason="named in the requirements' front matter")
+    return TemplateChoice(
+        manifest=load_manifest(GENERIC_TEMPLATE, root),
+        reason="no template is named: the generic python-package (the plan writes the tests from the requirements)",
+    )
 
 
-def render_template(manifest: Manifest, variables: dict[str, str], root: Path = TEMPLATES_DIR) -> dict[str, str]:
-    """The template's files as {workspace-relative path: text}; BadInput for a path that would
-    leave the workspace, an unknown variable, or a missing source file."""
+def template_listing(root: Path = TEMPLATES_DIR) -> list[Manifest]:
+    """Every template a model may pick, the generic one aside."""
+    return [load_manifest(name, root) for name in available_templates(root) if name != GENERIC_TEMPLATE]
+
+
+def template_values(manifest: Manifest, variables: dict[str, str], project: str) -> dict[str, str]:
+    """What the template's Jinja2 sees: `project`, `package` (the project as a Python name), the
+    manifest's defaults, then the requirements' variables."""
     unknown = set(variables) - set(manifest.variables)
     if unknown:
         raise BadInput(f"template {manifest.name!r} has no variable(s) {', '.join(sorted(unknown))}")
-    values = {name: var.default for name, var in manifest.variables.items()} | variables
+    builtins = {"project": project, "package": re.sub(r"\W+", "_", project.lower()).strip("_") or "package"}
+    return builtins | {name: var.default for name, var in manifest.variables.items()} | variables
+
+
+def render_template(
+    manifest: Manifest, variables: dict[str, str], root: Path = TEMPLATES_DIR, *, project: str = "project"
+) -> dict[str, str]:
+    """The template's files as {workspace-relative path: text}; BadInput for a path that would
+    leave the workspace, an unknown variable, or a missing source file."""
+    values = template_values(manifest, variables, project)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     files_dir = (root / manifest.name / "files").resolve()
     rendered: dict[str, str] = {}
@@ -158,6 +183,26 @@ def render_template(manifest: Manifest, variables: dict[str, str], root: Path = 
     return rendered
 
 
+def template_steps(manifest: Manifest, variables: dict[str, str], project: str) -> list[dict[str, Any]]:
+    """The template's default steps with its variables filled in (Jinja2 in any string)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    values = template_values(manifest, variables, project)
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return env.from_string(value).render(values) if "{" in value else value
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    try:
+        return [fill(step) for step in manifest.steps]
+    except jinja2.TemplateError as exc:
+        raise BadInput(f"template {manifest.name!r}: default steps: {exc}") from exc
+
+
 def safe_relative_path(path: str) -> str:
     """`path` as a normalised workspace-relative path, or BadInput when it would leave the
     workspace (absolute, `..`) or touch git's own files."""
@@ -173,7 +218,11 @@ def check_new_workspace(workspace: Path) -> None:
         raise BadInput(f"workspace {workspace} exists and is not a directory")
     existing = sorted(p.name for p in workspace.iterdir() if p.name != ".autodev") if workspace.exists() else []
     if existing:
-        raise BadInput(f"workspace {workspace} is not empty ({', '.join(existing[:5])}): scaffold into a new directory")
+        raise BadInput(
+            f"workspace {workspace} is not empty ({', '.join(existing[:5])}) and is not a git repository with commits: "
+            "give a new or empty directory for a new project, or a git repository to work on "
+            "(`git init && git add -A && git commit -m start` makes one; autodev then works on a branch of its own)"
+        )
 
 
 def find_todos(files: dict[str, str]) -> dict[str, list[int]]:

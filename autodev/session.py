@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from autodev.models import Blocker, Insight, LLMUsage, Plan, RunStatus
+from autodev.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus
 
 DecisionAction = Literal["retry", "skip", "abort"]
 
@@ -71,6 +71,7 @@ class RunOrigin(BaseModel):
     source: Literal["plan", "model", "replay", "template"] = "plan"  # replay: stored model answers
     requirements: str | None = None  # the requirements document's path or name
     template: str | None = None
+    template_reason: str | None = None  # why this template: named, the generic one, or the model's pick
     reason: str | None = None  # why the template's plan was used instead of a model's
     usage: list[LLMUsage] = Field(default_factory=list)  # model calls spent on the plan
 
@@ -126,6 +127,7 @@ class SessionMetadata(BaseModel):
     todo_files: list[str] | None = None  # files holding TODO markers when the run began (the built-in agent's default)
     origin: RunOrigin = Field(default_factory=RunOrigin)
     evaluation: RunEvaluation | None = None  # the run's figures at its end
+    repository: RepositoryReport | None = None  # a run on a repository that exists: its branch and changes
 
     HISTORY_LIMIT: ClassVar[int] = 20
 
@@ -156,13 +158,14 @@ class MetadataChanges(BaseModel):
     last_output_at: datetime | None = None
     heartbeat: Heartbeat | None = None
     evaluation: RunEvaluation | None = None
+    repository: RepositoryReport | None = None
 
     _LISTS: ClassVar[tuple[str, ...]] = ("queued", "dequeued", "results", "blockers", "interventions", "pauses")
     _DURABLE: ClassVar[tuple[str, ...]] = (
-        "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation"
+        "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation", "repository"
     )
     _VALUES: ClassVar[tuple[str, ...]] = (
-        "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation"
+        "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation", "repository"
     )
 
     def merge(self, later: MetadataChanges) -> None:

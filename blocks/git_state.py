@@ -1,4 +1,5 @@
-"""A workspace's git state with gitpython: read for insights, and the scaffold's first commit."""
+"""A workspace's git state with gitpython: read for insights, the scaffold's first commit, and a
+repository that exists: its map, the run's worktree and branch, a commit per agent round."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import git
 
 from autodev.models import GitState
+from autodev.repository import FILE_LIMIT, BranchChanges, RepoMap, detect
 
 
 def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
@@ -34,8 +36,8 @@ def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
             is_repo=True,
             branch=branch,
             head=head,
-            dirty_files=[p for p in dirty if p not in conflicts],
-            untracked_files=sorted(repo.untracked_files),
+            dirty_files=[p for p in dirty if p not in conflicts and _is_work(p)],
+            untracked_files=sorted(p for p in repo.untracked_files if _is_work(p)),
             conflicts=conflicts,
             commits_since_start=commits,
             diff_stat=diff_stat,
@@ -43,6 +45,12 @@ def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
 
 
 AUTODEV_ACTOR = git.Actor("autodev", "autodev@localhost")
+
+
+def _is_work(path: str) -> bool:
+    """Not autodev's own files or Python's caches (which a repository may not ignore)."""
+    parts = path.split("/")
+    return not ({"__pycache__", ".pytest_cache", ".autodev"} & set(parts) or path.endswith(".pyc"))
 
 
 def commit_all(workspace: Path, message: str) -> str:
@@ -56,3 +64,65 @@ def commit_all(workspace: Path, message: str) -> str:
         repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
         repo.git.add(A=True)
         return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+def has_commits(path: Path) -> bool:
+    """`path` is the top of a git repository with at least one commit."""
+    try:
+        with git.Repo(path) as repo:
+            return Path(repo.working_tree_dir or "").resolve() == path.resolve() and repo.head.is_valid()
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return False
+
+
+def read_repo_map(path: Path) -> RepoMap:
+    """What the decomposer is told of a repository: its tracked files (capped), the head of its
+    README, its language and test command, and the uncommitted changes a worktree leaves out."""
+    with git.Repo(path) as repo:
+        files = repo.git.ls_files().splitlines()
+        left_out = sorted({line[3:] for line in repo.git.status("--porcelain").splitlines() if line[3:]})
+    readme = next((f for f in files if f.lower() in ("readme.md", "readme.rst", "readme.txt", "readme")), None)
+    head = "\n".join((path / readme).read_text(errors="replace").splitlines()[:40]) if readme else ""
+    telling = {name: (path / name).read_text(errors="replace") for name in ("package.json", "Makefile") if name in files}
+    found = detect(files, telling)
+    return RepoMap(
+        files=files[:FILE_LIMIT], file_count=len(files), readme=head, language=found.language,
+        test_command=found.test_command, left_out=left_out,
+    )
+
+
+def open_worktree(repo_path: Path, branch: str, worktree: Path) -> str:
+    """A new branch `branch` from the checkout's HEAD, checked out in a worktree at `worktree`
+    (the checkout, its branch and its working tree are not touched); the base commit's sha."""
+    with git.Repo(repo_path) as repo:
+        base = repo.head.commit.hexsha
+        repo.git.worktree("add", "-b", branch, str(worktree), base)
+    return base
+
+
+def commit_round(workspace: Path, message: str) -> str | None:
+    """Commit what an agent round changed in the workspace (autodev's own files and Python's
+    caches left out); the new commit's sha, or None when nothing changed."""
+    with git.Repo(workspace) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        entries = iter(repo.git.status("--porcelain", "-z", "-uall").split("\0"))
+        changed = []
+        for entry in entries:  # "XY path"; a rename or copy is followed by its old path
+            if entry:
+                changed.append(entry[3:])
+                if entry[0] in "RC":
+                    changed.append(next(entries, ""))
+        work = [path for path in changed if path and _is_work(path)]
+        if not work:
+            return None
+        repo.git.add("-A", "--", *work)
+        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+def branch_changes(worktree: Path, base: str) -> BranchChanges:
+    """The commits a run made on its branch and what they change, against `base`."""
+    with git.Repo(worktree) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(worktree).resolve()}")
+        log = repo.git.log("--reverse", "--format=%h %s", f"{base}..HEAD")
+        stat = repo.git.diff("--shortstat", base, "HEAD").strip()
+    return BranchChanges(commits=log.splitlines(), diff_stat=stat)

@@ -82,7 +82,8 @@ def exec_plan(
 def run_requirements(
     requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
     workspace: Annotated[
-        Path | None, typer.Option(help="New directory to scaffold and work in (default: a new one under ~/.autodev).")
+        Path | None,
+        typer.Option(help="A git repository to work on (on a new branch), or a new directory to scaffold (default: one under ~/.autodev)."),
     ] = None,
     template: Annotated[str | None, typer.Option(help="Template to scaffold (default: the one the requirements name).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Run a template's plan without asking for confirmation.")] = False,
@@ -92,15 +93,15 @@ def run_requirements(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
-    """Decompose requirements into a plan, scaffold the workspace, execute the plan."""
+    """Decompose requirements into a plan, scaffold the workspace (or branch the repository), execute the plan."""
     from autodev.scaffold import check_new_workspace
-    from flows.develop import read_requirements
+    from flows.develop import is_repository, read_requirements
 
     settings = load_settings()
     wanted = read_requirements(str(requirements))  # bad input fails here, before any flow run
     if replay is not None and not replay.is_file():
         raise BadInput(f"--replay {replay}: no such file")
-    if workspace is not None:
+    if workspace is not None and not is_repository(workspace):
         check_new_workspace(workspace)
     preflight(settings.image, settings.database_url)
     if workspace is None:
@@ -115,7 +116,7 @@ def run_requirements(
         elif replay:
             made_by = f"stored model responses from {replay}"
         else:
-            made_by = "no model: the template's plan, agent steps wait for a person"
+            made_by = "no model: a plan with manual guidance, agent steps wait for a person"
         err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
     state = develop(
         requirements=str(requirements),
@@ -142,24 +143,22 @@ def plan_requirements(
 
     import yaml
 
-    from autodev.scaffold import choose_template, load_manifest, render_template
     from blocks.replay import REPLAY_MODEL
     from flows.develop import read_requirements
     from flows.resources import model_for
-    from tasks.decomposer import plan_for
+    from tasks.decomposer import decompose_requirements
 
     wanted = read_requirements(str(requirements))
-    manifest = load_manifest(template) if template else choose_template(wanted)
-    files = render_template(manifest, wanted.variables)
     logger = logging.getLogger("autodev.plan")
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.INFO)
     logger.propagate = False
     with model_for(None, str(replay) if replay else None, say=logger.info) as llm:
-        decomposition = plan_for(wanted, manifest, files, llm, logger)
+        decomposition = decompose_requirements(wanted, template, llm, logger)
     if as_json:
         print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))
         return
+    err.print(f"template {decomposition.template}: {decomposition.template_reason}", highlight=False, soft_wrap=True)
     if decomposition.source == "model":
         replayed = llm.model == REPLAY_MODEL
         err.print(f"plan made by the model {llm.model}" + (f" (stored responses from {replay})" if replayed else ""), highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autodev.errors import BadInput
-from autodev.models import RunReport, utcnow
+from autodev.models import RepositoryReport, RunReport, utcnow
 from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.report import build_report
 from autodev.session import SessionRecord
@@ -66,11 +66,27 @@ def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> Non
         held = f"; waiting on it: {', '.join(waiting[b.step_id])}" if waiting[b.step_id] else ""
         out.print(f"[yellow]blocked at {b.step_id} ({b.kind}):[/] {b.summary}{held}", highlight=False)
         out.print(f"[yellow]try:[/] {b.suggested_action}", highlight=False)
+    for task in report.tasks:
+        style = STATUS_STYLE.get(task.status, "")
+        out.print(f"task [{style}]{task.status}[/]: {task.task} ({', '.join(task.steps)})" if style else f"task {task.status}: {task.task}", highlight=False)
+    if report.repository:
+        show_repository(report.repository)
     for action in report.next_actions[:3]:
         out.print(f"[cyan]next:[/] {action}", highlight=False)
     ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
     if ui:
         out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
+
+
+def show_repository(repo: RepositoryReport) -> None:
+    """Where a repository run's work is, and what it changed."""
+    out.print(f"branch [bold]{repo.branch}[/] of {repo.repository} (from {repo.base[:8]}), worktree {repo.worktree}", highlight=False, soft_wrap=True)
+    out.print(f"  {len(repo.commits)} commit(s)" + (f", {repo.diff_stat}" if repo.diff_stat else ""), highlight=False)
+    for commit in repo.commits[-5:]:
+        out.print(f"  {commit}", highlight=False)
+    out.print(f"  tests before: {repo.tests_before or '-'}; after: {repo.tests_after or '-'}", highlight=False)
+    if repo.left_out:
+        out.print(f"  [yellow]left out (uncommitted in your checkout):[/] {', '.join(repo.left_out[:10])}", highlight=False)
 
 
 def flow_run_url(flow_run_id: str) -> str | None:

@@ -19,23 +19,21 @@ from pydantic import Field
 
 from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
-from autodev.models import Plan, utcnow
+from autodev.models import Plan, RepositoryReport, utcnow
 from autodev.scaffold import (
     Requirements,
     check_new_workspace,
-    choose_template,
-    load_manifest,
     parse_requirements,
-    render_template,
 )
 from autodev.session import Pause, RunOrigin
 from autodev.settings import load_settings
+from blocks.git_state import has_commits, open_worktree, read_repo_map
 from blocks.replay import REPLAY_MODEL
 from flows.dashboard import artifact_key
 from flows.decision import back_to_running
 from flows.plan_flow import run_plan
 from flows.resources import model_for
-from tasks.decomposer import decompose
+from tasks.decomposer import decompose, decompose_repository
 from tasks.scaffold import scaffold
 
 
@@ -82,15 +80,18 @@ def develop(
     state_store_block: str | None = None,
     llm_block: str | None = None,
 ):
-    """Decompose `requirements` (a markdown file), scaffold `workspace` (a new directory;
-    default: one under AUTODEV_WORKSPACE_ROOT) and run the plan.
+    """Develop `requirements` (a markdown file) in `workspace` and run the plan.
 
-    `template` overrides the one the requirements name; `confirm=False` runs a template's
-    plan without asking; `replay` names a file of stored model responses, used when no model
+    A `workspace` that is a git repository with commits is worked on as it is: on a new branch
+    `autodev/<project>-<time>` in a git worktree (the checkout is never touched), with no
+    scaffold, planned from a map of the repository. Otherwise `workspace` is a new directory
+    (default: one under AUTODEV_WORKSPACE_ROOT), scaffolded from a template first.
+
+    `template` overrides the one the requirements name; `confirm=False` runs a plan no model
+    made without asking; `replay` names a file of stored model responses, used when no model
     is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
     instead of requirements, it runs that plan as `autodev exec` does (the workspace may exist).
     """
-    logger = get_run_logger()
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if (requirements is None) == (plan is None):
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
@@ -98,33 +99,51 @@ def develop(
         workspace = workspace or str(load_settings().new_workspace(plan.project))
         return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)
+    repository = Path(workspace) if workspace and is_repository(Path(workspace)) else None
     workspace = workspace or str(load_settings().new_workspace(wanted.project))
-    check_new_workspace(Path(workspace))  # before any model call or question
-    manifest = load_manifest(template) if template else choose_template(wanted)
-    files = render_template(manifest, wanted.variables)
+    if repository is None:
+        check_new_workspace(Path(workspace))  # before any model call or question
+    repo_map = read_repo_map(repository) if repository else None
     with model_for(llm_block, replay) as llm:
-        decomposition = decompose(wanted, manifest, files, llm)
+        decomposition = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
     show_plan(decomposition)
-    confirmed_at = None
+    pauses: list[Pause] = []
     if decomposition.source == "template" and confirm:
         try:
-            confirmed_at = ask_for_confirmation(decomposition)
+            pauses.append(ask_for_confirmation(decomposition))
         except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
-            logger.error(str(exc))
+            get_run_logger().error(str(exc))
             return Failed(message=str(exc), data=exc)
-    scaffold(workspace, wanted, manifest, files)
+    if repository is None:
+        scaffold(workspace, wanted, decomposition.template, decomposition.files)
+        branch = None
+    else:
+        branch = open_branch(repository, wanted.project, repo_map.left_out)
+        workspace = branch.worktree
     origin = origin_of(decomposition, requirements)
-    logger.info("plan from %s; running it in %s", origin.source if origin.source != "template" else f"template {manifest.name}", workspace)
     state = run_plan(
-        plan=decomposition.plan,
-        workspace=workspace,
-        origin=origin,
-        pauses=[confirmed_at] if confirmed_at else [],
-        replay=replay,
-        return_state=True,
-        **blocks,
+        plan=decomposition.plan, workspace=workspace, origin=origin, pauses=pauses, replay=replay, repository=branch,
+        return_state=True, **blocks,
     )
     return outcome_of(state)
+
+
+def is_repository(path: Path) -> bool:
+    """A git repository with commits: worked on in place, on a branch of its own."""
+    return path.is_dir() and has_commits(path)
+
+
+def open_branch(repository: Path, project: str, left_out: list[str]) -> RepositoryReport:
+    """The run's branch, in a worktree of its own under AUTODEV_WORKSPACE_ROOT; `left_out` are
+    the checkout's uncommitted changes, which the branch does not have."""
+    logger = get_run_logger()
+    worktree = load_settings().new_workspace(project)
+    branch = f"autodev/{worktree.name}"
+    base = open_worktree(repository, branch, worktree)
+    if left_out:
+        logger.warning("left out of branch %s (uncommitted in your checkout): %s", branch, ", ".join(left_out[:20]))
+    logger.info("working on branch %s (from %s) in %s; your checkout is not touched", branch, base[:8], worktree)
+    return RepositoryReport(repository=str(repository.resolve()), branch=branch, worktree=str(worktree), base=base, left_out=left_out)
 
 
 def origin_of(decomposition: Decomposition, requirements: str) -> RunOrigin:
@@ -134,6 +153,7 @@ def origin_of(decomposition: Decomposition, requirements: str) -> RunOrigin:
         source="replay" if replayed and decomposition.source == "model" else decomposition.source,
         requirements=requirements,
         template=decomposition.template,
+        template_reason=decomposition.template_reason,
         reason=decomposition.reason,
         usage=decomposition.usage,
     )
@@ -160,7 +180,11 @@ def show_plan(decomposition: Decomposition) -> None:
         made_by = f"stored model responses, replayed ({len(decomposition.usage)} call(s)); no live model"
     else:
         made_by = f"the model ({', '.join(models)}, {len(decomposition.usage)} call(s))"
-    markdown = f"# Plan for {plan.project}\n\nMade by {made_by}.\n\n| step | kind | after | does |\n|---|---|---|---|\n{rows}\n"
+    template = f"Template: `{decomposition.template}` ({decomposition.template_reason})."
+    markdown = (
+        f"# Plan for {plan.project}\n\nMade by {made_by}.\n\n{template}\n\n"
+        f"| step | kind | after | does |\n|---|---|---|---|\n{rows}\n"
+    )
     if decomposition.guidance:
         markdown += "\n" + decomposition.guidance
     create_markdown_artifact(key=f"plan-{artifact_key(plan.project)}", markdown=markdown, description=f"{plan.project}: the plan")

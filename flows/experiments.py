@@ -9,6 +9,7 @@ measures the orchestrator itself. The night's figures land as a report artifact;
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from autodev.errors import RunFailed
 from autodev.evaluation import evaluate, render_report
 from autodev.models import RunReport, utcnow
 from autodev.settings import load_settings
+from blocks.git_state import commit_all
 from flows.develop import develop
 from flows.resources import state_store_config
 
@@ -28,12 +30,16 @@ from flows.resources import state_store_config
 class Experiment(BaseModel):
     requirements: str = Field(description="Requirements document (markdown), relative to the project directory.")
     replay: str | None = Field(None, description="Stored model responses, used when no model is configured.")
+    repository: str | None = Field(
+        None, description="A folder to work on as an existing repository: copied into a new git repository, committed."
+    )
 
 
 SUITE = [
     Experiment(requirements="docs/weather_bot_requirements.md", replay="examples/replay/weather-bot.yaml"),
     Experiment(requirements="docs/word_stats_requirements.md", replay="examples/replay/word-stats.yaml"),
     Experiment(requirements="docs/unit_convert_requirements.md", replay="examples/replay/unit-convert.yaml"),
+    Experiment(requirements="examples/repos/shelf-tasks.md", replay="examples/replay/shelf.yaml", repository="examples/repos/shelf"),
 ]
 
 
@@ -54,9 +60,13 @@ def nightly_experiments(
     problems: list[str] = []
     for experiment in experiments:
         name = Path(experiment.requirements).stem.removesuffix("_requirements")
+        workspace = night / name
+        if experiment.repository:  # the user's repository, as a user has it: committed
+            shutil.copytree(experiment.repository, workspace)
+            commit_all(workspace, f"{name}: the repository as it was")
         state = develop(
             requirements=experiment.requirements,
-            workspace=str(night / name),
+            workspace=str(workspace),
             confirm=False,  # nobody is awake to confirm: a template's plan runs as it is
             replay=None if use_model else experiment.replay,
             sandbox_block=sandbox_block,

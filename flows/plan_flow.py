@@ -23,15 +23,17 @@ from prefect.states import Failed
 from prefect.utilities.annotations import quote
 
 from autodev.errors import CommandFailed, RunFailed
-from autodev.models import CommandRequest, CommandResult, Plan, utcnow
+from autodev.models import CommandRequest, CommandResult, Plan, RepositoryReport, utcnow
 from autodev.outcomes import Dispatch, Outcome, Rules
 from autodev.output import redact_file
+from autodev.policy import judge
 from autodev.recovery import LEASE_BEATS, owner_here
 from autodev.run_engine import RunEngine
 from autodev.scaffold import todo_files_in
-from autodev.session import Decision, Lease, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
+from autodev.session import Decision, Lease, LLMCall, MetadataChanges, Pause, RunOrigin, SessionMetadata, SessionRecord
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import status_dir
+from blocks.git_state import branch_changes, commit_round
 from blocks.llm import LLM
 from blocks.sandbox import SandboxSession
 from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path, remove_run_containers
@@ -78,6 +80,7 @@ def run_plan(
     origin: RunOrigin | None = None,
     pauses: list[Pause] | None = None,
     replay: str | None = None,
+    repository: RepositoryReport | None = None,
 ):
     """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
 
@@ -86,7 +89,9 @@ def run_plan(
     `llm_block` name blocks saved in Prefect (created or edited in the UI); without them the
     AUTODEV_* settings apply. `origin` says where the plan came from and `pauses` where it
     waited for a person before the run began (both kept with the run); `replay` names a file
-    of stored model responses to use when no model is configured.
+    of stored model responses to use when no model is configured. `repository` says the
+    workspace is a worktree of a repository that exists (its branch gets a commit per agent
+    round, and the run's report shows the branch's changes).
     """
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
@@ -94,7 +99,9 @@ def run_plan(
     store = state_store_config(state_store_block).connect()
     try:
         workspace_path.mkdir(parents=True, exist_ok=True)
-        metadata = SessionMetadata(origin=origin or RunOrigin(), pauses=pauses or [], todo_files=todo_files_in(workspace_path))
+        metadata = SessionMetadata(
+            origin=origin or RunOrigin(), pauses=pauses or [], todo_files=todo_files_in(workspace_path), repository=repository
+        )
         lease = Lease(owner=owner_here(flow_run_id), seconds=LEASE_BEATS * settings.heartbeat_interval_s)
         session = open_session(store, plan, workspace_path, flow_run_id, lease, metadata, continue_run)
         events = RunEvents(flow_run_id, session.run_id, plan.project)
@@ -108,6 +115,8 @@ def run_plan(
                 sandbox = sandbox_config(sandbox_block, session.plan, settings)
                 loop = Loop(engine, recorder, advisor, lambda: sandbox.open(Path(session.workspace), session.run_id, flow_run_id), llm, settings)
                 loop.run(resumed=session if continue_run else None, decision=decision)
+                if session.metadata.repository is not None:
+                    recorder.record(branch_outcome(session.metadata.repository, Path(session.workspace)))
                 report = recorder.finish(engine)
         except BaseException as exc:
             recorder.crashed(exc)
@@ -119,6 +128,13 @@ def run_plan(
         message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
         return Failed(message=message, data=RunFailed(message, report))
     return report
+
+
+def branch_outcome(repository: RepositoryReport, worktree: Path) -> Outcome:
+    """The run's branch as it ends: its commits and what they change (shown in the report)."""
+    changes = branch_changes(worktree, repository.base)
+    ended = repository.model_copy(update={"commits": changes.commits, "diff_stat": changes.diff_stat})
+    return Outcome(changes=MetadataChanges(repository=ended))
 
 
 def _rules(settings: Settings, llm: LLM | None) -> Rules:
@@ -260,6 +276,7 @@ class Loop:
             redactor=d.redactor,
             on_output=self.live.seen,
             on_result=lambda result, sid=d.step.id, n=d.attempt: self._done.put(Finished(sid, n, result)),
+            judge=lambda result, step=d.step: judge(step, result, self.engine.outputs.get(step.baseline or "", "")),
         )
         # quote(): these are handed over as they are; Prefect need not look inside them.
         if d.command is None:  # the built-in agent
@@ -277,6 +294,7 @@ class Loop:
         """Hand a step's result (or its task's end) to the engine, and its outcome to the recorder."""
         result = finished.outcome if isinstance(finished.outcome, CommandResult) else _result_of(finished.outcome)
         self._sandbox_lost = self._sandbox_lost or result.sandbox_lost
+        self._commit_round(finished, result)
         calls = []
         while not self._calls.empty():
             calls.append(self._calls.get_nowait())
@@ -285,6 +303,19 @@ class Loop:
         outcome = self.engine.on_result(finished.step_id, finished.attempt, result)
         if outcome is not None:
             self.take(outcome)
+
+    def _commit_round(self, finished: Finished, result: CommandResult) -> None:
+        """An agent round that succeeded in a git workspace is a commit of its own (the built-in
+        agent commits in the sandbox; an agent CLI leaves that to this)."""
+        running = self.engine.running.get(finished.step_id)
+        workspace = Path(self.engine.workspace)
+        if result.status != "succeeded" or running is None or running.attempt != finished.attempt:
+            return
+        if self.engine.plan.step(finished.step_id).kind != "agent" or not (workspace / ".git").exists():
+            return
+        sha = commit_round(workspace, f"autodev: {finished.step_id} (attempt {finished.attempt})")
+        if sha:
+            self.recorder.logger.info("committed what %s changed: %s", finished.step_id, sha[:8])
 
     def _settle(self) -> None:
         """Bring the advice up to date when results came in, then write what the iteration

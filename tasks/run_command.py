@@ -55,6 +55,9 @@ class Capture:
     # As soon as the result is known, before Prefect finishes the task run's own bookkeeping:
     # the loop acts on it (and starts the next step) without waiting for that.
     on_result: Callable[[CommandResult], None] | None = None
+    # What the result means for its step (a test-first check, a baseline): the task run's own
+    # verdict says the same as the run does.
+    judge: Callable[[CommandResult], CommandResult] | None = None
 
 
 @task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
@@ -123,6 +126,8 @@ def verdict_of(result: CommandResult, output: OutputCapture, log_path: str | Non
     """The finished step as the task's return: the result when it succeeded, else a Failed state."""
     logger = get_run_logger()
     result = result.model_copy(update={"output_bytes": output.total_bytes, "output_tail": output.tail, "log_path": log_path})
+    if capture.judge:
+        result = capture.judge(result)
     if capture.on_result:
         capture.on_result(result)
     verdict = describe(result)

@@ -7,14 +7,14 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from autodev.errors import BadInput
-from autodev.scaffold import Manifest, Requirements, check_new_workspace, find_todos
+from autodev.scaffold import Requirements, check_new_workspace, find_todos
 from blocks.git_state import commit_all
 
 REQUIREMENTS_FILE = "REQUIREMENTS.md"  # kept in the workspace so agents and people can read it
 
 
 @task(name="scaffold", task_run_name="scaffold", cache_policy=None, persist_result=False)
-def scaffold(workspace: str, requirements: Requirements, manifest: Manifest, files: dict[str, str]) -> str:
+def scaffold(workspace: str, requirements: Requirements, template: str, files: dict[str, str]) -> str:
     """Write the rendered `files` into an empty `workspace`, then commit them; the commit's sha.
 
     A workspace that already holds files is refused rather than overwritten: nothing is lost.
@@ -30,10 +30,10 @@ def scaffold(workspace: str, requirements: Requirements, manifest: Manifest, fil
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     (root / ".gitignore").write_text(".autodev/\n__pycache__/\n.pytest_cache/\n", encoding="utf-8")
-    sha = commit_all(root, f"scaffold {requirements.project} from template {manifest.name}")
+    sha = commit_all(root, f"scaffold {requirements.project} from template {template}")
     todos = find_todos(files)
     logger.info(
         "scaffolded %d files from template %s, first commit %s; TODO markers in %s",
-        len(files), manifest.name, sha[:8], ", ".join(f"{p} (line {', '.join(map(str, n))})" for p, n in todos.items()) or "no file",
+        len(files), template, sha[:8], ", ".join(f"{p} (line {', '.join(map(str, n))})" for p, n in todos.items()) or "no file",
     )
     return sha

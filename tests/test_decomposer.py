@@ -87,3 +87,45 @@ def test_a_model_that_does_not_answer_in_time_falls_back(model_server):
 def test_no_model_means_the_template_plan():
     result = plan_for(REQUIREMENTS, MANIFEST, FILES, None, LOG)
     assert result.source == "template" and "AUTODEV_LLM_MODEL is unset" in result.reason and not result.usage
+
+
+INVENTORY = parse_requirements(
+    "# Inventory tracker\n\nKeep count of what is on the shelves.\n\n- add items by name and count\n"
+    "- remove items; removing more than there is raises an error\n",
+    "inventory.md",
+)
+
+
+def test_requirements_no_template_matches_get_the_generic_test_first_plan_without_a_model():
+    from tasks.decomposer import decompose_requirements
+
+    made = decompose_requirements(INVENTORY, None, None, LOG)
+    assert made.source == "template" and made.template == "python-package"
+    assert "no template is named" in made.template_reason
+    assert [(s.id, s.expect) for s in made.plan.steps] == [
+        ("write-tests", "success"), ("tests-fail-first", "tests-fail"), ("implement", "success"), ("test", "success"),
+    ]
+    assert made.plan.step("write-tests").files == ["tests/test_inventory_tracker.py"]
+    assert "- [ ] remove items; removing more than there is raises an error" in made.guidance
+    assert "inventory_tracker/__init__.py" in made.files
+
+
+def test_the_model_may_pick_a_template_and_says_why(model_server):
+    from tasks.decomposer import decompose_requirements
+
+    model_server.replies.append((200, json.dumps({"template": "word-stats", "why": "it is a word-counting command line tool"})))
+    model_server.replies.append((200, json.dumps(GOOD | {"project": "inventory-tracker"})))
+    made = decompose_requirements(INVENTORY, None, model_server.llm(), LOG)
+    assert made.template == "word-stats" and made.template_reason == "picked by the model: it is a word-counting command line tool"
+    assert "word-stats" in model_server.requests[0]["messages"][1]["content"]  # the templates were listed
+    assert "python-package" not in model_server.requests[0]["messages"][1]["content"]
+    assert len(made.usage) == 2  # the pick and the plan
+
+
+def test_a_model_that_picks_no_listed_template_leaves_the_generic_one(model_server):
+    from tasks.decomposer import decompose_requirements
+
+    model_server.replies.append((200, json.dumps({"template": "django-site", "why": "a web app"})))
+    model_server.replies.append((200, json.dumps(GOOD | {"project": "inventory-tracker"})))
+    made = decompose_requirements(INVENTORY, None, model_server.llm(), LOG)
+    assert made.template == "python-package" and "the model picked no other: a web app" in made.template_reason

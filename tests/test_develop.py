@@ -188,20 +188,22 @@ def test_bad_requirements_exit_2_before_anything_runs(tmp_path):
     assert (taken / "notes.txt").read_text() == "mine"
 
 
-def test_the_nightly_suite_develops_three_projects_and_reports_them(prefect_api, docker_engine, tmp_path):
+def test_the_nightly_suite_develops_three_projects_and_a_task_in_a_repository(prefect_api, docker_engine, tmp_path):
     from flows.experiments import SUITE, nightly_experiments
 
     state = nightly_experiments(workspace_root=str(tmp_path / "night"), return_state=True)
     run_ids = state.result()
-    assert len(run_ids) == len(SUITE) == 3
+    assert len(run_ids) == len(SUITE) == 4
     s = store()
     sessions = [s.get_session(r) for r in run_ids]
     s.close()
-    assert [x.project for x in sessions] == ["weather-bot", "word-stats", "unit-convert"]
-    assert all(x.status == "succeeded" and x.metadata.feedback_rounds == 1 for x in sessions)
+    assert [x.project for x in sessions] == ["weather-bot", "word-stats", "unit-convert", "shelf-tasks"]
+    assert all(x.status == "succeeded" for x in sessions)
+    assert [x.metadata.feedback_rounds for x in sessions] == [1, 1, 1, 0]
+    assert sessions[3].metadata.repository.branch.startswith("autodev/shelf-tasks-")
     artifacts = httpx.post(f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"key": {"any_": ["nightly-report"]}}}).json()
     report = artifacts[0]["data"]
-    for project in ("weather-bot", "word-stats", "unit-convert"):
+    for project in ("weather-bot", "word-stats", "unit-convert", "shelf-tasks"):
         assert f"| {project} | 1 | 1 (100%) | 100% |" in report
 
 

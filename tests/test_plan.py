@@ -93,3 +93,23 @@ def test_a_long_chain_is_checked_without_recursion_limits():
 def test_a_missing_file_is_bad_input(tmp_path):
     with pytest.raises(BadInput, match="cannot read plan file"):
         load_plan(tmp_path / "absent.yaml")
+
+
+def test_a_test_first_check_sits_between_the_agent_that_writes_tests_and_the_one_that_implements():
+    from autodev.errors import BadInput
+    from autodev.plan import parse_plan
+
+    good = """
+project: p
+steps:
+  - {id: write-tests, kind: agent, instruction: write tests}
+  - {id: red, run: pytest, expect: tests-fail, depends_on: [write-tests]}
+  - {id: implement, kind: agent, instruction: implement, depends_on: [red]}
+"""
+    assert parse_plan(good).step("red").expect == "tests-fail"
+    with pytest.raises(BadInput, match="needs an agent step after it"):
+        parse_plan(good.replace("  - {id: implement, kind: agent, instruction: implement, depends_on: [red]}\n", ""))
+    with pytest.raises(BadInput, match="needs an agent step before it"):
+        parse_plan("project: p\nsteps:\n  - {id: red, run: pytest, expect: tests-fail}\n  - {id: i, kind: agent, instruction: x, depends_on: [red]}\n")
+    with pytest.raises(BadInput, match="field 'baseline': unknown step 'nope'"):
+        parse_plan("project: p\nsteps:\n  - {id: t, run: pytest, baseline: nope}\n")

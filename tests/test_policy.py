@@ -101,3 +101,33 @@ def test_an_agent_that_made_no_edits_is_not_blamed_on_docker():
     assert "coding agent produced no usable edits" in lost.suggested_action and "Docker" not in lost.suggested_action
     engine = diagnose("make", result(exit_code=None, reason="the Docker engine stopped answering"))
     assert "Docker engine went away" in engine.suggested_action
+
+
+def step_of(**fields):
+    from autodev.models import Step
+
+    return Step(id="s", run="python -m pytest -q", **fields)
+
+
+def test_a_test_first_check_succeeds_only_when_the_tests_fail():
+    from autodev.policy import judge
+
+    red = judge(step_of(expect="tests-fail"), result(exit_code=1, tail="1 failed\n"))
+    assert red.status == "succeeded" and "as they must" in red.exit_reason
+    green = judge(step_of(expect="tests-fail"), result(status="succeeded", exit_code=0))
+    assert green.status == "failed" and "do not test it" in green.exit_reason
+    none = judge(step_of(expect="tests-fail"), result(exit_code=5, tail="no tests ran\n"))
+    assert none.status == "failed"  # no tests at all is not a red test
+    stalled = judge(step_of(expect="tests-fail"), result(status="stalled", exit_code=137))
+    assert stalled.status == "stalled"
+
+
+def test_failures_the_baseline_had_are_not_the_runs():
+    from autodev.policy import judge
+
+    baseline = "FAILED tests/test_old.py::test_flaky - assert 1 == 2\n1 failed, 9 passed\n"
+    old_only = judge(step_of(baseline="base"), result(exit_code=1, tail="FAILED tests/test_old.py::test_flaky\n1 failed\n"), baseline)
+    assert old_only.status == "succeeded" and "already failed before the run" in old_only.exit_reason
+    new = judge(step_of(baseline="base"), result(exit_code=1, tail="FAILED tests/test_old.py::test_flaky\nFAILED tests/test_new.py::test_x\n"), baseline)
+    assert new.status == "failed"
+    assert judge(step_of(expect="any"), result(exit_code=1, tail=baseline)).status == "succeeded"

@@ -1,0 +1,45 @@
+"""Work on a repository that exists, the pure part: what it is, its tasks, the plan no model makes."""
+
+from __future__ import annotations
+
+from autodev.plan import parse_plan
+from autodev.repository import RepoMap, detect, repository_plan, tasks_of, with_baseline
+from autodev.scaffold import parse_requirements
+
+
+def test_the_language_and_the_test_command_come_from_the_files():
+    assert detect(["pyproject.toml", "app/core.py", "tests/test_core.py"], {}).test_command.startswith("python -m pytest")
+    assert detect(["package.json", "src/index.js"], {"package.json": '{"scripts": {"test": "vitest"}}'}).test_command == "npm test"
+    assert detect(["go.mod", "main.go"], {}).model_dump() == {"language": "go", "test_command": "go test ./..."}
+    assert detect(["Cargo.toml", "src/lib.rs"], {}).test_command == "cargo test"
+    assert detect(["Makefile", "main.c"], {"Makefile": "all:\n\tcc main.c\ntest:\n\t./run-tests\n"}).test_command == "make test"
+    assert detect(["notes.txt"], {}).test_command is None
+
+
+def test_a_task_list_is_its_checkbox_items_else_its_sections():
+    items = parse_requirements("# Work\n\n- [ ] fix the parser\n  when it sees tabs\n- [ ] add a --quiet flag\n- not a task\n")
+    assert [t.text for t in tasks_of(items)] == ["fix the parser when it sees tabs", "add a --quiet flag"]
+    sections = parse_requirements("# Work\n\n## Faster startup\nCache the index.\n\n## Docs\nWrite the guide.\n")
+    assert [t.title for t in tasks_of(sections)] == ["Faster startup", "Docs"]
+    assert [t.title for t in tasks_of(parse_requirements("# Just one thing\n\nDo it.\n"))] == ["just-one-thing"]
+
+
+def test_without_a_model_each_task_is_an_agent_step_and_its_check_after_a_baseline():
+    wanted = parse_requirements("---\nproject: p\n---\n# Work\n\n- [ ] fix the parser\n- [ ] add a --quiet flag\n")
+    plan = repository_plan(wanted, RepoMap(files=["app.py"], file_count=1, language="python", test_command="pytest -q"))
+    assert [(s.id, s.expect, s.depends_on, s.baseline) for s in plan.steps] == [
+        ("baseline", "any", [], None),
+        ("task-1", "success", ["baseline"], None),
+        ("check-1", "success", ["task-1"], "baseline"),
+        ("task-2", "success", ["baseline"], None),  # independent of task 1: a block there does not hold it
+        ("check-2", "success", ["task-2"], "baseline"),
+    ]
+    assert plan.step("check-2").feedback_to == "task-2" and plan.step("task-2").task == "add a --quiet flag"
+
+
+def test_a_models_plan_gets_the_baseline_before_any_change():
+    plan = parse_plan("project: p\nsteps:\n  - {id: edit, kind: agent, instruction: x}\n  - {id: t, run: 'pytest -q', depends_on: [edit]}\n")
+    based = with_baseline(plan, "pytest -q")
+    assert based.steps[0].id == "baseline" and based.step("edit").depends_on == ["baseline"]
+    assert based.step("t").baseline == "baseline"
+    assert with_baseline(plan, None) == plan  # no tests found: nothing to compare with
