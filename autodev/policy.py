@@ -41,7 +41,7 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
         before, now = failed_tests(baseline_output), failed_tests(result.output_tail)
         if now and now <= before:
             shown = ", ".join(sorted(now)[:5])
-            reason = f"only tests that already failed before the run failed (baseline {step.baseline}): {shown}"
+            reason = f"only tests that already failed before the run failed (in step {step.baseline}): {shown}"
             return result.model_copy(update={"status": "succeeded", "exit_reason": reason})
     return result
 
