@@ -28,7 +28,11 @@ _FAILED_TEST = re.compile(r"^FAILED (\S+::\S+)", re.M)
 _ERROR_TEST = re.compile(r"^ERROR (\S+)", re.M)
 
 
-def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None = None) -> Diagnosis:
+def diagnose(
+    command: str, result: CommandResult, stall_timeout_s: float | None = None, baseline_output: str | None = None
+) -> Diagnosis:
+    """What broke and what to try. With `baseline_output` (the same tests before any change), the
+    failing tests that were failing there already are told apart from those the run broke."""
     tail = result.output_tail
     code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
     reason = f" ({result.exit_reason})" if result.exit_reason else ""
@@ -54,7 +58,15 @@ def diagnose(command: str, result: CommandResult, stall_timeout_s: float | None 
             m.group(0).strip() if m else "",
         )
     if failed := _FAILED_TEST.findall(tail) or _ERROR_TEST.findall(tail):
-        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        before = failed_tests(baseline_output) if baseline_output else set()
+        broken = [t for t in failed if t not in before]
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        old = sorted(set(failed) & before)
+        if old:
+            return found(
+                f"fix the tests this run broke: {shown}; already failing before the run (not this run's): {', '.join(old[:5])}",
+                *broken[:5],
+            )
         return found(f"fix the failing tests: {shown}", *failed[:5])
     if "Permission denied" in tail or "Operation not permitted" in tail:
         line = next(ln for ln in tail.splitlines() if "Permission denied" in ln or "Operation not permitted" in ln)

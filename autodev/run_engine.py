@@ -225,7 +225,8 @@ class RunEngine:
         result, attempt = stored.result, stored.attempt
         stored.breaker_tripped = tripped = self.breaker.record(fingerprint(step.command, result))
         limits = self.limits(step)
-        diagnosis = diagnose(stored.command, result, limits.stall_timeout_s)
+        baseline = self.outputs.get(step.baseline) if step.baseline else None
+        diagnosis = diagnose(stored.command, result, limits.stall_timeout_s, baseline)
         if result.status == "stalled":
             self.stalls[step.id] += 1
         move = next_move(result.status, attempt - self.round_start.get(step.id, 0), self.stalls[step.id], limits, tripped)

@@ -1,6 +1,7 @@
-"""`autodev run TASK.md --workspace REPO` on a git repository that exists: a branch of its own in
+"""`autodev run` on work autodev has never seen. On a git repository that exists: a branch of its own in
 a worktree, the user's checkout untouched (a dirty tree too), a baseline red test not blamed on
-the agent, a commit per agent round, and each task's outcome."""
+the agent, a commit per agent round, and each task's outcome. And requirements no template fits,
+developed test-first from the generic template."""
 
 from __future__ import annotations
 
@@ -102,3 +103,71 @@ def test_a_task_that_blocks_does_not_hold_back_the_other(prefect_api, docker_eng
     assert subprocess.run(["git", "-C", repo.working_dir, "status", "--porcelain"], capture_output=True, text=True).stdout.split() == [
         "M", "README.md", "??", "scratch.txt",
     ]
+
+
+INVENTORY = """# Inventory tracker
+
+Keep count of what is on the shelves.
+
+- `add(stock, name, count)` returns a new dict with `count` more of `name`
+- `remove(stock, name, count)` returns a new dict with `count` fewer; removing more than there is raises `ValueError`
+"""
+TESTS = """import pytest
+
+from inventory_tracker import add, remove
+
+
+def test_add_counts_up():
+    assert add({}, "apple", 2) == {"apple": 2}
+
+
+def test_removing_too_many_is_an_error():
+    with pytest.raises(ValueError):
+        remove({"apple": 1}, "apple", 2)
+"""
+CODE = '''"""inventory-tracker: see REQUIREMENTS.md."""
+
+
+def add(stock, name, count):
+    return {**stock, name: stock.get(name, 0) + count}
+
+
+def remove(stock, name, count):
+    if stock.get(name, 0) < count:
+        raise ValueError(f"only {stock.get(name, 0)} {name}")
+    return {**stock, name: stock[name] - count}
+'''
+
+
+def generic_model(request: dict) -> tuple[int, str]:
+    """A model that picks no template, keeps the generic test-first plan and writes tests, then code."""
+    from autodev.decomposition import template_plan
+    from autodev.scaffold import load_manifest, parse_requirements
+
+    prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+    if "You choose the scaffold" in prompt:
+        return 200, json.dumps({"template": None, "why": "no template is an inventory tracker"})
+    if "into an autodev plan" in prompt:
+        plan = template_plan(parse_requirements(INVENTORY), load_manifest("python-package"))
+        return 200, plan.model_dump_json(exclude_defaults=True)
+    if "Files you may edit" in prompt and "Write pytest tests" in prompt:
+        return 200, json.dumps({"summary": "tests", "edits": [{"path": "tests/test_inventory_tracker.py", "content": TESTS}]})
+    if "Files you may edit" in prompt:
+        return 200, json.dumps({"summary": "add and remove", "edits": [{"path": "inventory_tracker/__init__.py", "content": CODE}]})
+    return 500, "no advice from this model"
+
+
+def test_requirements_no_template_fits_are_developed_test_first(prefect_api, docker_engine, tmp_path, monkeypatch):
+    from blocks.replay import ModelServer as Server
+
+    (tmp_path / "inventory.md").write_text(INVENTORY)
+    with Server(generic_model) as model:
+        monkeypatch.setenv("AUTODEV_LLM_MODEL", "openai/scripted")
+        monkeypatch.setenv("AUTODEV_LLM_API_BASE", model.api_base)
+        monkeypatch.setenv("AUTODEV_LLM_API_KEY", "test-key")
+        result = autodev("run", str(tmp_path / "inventory.md"), "--workspace", str(tmp_path / "ws"), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = {s["id"]: s for s in json.loads(result.stdout)["steps"]}
+    assert steps["tests-fail-first"]["status"] == "succeeded" and steps["tests-fail-first"]["exit_code"] in (1, 2)
+    assert steps["test"]["status"] == "succeeded" and "2 passed" in steps["test"]["output_tail"]
+    assert (tmp_path / "ws" / "tests" / "test_inventory_tracker.py").read_text() == TESTS

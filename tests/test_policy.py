@@ -131,3 +131,12 @@ def test_failures_the_baseline_had_are_not_the_runs():
     new = judge(step_of(baseline="base"), result(exit_code=1, tail="FAILED tests/test_old.py::test_flaky\nFAILED tests/test_new.py::test_x\n"), baseline)
     assert new.status == "failed"
     assert judge(step_of(expect="any"), result(exit_code=1, tail=baseline)).status == "succeeded"
+
+
+def test_the_advice_tells_the_runs_failures_from_those_that_were_there_before():
+    now = result(exit_code=1, tail="FAILED tests/test_old.py::test_csv - x\nFAILED tests/test_new.py::test_remove - y\n")
+    advice = diagnose("pytest -q", now, baseline_output="FAILED tests/test_old.py::test_csv - x\n1 failed\n").suggested_action
+    assert advice == (
+        "fix the tests this run broke: tests/test_new.py::test_remove; "
+        "already failing before the run (not this run's): tests/test_old.py::test_csv"
+    )
