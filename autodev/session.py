@@ -161,18 +161,20 @@ class MetadataChanges(BaseModel):
     repository: RepositoryReport | None = None
 
     _LISTS: ClassVar[tuple[str, ...]] = ("queued", "dequeued", "results", "blockers", "interventions", "pauses")
-    _DURABLE: ClassVar[tuple[str, ...]] = (
+    DURABLE: ClassVar[tuple[str, ...]] = (
         "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation", "repository"
     )
     _VALUES: ClassVar[tuple[str, ...]] = (
         "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation", "repository"
     )
 
-    def merge(self, later: MetadataChanges) -> None:
+    def merge(self, later: MetadataChanges, skip: tuple[str, ...] = ()) -> None:
+        """Fold `later` into these changes (its `skip` fields left out)."""
         for name in self._LISTS:
-            getattr(self, name).extend(getattr(later, name))
+            if name not in skip:
+                getattr(self, name).extend(getattr(later, name))
         for name in (*self._VALUES, "heartbeat"):
-            if getattr(later, name) is not None:
+            if name not in skip and getattr(later, name) is not None:
                 setattr(self, name, getattr(later, name))
         if later.last_output_at and (self.last_output_at is None or later.last_output_at > self.last_output_at):
             self.last_output_at = later.last_output_at
@@ -182,16 +184,13 @@ class MetadataChanges(BaseModel):
             getattr(self, name) is None for name in (*self._VALUES, "heartbeat", "last_output_at")
         )
 
-    def durable(self) -> MetadataChanges:
+    def durable(self) -> MetadataChanges | None:
         """The changes that must be stored with the attempt or decision that made them (a blocker,
         a decision, a feedback round's evidence): a crash before the iteration's write must not
-        lose them."""
-        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in self._DURABLE})
-
-    def deferrable(self) -> MetadataChanges:
-        """The rest, written once per loop iteration (queue, history, phase, advice, heartbeat)."""
-        rest = set(MetadataChanges.model_fields) - set(self._DURABLE)
-        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in rest})
+        lose them. None when there are none (the common case: a step that succeeded)."""
+        if not any(getattr(self, name) for name in self.DURABLE):
+            return None
+        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in self.DURABLE})
 
     def apply(self, meta: SessionMetadata) -> None:
         """Make the changes to `meta`. Applying them twice (a write retried after its commit was

@@ -292,6 +292,9 @@ class Loop:
 
     def _handle(self, finished: Finished) -> None:
         """Hand a step's result (or its task's end) to the engine, and its outcome to the recorder."""
+        running = self.engine.running.get(finished.step_id)
+        if running is None or running.attempt != finished.attempt:
+            return  # the task run ended after its result was handled: nothing to wait for
         result = finished.outcome if isinstance(finished.outcome, CommandResult) else _result_of(finished.outcome)
         self._sandbox_lost = self._sandbox_lost or result.sandbox_lost
         self._commit_round(finished, result)
@@ -307,9 +310,8 @@ class Loop:
     def _commit_round(self, finished: Finished, result: CommandResult) -> None:
         """An agent round that succeeded in a git workspace is a commit of its own (the built-in
         agent commits in the sandbox; an agent CLI leaves that to this)."""
-        running = self.engine.running.get(finished.step_id)
         workspace = Path(self.engine.workspace)
-        if result.status != "succeeded" or running is None or running.attempt != finished.attempt:
+        if result.status != "succeeded":
             return
         if self.engine.plan.step(finished.step_id).kind != "agent" or not (workspace / ".git").exists():
             return

@@ -128,7 +128,7 @@ class Recorder:
         if outcome.is_empty:
             return
         durable = outcome.changes.durable()
-        keep = None if durable.is_empty() else durable.apply
+        keep = durable.apply if durable is not None else None
         if outcome.attempt is not None:
             self.store.record_attempt(outcome.attempt, outcome.step_states, keep, self.lease)
         elif keep or outcome.step_states or outcome.status or outcome.plan:
@@ -139,7 +139,7 @@ class Recorder:
             self.store.record_llm_usage(self.run_id, call.purpose, call)
         for note in outcome.notes:
             getattr(self.logger, note.level)(note.text)
-        self._pending.merge(outcome.changes.deferrable())
+        self._pending.merge(outcome.changes, skip=MetadataChanges.DURABLE)
         self._held += [(event, outcome) for event in outcome.events]
         self._dirty = True
 

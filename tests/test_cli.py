@@ -78,8 +78,10 @@ def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engin
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)  # exactly one JSON object on stdout
     assert set(report) == {
-        "run_id", "status", "steps", "success_rate", "interventions", "next_actions", "blockers", "orchestrator_gone"
+        "run_id", "status", "steps", "success_rate", "interventions", "next_actions", "blockers",
+        "tasks", "repository", "orchestrator_gone",
     }
+    assert report["tasks"] == [] and report["repository"] is None  # a plain plan: no tasks, no repository
     assert report["status"] == "failed"
     assert [(s["id"], s["status"], s["exit_code"]) for s in report["steps"]] == [
         ("ok", "succeeded", 0),
