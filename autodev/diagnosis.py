@@ -41,6 +41,8 @@ def diagnose(
     def found(action: str, *evidence: str) -> Diagnosis:
         return Diagnosis(summary, action, [e for e in evidence if e])
 
+    if command.startswith("agent:") and (trouble := _agent_trouble(tail)):
+        return found(*trouble)
     if ended := _how_it_ended(result, stall_timeout_s):
         return found(ended)
     if m := _NO_MODULE.search(tail):
@@ -88,12 +90,49 @@ def diagnose(
     return found(f"read the step's full log{log} for the first error, fix it, then retry the step")
 
 
+# What coding-agent CLIs print when their model provider cannot be used (Codex's JSON errors,
+# litellm's and Anthropic's messages).
+_AGENT_AUTH = re.compile(
+    r".*(?:401 Unauthorized|Incorrect API key|invalid[_ ]api[_ ]key|authentication_error|Missing environment variable).*", re.I
+)
+_AGENT_QUOTA = re.compile(r".*(?:429 Too Many Requests|rate[_ ]limit(?:ed)?\b|insufficient_quota).*", re.I)
+_AGENT_UNREACHABLE = re.compile(
+    r".*(?:Reconnecting\.\.\.|stream disconnected before completion|error sending request|Connection failed"
+    r"|APIConnectionError|Connection refused|Network is unreachable).*",
+    re.I,
+)
+
+
+def _agent_trouble(tail: str) -> tuple[str, str] | None:
+    """The action (and the line that shows it) when an agent's model provider refused or could
+    not be reached; the last such line counts."""
+    rules = [
+        (_AGENT_AUTH, "the agent's model provider refused its credentials: check the API key the step gets "
+         "(list its name under `secrets:` and set it where autodev runs, or in a Prefect Secret block), then retry"),
+        (_AGENT_QUOTA, "the model provider rate-limited the agent (429) or its quota is spent: wait or raise the quota, "
+         "then retry the step (or give it `retries`)"),
+        (_AGENT_UNREACHABLE, "the agent could not reach its model: the sandbox has no network unless the plan sets "
+         "`network` (`true` needs a Docker bridge; else `host` or a named network); check the provider's base URL, "
+         "then retry the step"),
+    ]
+    for pattern, action in rules:
+        if matches := pattern.findall(tail):
+            return action, matches[-1].strip()[:300]
+    return None
+
+
 def _how_it_ended(result: CommandResult, stall_timeout_s: float | None) -> str | None:
     """The action for what the status and the exit reason alone say (the output aside)."""
     reason = result.exit_reason or ""
+    if result.status == "stalled" and "lines that repeat" in reason:
+        return (
+            f"it printed only lines that repeat for {stall_timeout_s or 0:g}s (a reconnect or retry loop, a spinner): "
+            "read the log for what it waits on (a model or server it cannot reach, a lock); if a count changing on "
+            "one line is its progress, set `stall_clock: output` on the step"
+        )
     if result.status == "stalled":
         return (
-            f"the command printed nothing for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
+            f"the command printed nothing new for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
             "a network (the sandbox has none unless the plan sets network: true) or a lock; "
             "if it is legitimately quiet, raise the step's stall_timeout_s"
         )

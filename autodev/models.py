@@ -22,6 +22,8 @@ StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "
 RunStatus = Literal["running", "succeeded", "failed", "blocked"]
 CommandStatus = Literal["succeeded", "failed", "stalled", "timed_out"]
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "stalled", "timed_out"})  # a command that did not succeed
+AgentName = Literal["codex", "claude", "aider"]  # the coding-agent CLIs autodev has presets for (autodev/agents.py)
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 
 def utcnow() -> datetime:
@@ -39,6 +41,11 @@ class StepDefaults(_Strict):
     timeout_s: float = Field(1800, gt=0, description="Hard limit on one attempt of a step.")
     retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed or timed-out one.")
     max_stall_retries: int = Field(1, ge=0, le=10, description="Attempts after a stall before the run blocks.")
+    stall_clock: Literal["progress", "output"] = Field(
+        "progress",
+        description="progress: output resets the stall clock only when it shows progress (a line that repeats, "
+        "digits aside, such as a reconnect loop or a spinner, does not); output: any output resets it.",
+    )
 
 
 def _check_agent_command(template: str | None) -> str | None:
@@ -65,9 +72,13 @@ class Step(_Strict):
     )
     run: str | None = Field(None, description="Shell command, run by /bin/sh -c in the sandbox's /workspace.")
     instruction: str | None = Field(None, description="What an agent step's coding agent is asked to do.")
+    agent: AgentName | None = Field(
+        None, description="An agent step's coding-agent CLI, run unattended with the flags its preset sets."
+    )
+    agent_args: str | None = Field(None, description="Extra arguments for the agent CLI (model, provider settings).")
     agent_command: str | None = Field(
         None, description="An agent step's external CLI, with {instruction} where the instruction goes "
-        "(e.g. `claude -p {instruction}`); unset: the built-in agent (needs a model)."
+        "(e.g. `my-agent --yes {instruction}`); unset with no `agent`: the built-in agent (needs a model)."
     )
     files: list[str] = Field(
         default_factory=list, description="Files the built-in agent may edit (default: those with TODO markers)."
@@ -91,6 +102,7 @@ class Step(_Strict):
     timeout_s: float | None = Field(None, gt=0)
     retries: int | None = Field(None, ge=0, le=10)
     max_stall_retries: int | None = Field(None, ge=0, le=10)
+    stall_clock: Literal["progress", "output"] | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("run", "instruction")
@@ -115,13 +127,14 @@ class Step(_Strict):
         if self.kind == "command":
             if self.run is None:
                 raise ValueError("missing required field 'run' (or give `kind: agent` and an `instruction`)")
-            if self.instruction is not None or self.agent_command is not None:
-                raise ValueError("`instruction` and `agent_command` belong to steps of kind agent")
+            if self.instruction is not None or self.agent_command is not None or self.agent is not None:
+                raise ValueError("`instruction`, `agent` and `agent_command` belong to steps of kind agent")
         else:
             if self.run is not None:
                 raise ValueError("an agent step has `instruction`, not `run`")
             if self.instruction is None:
                 raise ValueError("an agent step needs `instruction`")
+        _one_agent(self.agent, self.agent_command, self.agent_args)
         return self
 
     @property
@@ -135,14 +148,35 @@ class Step(_Strict):
         return f"agent: {first_line}"
 
 
+def _one_agent(agent: str | None, agent_command: str | None, agent_args: str | None) -> None:
+    if agent is not None and agent_command is not None:
+        raise ValueError("give `agent` (a preset) or `agent_command` (your own CLI), not both")
+    if agent_args is not None and agent is None:
+        raise ValueError("`agent_args` goes with `agent` (in an agent_command, write the arguments into it)")
+
+
+NetworkMode = bool | str  # false, true, "host" or a Docker network's name
+
+
 class Plan(_Strict):
     project: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     image: str | None = None
-    network: bool = Field(False, description="Give the sandbox a network (off by default).")
+    network: NetworkMode = Field(
+        False,
+        description="The sandbox's network: false (none, the default), true (Docker's default bridge), "
+        "host (the host's), or the name of a Docker network.",
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Names of environment variables (API keys) passed to every step from autodev's environment "
+        "or a Prefect Secret block; their values are never stored, logged or sent.",
+    )
     max_parallel: int = Field(1, ge=1, le=32, description="How many independent steps may run at once.")
     max_feedback_rounds: int = Field(
         2, ge=0, le=10, description="How many times failed checks may send the run back to an agent step."
     )
+    agent: AgentName | None = Field(None, description="Default coding-agent CLI (a preset) for agent steps.")
+    agent_args: str | None = Field(None, description="Extra arguments for the default agent CLI.")
     agent_command: str | None = Field(None, description="Default external agent CLI for agent steps.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     steps: list[Step] = Field(min_length=1)
@@ -151,6 +185,26 @@ class Plan(_Strict):
     @classmethod
     def _has_placeholder(cls, template: str | None) -> str | None:
         return _check_agent_command(template)
+
+    @field_validator("network")
+    @classmethod
+    def _network_name(cls, network: NetworkMode) -> NetworkMode:
+        if isinstance(network, str) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", network):
+            raise ValueError(f"{network!r}: use false, true, host or the name of a Docker network")
+        return False if network == "none" else network
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.match(SECRET_NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not an environment variable name (list names here, not values)")
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _one_default_agent(self) -> Plan:
+        _one_agent(self.agent, self.agent_command, self.agent_args)
+        return self
 
     def step(self, step_id: str) -> Step:
         """The step with this id; KeyError when there is none."""
@@ -187,6 +241,19 @@ class CommandRequest(BaseModel):
     )
 
 
+class AgentReport(BaseModel):
+    """What a coding-agent CLI reported in its event stream: the evidence of one agent round."""
+
+    agent: AgentName
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None  # when the agent says (Claude Code's total_cost_usd)
+    files_changed: list[str] = Field(default_factory=list)
+    last_message: str | None = None
+    errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
+    events: int = 0  # how many events it printed
+
+
 class CommandResult(BaseModel):
     """What happened to one command; the exit code comes from Docker or is None with a reason."""
 
@@ -199,6 +266,7 @@ class CommandResult(BaseModel):
     output_tail: str = ""
     log_path: str | None = None
     sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
+    agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
 
     @property
     def duration_s(self) -> float:

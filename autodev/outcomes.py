@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from autodev.events import RunEvent
-from autodev.models import Plan, RunStatus, Step, StepAttempt, StepDefaults, StepStatus
+from autodev.models import AgentName, Plan, RunStatus, Step, StepAttempt, StepDefaults, StepStatus
 from autodev.redact import Redactor
 from autodev.session import LLMCall, MetadataChanges, QueueEntry
 
@@ -40,6 +40,8 @@ class Dispatch:
     command: str | None  # the shell command (a command step, an agent CLI); None: the built-in agent
     evidence: str | None  # the failed check that sent the run back to this agent step
     redactor: Redactor  # the step's secrets, masked in whatever is stored or shown
+    env: dict[str, str] = field(default_factory=dict)  # its environment, secrets included: never stored
+    agent_stream: AgentName | None = None  # the agent CLI's JSON event stream to read (a preset with one)
 
     @property
     def attempt(self) -> int:

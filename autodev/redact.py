@@ -22,8 +22,9 @@ class Redactor:
         self._encoded = [(s.encode(), MASK.encode()) for s in self.secrets]
 
     @classmethod
-    def from_env(cls, *envs: Mapping[str, str]) -> Redactor:
-        found: list[str] = []
+    def from_env(cls, *envs: Mapping[str, str], known: Iterable[str] = ()) -> Redactor:
+        """The secrets in these environments (by their names), and the `known` secret values."""
+        found: list[str] = list(known)
         for env in envs:
             for name, value in env.items():
                 if SECRET_NAME.search(name):

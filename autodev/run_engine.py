@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from autodev.agent import agent_cli_command, failure_evidence
+from autodev.agents import agent_call, agent_template, preset_of
 from autodev.diagnosis import diagnose, fingerprint
 from autodev.events import (
     BreakerTripped,
@@ -39,6 +40,7 @@ from autodev.outcomes import Dispatch, Note, Outcome, Rules
 from autodev.policy import FailureBreaker, judge, next_move
 from autodev.redact import Redactor
 from autodev.scheduling import Progress
+from autodev.secrets import step_env
 from autodev.session import (
     Decision,
     Intervention,
@@ -62,6 +64,7 @@ class RunEngine:
         rules: Rules,
         metadata: SessionMetadata | None = None,
         environ: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ):
         meta = metadata or SessionMetadata()
         self.plan = plan
@@ -80,7 +83,8 @@ class RunEngine:
         self.todo_files: list[str] = list(meta.todo_files or [])
         self._queued_before = [q.queue_id for q in meta.queue]  # entries a dead process left behind
         self._skipped_by_a_person = {i.step_id for i in meta.interventions if i.action == "skip"}
-        self.redactors = {s.id: Redactor.from_env(environ or {}, s.env) for s in plan.steps}
+        self.secrets = dict(secrets or {})  # the plan's secrets and its agents' API keys, by name: never stored
+        self.redactors = {s.id: Redactor.from_env(environ or {}, s.env, known=self.secrets.values()) for s in plan.steps}
         self.redact_all = Redactor([secret for r in self.redactors.values() for secret in r.secrets])
         self._limits: dict[str, StepDefaults] = {}
         self.sandbox_lost = False  # a result said the sandbox went away (the engine stopped)
@@ -94,8 +98,11 @@ class RunEngine:
         found = self._limits.get(step.id)
         if found is None:
             found = self.plan.limits_for(step)
+            preset = preset_of(self.plan, step)
             if self.rules.stall_timeout_s and step.stall_timeout_s is None:
                 found = found.model_copy(update={"stall_timeout_s": self.rules.stall_timeout_s})
+            elif preset and step.stall_timeout_s is None and "stall_timeout_s" not in self.plan.defaults.model_fields_set:
+                found = found.model_copy(update={"stall_timeout_s": preset.stall_timeout_s})
             self._limits[step.id] = found
         return found
 
@@ -131,15 +138,12 @@ class RunEngine:
             if not ready:
                 break
             for step in ready:  # a step left to a person takes no slot: the search goes on
-                if step.kind == "agent" and not self._agent_cli(step) and not self.rules.has_model:
+                if step.kind == "agent" and not agent_template(self.plan, step) and not self.rules.has_model:
                     out.merge(self._leave_to_a_person(step))
                 else:
                     out.started.append(self._start(step))
         out.changes.queued += [d.entry for d in out.started]
         return out
-
-    def _agent_cli(self, step: Step) -> str | None:
-        return step.agent_command or self.plan.agent_command
 
     def _start(self, step: Step) -> Dispatch:
         attempt = self.progress.attempts[step.id] + 1
@@ -147,12 +151,16 @@ class RunEngine:
         entry = QueueEntry(queue_id=uuid.uuid4().hex[:12], step_id=step.id, attempt=attempt, dispatched_at=utcnow())
         self.running[step.id] = entry
         evidence = self.evidence.get(step.id)
-        cli = self._agent_cli(step)
+        cli = agent_template(self.plan, step)
         if step.kind == "command":
             command = step.run
         else:
             command = agent_cli_command(cli, step.instruction or "", evidence) if cli else None
-        return Dispatch(step, entry, self.limits(step), command, evidence, self.redactors[step.id])
+        preset = preset_of(self.plan, step)
+        return Dispatch(
+            step, entry, self.limits(step), command, evidence, self.redactors[step.id], step_env(self.plan, step, self.secrets),
+            preset.stream if preset else None,
+        )
 
     def _leave_to_a_person(self, step: Step) -> Outcome:
         """An agent step with no agent: the run blocks so a person does the step by hand and
@@ -163,7 +171,7 @@ class RunEngine:
             step_id=step.id,
             command=mask(step.command),
             exit_code=None,
-            summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent_command",
+            summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent or agent_command",
             suggested_action=f"do it by hand: {mask((step.instruction or '').strip().rstrip('.'))}; edit {files} in "
             f"{self.workspace}, then skip this step to go on (`autodev resume {self.run_id} --action skip`), "
             "or set AUTODEV_LLM_MODEL and retry",
@@ -199,6 +207,10 @@ class RunEngine:
                 loop_status=f"set aside {step_id}",
             )
         out = self._failed(step, stored) if result.status != "succeeded" else self._succeeded(step, stored)
+        if result.agent is not None:
+            out.model_calls.append(agent_call(step_id, result.agent))
+            if result.status == "succeeded" and not result.agent.files_changed:
+                out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed no file"))
         out.events.insert(
             0,
             CommandFinished(

@@ -34,6 +34,7 @@ from autodev.models import CommandRequest, CommandResult, utcnow
 from blocks.sandbox import OutputSink, SandboxSession
 
 SANDBOX_UID = 1000  # the image's `autodev` user
+SANDBOX_HOME = "/home/autodev"
 CONTAINER_WORKSPACE = "/workspace"
 MARKER_VAR = "AUTODEV_STEP"  # set on every command; inherited by what it starts
 # $1 is the step's command, $2 the file for its exit status (may be empty); the wrapper exits
@@ -52,6 +53,7 @@ done
 """
 # How many processes the kernel's OOM killer ended in this container (cgroup v2, then v1).
 OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null | grep oom_kill"
+REPEATING = "it printed only lines that repeat"
 DRAIN_AFTER_EXIT_S = 0.2  # output still read after the main process exited
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
@@ -77,7 +79,9 @@ class DockerSandbox(Block):
     _description = "Where autodev runs a plan's commands: image, network and resource limits."
 
     image: str = Field("autodev-sandbox:latest", description="Image to run commands in; it needs /bin/sh and grep.")
-    network: bool = Field(False, description="Attach the container to Docker's default network.")
+    network: bool | str = Field(
+        False, description="false: no network; true: Docker's default bridge; host; or the name of a Docker network."
+    )
     memory: str = Field("4g", description="Memory limit, docker syntax (512m, 4g).")
     pids_limit: int = Field(1024, description="Maximum number of processes in the container.")
 
@@ -89,7 +93,8 @@ class DockerSandbox(Block):
             raise EnvironmentProblem(
                 f"sandbox image {self.image!r} is missing", "build it with `autodev image build`"
             ) from exc
-        user, home = _sandbox_user(workspace)
+        network_mode = network_mode_for(client, self.network)
+        user = _sandbox_user(workspace)
         _status_dir(workspace, run_id, user)
         container = client.containers.run(
             self.image,
@@ -98,10 +103,12 @@ class DockerSandbox(Block):
             detach=True,
             init=True,  # reaps the zombies that killed process groups leave behind
             user=user,
-            environment={"HOME": home},
+            # One HOME for every run and uid, a resumed run's too: a config baked into the image
+            # (an agent CLI's) is found; autodev's images make it writable for any uid.
+            environment={"HOME": SANDBOX_HOME},
             working_dir=CONTAINER_WORKSPACE,
             volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}},
-            network_mode=None if self.network else "none",
+            network_mode=network_mode,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
@@ -111,7 +118,35 @@ class DockerSandbox(Block):
         return DockerSandboxSession(client, container, workspace.resolve(), self.memory)
 
 
-def _sandbox_user(workspace: Path) -> tuple[str, str]:
+def network_mode_for(client: docker.DockerClient, network: bool | str) -> str:
+    """The container's network mode for a plan's `network`; EnvironmentProblem with the fix when
+    the engine cannot give it (an engine started with --bridge=none has no default bridge: a
+    container on it would see only `lo`)."""
+    if network is False:
+        return "none"
+    if network == "host":
+        return "host"
+    name = "bridge" if network is True else str(network)
+    try:
+        found = client.networks.list(names=[name])
+    except ENGINE_ERRORS as exc:
+        raise EnvironmentProblem(f"cannot list the Docker engine's networks: {exc}", "run `autodev doctor`") from exc
+    if not any(n.name == name for n in found):
+        if network is True:
+            raise EnvironmentProblem(
+                "the plan asks for a network, but the Docker engine has no default bridge network (it was started "
+                "with --bridge=none): a sandbox on it could reach nothing",
+                "set `network: host` in the plan (the host's network), name a Docker network "
+                "(`docker network create NAME`, then `network: NAME`), or start dockerd without --bridge=none",
+            )
+        raise EnvironmentProblem(
+            f"the plan's network {name!r} does not exist on the Docker engine",
+            f"create it (`docker network create {name}`) or use `network: host`",
+        )
+    return name
+
+
+def _sandbox_user(workspace: Path) -> str:
     """Run as the workspace's owner; a root-owned workspace is handed to the image's user.
 
     The sandbox never runs as root, and files it writes stay writable by the person who owns
@@ -123,10 +158,7 @@ def _sandbox_user(workspace: Path) -> tuple[str, str]:
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                 os.lchown(name, SANDBOX_UID, SANDBOX_UID)
         info = workspace.stat()
-    # The image's user keeps its home (a config baked into the image is found on every run,
-    # a resumed one too); another owner has none in the image.
-    home = "/home/autodev" if info.st_uid == SANDBOX_UID else "/tmp"
-    return f"{info.st_uid}:{info.st_gid}", home
+    return f"{info.st_uid}:{info.st_gid}"
 
 
 def status_dir(workspace: Path, run_id: str) -> Path:
@@ -177,10 +209,10 @@ class DockerSandboxSession(SandboxSession):
             if on_started:
                 on_started()
             for out, err in stream:
-                clock.output_seen()
                 for chunk in (out, err):
+                    # The sink says whether the chunk shows progress (a repeated line does not).
                     if chunk:
-                        on_output(chunk)
+                        clock.output_seen(progress=on_output(chunk) is not False)
             exit_code, reason = self._exit_code(exec_id), None
         except ENGINE_ERRORS as exc:
             exit_code, reason, lost = None, f"docker engine lost: {exc.__class__.__name__}: {exc}", True
@@ -284,7 +316,7 @@ class DockerSandboxSession(SandboxSession):
 
 
 class _Clocks:
-    """The two clocks of a running command: a hard deadline and a stall timeout reset by output."""
+    """The two clocks of a running command: a hard deadline and a stall timeout reset by new output."""
 
     def __init__(self, timeout_s: float, stall_timeout_s: float):
         now = time.monotonic()
@@ -292,12 +324,16 @@ class _Clocks:
         self.deadline = now + timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.last_output = now
+        self.repeated = False  # output came since the last progress, all of it repeats
         self.killed_for: str | None = None
         self.reason: str | None = None
         self._done = threading.Event()
 
-    def output_seen(self) -> None:
-        self.last_output = time.monotonic()
+    def output_seen(self, progress: bool = True) -> None:
+        if progress:
+            self.last_output, self.repeated = time.monotonic(), False
+        else:
+            self.repeated = True
 
     def stop(self) -> None:
         self._done.set()
@@ -309,7 +345,9 @@ class _Clocks:
             self.killed_for, self.reason = "timed_out", f"killed after the {self.timeout_s:g}s timeout"
         elif now >= self.last_output + self.stall_timeout_s:
             self.killed_for = "stalled"
-            self.reason = f"killed after {self.stall_timeout_s:g}s without output"
+            self.reason = f"killed after {self.stall_timeout_s:g}s without new output"
+            if self.repeated:
+                self.reason += f" ({REPEATING})"
         return self.killed_for is not None
 
     def next_expiry(self) -> float:

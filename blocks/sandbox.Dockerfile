@@ -4,7 +4,7 @@ FROM python:3.12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git procps ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 1000 --shell /bin/bash autodev \
+ && useradd --create-home --uid 1000 --shell /bin/bash autodev && chmod 1777 /home/autodev \
  && python -m venv --system-site-packages /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir pytest \
  && chmod -R a+rwX /opt/venv \

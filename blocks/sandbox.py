@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from autodev.models import CommandRequest, CommandResult
 
-OutputSink = Callable[[bytes], None]
+# Takes each chunk of output; False when the chunk shows no progress (it leaves the stall clock as
+# it is), anything else when it does.
+OutputSink = Callable[[bytes], bool | None]
 
 
 class SandboxSession(ABC):

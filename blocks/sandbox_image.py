@@ -67,6 +67,7 @@ def _build_from_debian(tag: str, say: Callable[[str], None]) -> None:
     client = docker_client()
     hooks = [
         'chroot "$1" useradd --create-home --uid 1000 --shell /bin/bash autodev',
+        'chmod 1777 "$1/home/autodev"',  # HOME for whichever uid the sandbox runs as
         'chroot "$1" python3 -m venv --system-site-packages /opt/venv',
         'chmod -R a+rwX "$1/opt/venv"',
         'mkdir -p "$1/workspace" && chmod 1777 "$1/workspace"',

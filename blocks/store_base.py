@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from autodev.errors import EnvironmentProblem
-from autodev.models import CommandResult, LLMUsage, Plan, RunStatus, StepAttempt, utcnow
+from autodev.models import AgentReport, CommandResult, LLMUsage, Plan, RunStatus, StepAttempt, utcnow
 from autodev.session import AttemptTotals, Lease, LLMCall, RunBeat, SessionMetadata, SessionRecord, StatusTotals
 from blocks.store_schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -31,7 +31,7 @@ T = TypeVar("T")
 SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at, owner, lease_until"
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
-    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped"
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent"
 )
 
 
@@ -323,7 +323,7 @@ class StoreBackend(ABC):
         values = (
             attempt.run_id, attempt.step_id, attempt.attempt, attempt.command, r.status, r.exit_code, r.exit_reason,
             self._ts(r.started_at), self._ts(r.finished_at), r.duration_s, r.output_bytes, r.output_tail, r.log_path,
-            int(attempt.breaker_tripped),
+            int(attempt.breaker_tripped), r.agent.model_dump_json() if r.agent else None,
         )
 
         def work(cur: Any) -> None:
@@ -331,7 +331,7 @@ class StoreBackend(ABC):
                 self._check_owner(cur, attempt.run_id, lease)
             inserted = self._execute(
                 cur,
-                f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 14)}) "
+                f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 15)}) "
                 "ON CONFLICT (run_id, step_id, attempt) DO NOTHING",
                 values,
             ).rowcount
@@ -361,6 +361,7 @@ class StoreBackend(ABC):
                     output_bytes=r[10],
                     output_tail=r[11],
                     log_path=r[12],
+                    agent=AgentReport.model_validate_json(r[14]) if r[14] else None,
                 ),
                 breaker_tripped=bool(r[13]),
             )

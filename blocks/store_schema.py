@@ -82,5 +82,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE agent_sessions ADD COLUMN lease_until {ts}",
         ],
     ),
+    # What an agent CLI's event stream reported for the attempt (autodev.models.AgentReport, JSON).
+    (7, ["ALTER TABLE step_results ADD COLUMN agent TEXT"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

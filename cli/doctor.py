@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from autodev.errors import AutodevError
+from autodev.models import Plan
 from autodev.settings import Settings
 
 
@@ -78,5 +80,78 @@ def check_prefect_api() -> Check:
     return Check("prefect api", True, url)
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    return [check_engine(), check_image(settings.image), check_database(settings.database_url), check_prefect_api()]
+def check_agents(image: str, plan: Plan) -> list[Check]:
+    """Each agent CLI the plan's steps name is in the image (its label, else its binary on PATH)."""
+    from autodev.agents import presets_in
+    from blocks.agent_image import agent_image_tag, agents_in
+    from blocks.docker_sandbox import docker_client
+
+    presets = presets_in(plan)
+    if not presets:
+        return []
+    try:
+        client = docker_client(timeout=10)
+        labelled = agents_in(client, image)
+        checks = []
+        for preset in presets:
+            found = preset.name in labelled or _on_path(client, image, preset.binary)
+            checks.append(Check(
+                f"agent {preset.name}", found,
+                f"{image} has {preset.binary}" if found else f"the image {image!r} has no {preset.binary} for `agent: {preset.name}`",
+                f"autodev image build --agent {preset.name}, then set `image: {agent_image_tag(image, preset)}` in the plan",
+            ))
+        client.close()
+        return checks
+    except (AutodevError, LookupError) as exc:  # no engine, no image: check_engine/check_image say so
+        return [Check("agents", False, str(exc), "autodev image build")]
+
+
+def _on_path(client, image: str, binary: str) -> bool:
+    try:
+        client.containers.run(image, ["/bin/sh", "-c", f"command -v {binary}"], remove=True, network_mode="none")
+        return True
+    except Exception:  # the docker SDK raises ContainerError for a non-zero exit, ImageNotFound, ...
+        return False
+
+
+def check_network(network: bool | str) -> Check:
+    from blocks.docker_sandbox import docker_client, network_mode_for
+
+    if network is False:
+        return Check("sandbox network", True, "none (the plan asks for no network)")
+    try:
+        client = docker_client(timeout=10)
+        mode = network_mode_for(client, network)
+        client.close()
+    except AutodevError as exc:
+        return Check("sandbox network", False, exc.problem, exc.fix)
+    return Check("sandbox network", True, f"network {mode!r}")
+
+
+def check_secrets(plan: Plan) -> Check | None:
+    """The plan's secrets are set where autodev runs (a Prefect Secret block counts when the
+    Prefect API is configured: the run asks it)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from autodev.secrets import lift_env_secrets, secret_names
+    from blocks.secrets import resolve_secrets
+
+    lifted = lift_env_secrets(plan)
+    names = secret_names(lifted.plan)
+    if not names.required:
+        return None
+    try:
+        resolve_secrets(names, {**os.environ, **lifted.values}, blocks=bool(PREFECT_API_URL.value()))
+    except AutodevError as exc:
+        return Check("secrets", False, exc.problem, exc.fix)
+    return Check("secrets", True, f"{', '.join(names.required)} set (values not shown)")
+
+
+def run_checks(settings: Settings, plan: Plan | None = None) -> list[Check]:
+    checks = [check_engine(), check_image(settings.image), check_database(settings.database_url), check_prefect_api()]
+    if plan is not None:
+        image = plan.image or settings.image
+        checks[1] = check_image(image)
+        checks += [*check_agents(image, plan), check_network(plan.network)]
+        checks += [c for c in (check_secrets(plan),) if c is not None]
+    return checks

@@ -16,13 +16,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from autodev.errors import AutodevError, BadInput, EnvironmentProblem, RunFailed
+from autodev.errors import AutodevError, BadInput, RunFailed
 from autodev.models import RunReport, utcnow
 from autodev.plan import load_plan
 from autodev.session import SessionRecord
 from autodev.settings import load_settings
+from cli import setup
+from cli.setup import preflight, prepare_plan
 from cli.show import load_run, show_report
 
 app = typer.Typer(
@@ -31,12 +32,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
+app.add_typer(setup.image_app, name="image")
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
-automations_app = typer.Typer(help="Prefect automations that notify people.", no_args_is_help=True)
-app.add_typer(automations_app, name="automations")
+app.add_typer(setup.automations_app, name="automations")
+app.command()(setup.doctor)
 
 out = Console()
 err = Console(stderr=True)
@@ -63,6 +63,7 @@ def exec_plan(
     settings = load_settings()
     plan = load_plan(plan_file)
     preflight(plan.image or settings.image, settings.database_url)
+    plan = prepare_plan(plan, settings)
     if workspace is None:
         workspace = settings.new_workspace(plan.project)
     if workspace.exists() and not workspace.is_dir():
@@ -268,6 +269,7 @@ def resume(
 
     settings = load_settings()
     preflight(session.plan.image or settings.image, settings.database_url)
+    prepare_plan(session.plan, settings)
     if report.orchestrator_gone:
         mark_flow_run_crashed(session.flow_run_id, f"its orchestrator died; the run is continued by `autodev resume {run_id}`")
     signal.signal(signal.SIGTERM, _interrupt)
@@ -340,31 +342,6 @@ def follow(run_id: str, decisions_before: int) -> RunReport:
         time.sleep(0.5)
 
 
-@image_app.command("build")
-def image_build(
-    tag: Annotated[str | None, typer.Option(help="Image tag (default: AUTODEV_IMAGE).")] = None,
-    method: Annotated[
-        str, typer.Option(help="auto: Dockerfile if a registry answers, else Debian packages; or dockerfile|debian.")
-    ] = "auto",
-    worker: Annotated[
-        bool, typer.Option("--worker", help="Build the Docker work pool's image instead (default tag autodev-worker:latest).")
-    ] = False,
-) -> None:
-    """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user), or with
-    --worker the image the Docker work pool runs flows in (the sandbox image plus autodev)."""
-    say = lambda line: err.print(line, highlight=False)
-    if worker:
-        from blocks.worker_image import build_worker_image
-
-        build_worker_image(tag or "autodev-worker:latest", load_settings().image, say)
-        return
-    from blocks.sandbox_image import build_image
-
-    if method not in ("auto", "dockerfile", "debian"):
-        raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
-    build_image(tag or load_settings().image, method, say=say)  # type: ignore[arg-type]
-
-
 @metrics_app.command("serve")
 def metrics_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -390,54 +367,5 @@ def metrics_serve(
         store.close()
 
 
-@automations_app.command("apply")
-def automations_apply(
-    webhook_url: Annotated[
-        str | None, typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL).")
-    ] = None,
-) -> None:
-    """Create or update (idempotently) the notification automations on the Prefect server."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    from flows.automations import WEBHOOK_BLOCK, apply
-
-    url = webhook_url or load_settings().webhook_url
-    if not url:
-        raise BadInput("no webhook URL: pass --webhook-url URL or set AUTODEV_WEBHOOK_URL")
-    if not PREFECT_API_URL.value():
-        err.print("[yellow]PREFECT_API_URL is not set: automations go to a temporary server and fire only while it runs[/]")
-    ui = PREFECT_UI_URL.value() or "http://127.0.0.1:4200"
-    for name in apply(url, ui):
-        out.print(f"applied: {name}", highlight=False)
-    out.print(f"webhook block: {WEBHOOK_BLOCK}", highlight=False)
-
-
-@app.command()
-def doctor() -> None:
-    """Check the Docker engine, the sandbox image, the database and the Prefect API."""
-    from cli.doctor import run_checks
-
-    checks = run_checks(load_settings())
-    table = Table(show_header=True, header_style="bold")
-    for column in ("check", "state", "detail"):
-        table.add_column(column)
-    for check in checks:
-        state = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]note[/]")
-        detail = check.detail if check.ok else f"{check.detail}\nfix: {check.fix}"
-        table.add_row(check.name, state, detail)
-    out.print(table)
-    if any(c.required and not c.ok for c in checks):
-        raise typer.Exit(EnvironmentProblem.exit_code)
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signum}")
-
-
-def preflight(image: str, database_url: str) -> None:
-    """Fail fast, before any flow run exists, when the environment cannot run a plan (exit 4)."""
-    from cli.doctor import check_database, check_image
-
-    for check in (check_image(image), check_database(database_url)):
-        if not check.ok:
-            raise EnvironmentProblem(check.detail, check.fix)

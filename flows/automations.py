@@ -58,7 +58,7 @@ REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
     ("autodev: run blocked", RunBlocked, "autodev run blocked",
      "A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person."),
     ("autodev: step stalled", StepStalled, "autodev step stalled",
-     "A command printed nothing for its stall timeout and was killed."),
+     "A command printed nothing new for its stall timeout and was killed."),
     ("autodev: breaker tripped", BreakerTripped, "autodev failure breaker tripped",
      "The same failure happened several times in a row; the run is blocked."),
     ("autodev: decision support", InsightChanged, "autodev decision support",

@@ -22,14 +22,17 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.utilities.annotations import quote
 
+from autodev.agents import AgentStream
 from autodev.errors import CommandFailed, RunFailed
 from autodev.models import CommandRequest, CommandResult, Plan, RepositoryReport, utcnow
 from autodev.outcomes import Dispatch, Outcome, Rules
 from autodev.output import redact_file
 from autodev.policy import judge
+from autodev.progress import ProgressMeter
 from autodev.recovery import LEASE_BEATS, owner_here
 from autodev.run_engine import RunEngine
 from autodev.scaffold import todo_files_in
+from autodev.secrets import lift_env_secrets, secret_names
 from autodev.session import Decision, Lease, LLMCall, MetadataChanges, Pause, RunOrigin, SessionMetadata, SessionRecord
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import status_dir
@@ -37,6 +40,7 @@ from blocks.git_state import branch_changes, commit_round
 from blocks.llm import LLM
 from blocks.sandbox import SandboxSession
 from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path, remove_run_containers
+from blocks.secrets import resolve_secrets
 from flows.advice import Advisor
 from flows.dashboard import RunDashboard
 from flows.decision import ask_for_decision
@@ -96,6 +100,7 @@ def run_plan(
     settings = load_settings()
     flow_run_id = str(runtime.flow_run.id)
     workspace_path = Path(workspace).resolve()
+    plan, secrets = secrets_of(plan)
     store = state_store_config(state_store_block).connect()
     try:
         workspace_path.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ def run_plan(
         try:
             with recorder.keep_alive(), model_for(llm_block, replay) as llm:
                 recorder.started(len(session.plan.steps), session.workspace)
-                engine = RunEngine(session.plan, session.run_id, session.workspace, _rules(settings, llm), session.metadata, os.environ)
+                engine = RunEngine(session.plan, session.run_id, session.workspace, _rules(settings, llm), session.metadata, os.environ, secrets)
                 recorder.dashboard = RunDashboard(session.plan, settings.heartbeat_interval_s)
                 advisor = Advisor(session.run_id, Path(session.workspace), llm, settings.heartbeat_interval_s, settings.insight_confidence_drop)
                 sandbox = sandbox_config(sandbox_block, session.plan, settings)
@@ -128,6 +133,19 @@ def run_plan(
         message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
         return Failed(message=message, data=RunFailed(message, report))
     return report
+
+
+def secrets_of(plan: Plan) -> tuple[Plan, dict[str, str]]:
+    """The plan with no secret value in it (what is stored), and the secrets' values by name."""
+    lifted = lift_env_secrets(plan)
+    return lifted.plan, resolve_secrets(secret_names(lifted.plan), {**os.environ, **lifted.values})
+
+
+def progress_meter(d: Dispatch) -> ProgressMeter | None:
+    """What resets the attempt's stall clock: new output (the default), or any output."""
+    if d.limits.stall_clock == "output":
+        return None
+    return ProgressMeter(AgentStream(d.agent_stream) if d.agent_stream else None)
 
 
 def branch_outcome(repository: RepositoryReport, worktree: Path) -> Outcome:
@@ -264,7 +282,7 @@ class Loop:
             command=d.command or "",  # the built-in agent's command applies the edits it gets
             timeout_s=d.limits.timeout_s,
             stall_timeout_s=d.limits.stall_timeout_s,
-            env=d.step.env,
+            env=d.env,
             log_path=str(status_dir(workspace, run_id) / d.log_name),
             key=attempt_key(run_id, d.step.id, d.attempt),
             exit_path=str(exit_path(workspace, run_id, d.step.id, d.attempt)),
@@ -277,6 +295,7 @@ class Loop:
             on_output=self.live.seen,
             on_result=lambda result, sid=d.step.id, n=d.attempt: self._done.put(Finished(sid, n, result)),
             judge=lambda result, step=d.step: judge(step, result, self.engine.outputs.get(step.baseline or "", "")),
+            progress=progress_meter(d),
         )
         # quote(): these are handed over as they are; Prefect need not look inside them.
         if d.command is None:  # the built-in agent

@@ -12,8 +12,9 @@ from prefect import get_run_logger, task
 from prefect.states import Failed
 
 from autodev.errors import CommandFailed
-from autodev.models import CommandRequest, CommandResult
+from autodev.models import AgentReport, CommandRequest, CommandResult
 from autodev.output import OutputCapture
+from autodev.progress import ProgressMeter
 from autodev.redact import Redactor
 from blocks.sandbox import SandboxSession
 
@@ -58,6 +59,9 @@ class Capture:
     # What the result means for its step (a test-first check, a baseline): the task run's own
     # verdict says the same as the run does.
     judge: Callable[[CommandResult], CommandResult] | None = None
+    # Tells output that shows progress from output that repeats (the stall clock's view);
+    # None: every chunk counts.
+    progress: ProgressMeter | None = None
 
 
 @task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
@@ -87,10 +91,13 @@ def run_captured(
     on_output = capture.on_output
     started = False
 
-    def feed(chunk: bytes) -> None:
+    meter = capture.progress
+
+    def feed(chunk: bytes) -> bool:
         output.feed(chunk)
         if on_output:
             on_output()
+        return meter.feed(chunk) if meter else True
 
     def announce() -> None:
         # Once the command runs, so that logging the line does not delay it.
@@ -109,7 +116,15 @@ def run_captured(
         output.close()
     if started_at is not None:
         result = result.model_copy(update={"started_at": started_at})
+    if meter and meter.stream:
+        result = result.model_copy(update={"agent": _masked(meter.stream.report, capture.redactor)})
     return verdict_of(result, output, request.log_path, capture)
+
+
+def _masked(report: AgentReport, redactor: Redactor) -> AgentReport:
+    """The agent's report with secrets masked (its messages may quote what it was given)."""
+    last = redactor.text(report.last_message) if report.last_message else None
+    return report.model_copy(update={"last_message": last, "errors": [redactor.text(e) for e in report.errors]})
 
 
 def output_capture(capture: Capture, log_path: str | None) -> OutputCapture:

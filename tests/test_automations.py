@@ -86,7 +86,7 @@ steps:
     assert blocked["run"] == report.run_id and blocked["run_id"] == report.run_id
     assert blocked["project"] == "notify-me" and blocked["step"] == "quiet"
     assert blocked["command"] == "echo before the silence; sleep 600" and blocked["exit_code"] == 137
-    assert blocked["reason"] == "stall" and "killed after 1s without output" in blocked["summary"]
+    assert blocked["reason"] == "stall" and "killed after 1s without new output" in blocked["summary"]
     assert "stall_timeout_s" in blocked["suggested_action"]
     assert blocked["link"] == f"http://127.0.0.1:4200/runs/flow-run/{report.run_id}"
     assert blocked["text"].startswith("autodev run blocked: notify-me step quiet - stalled")

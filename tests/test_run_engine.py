@@ -109,7 +109,7 @@ steps:
     assert seen.states() == {"hang": "blocked"} and engine.waits_for_a_person
     assert [s.stalls for s in seen.events(StepStalled)] == [1, 2]
     (blocked,) = seen.events(RunBlocked)
-    assert blocked.reason == "stall" and blocked.step == "hang" and "printed nothing for 2s" in blocked.suggested_action
+    assert blocked.reason == "stall" and blocked.step == "hang" and "printed nothing new for 2s" in blocked.suggested_action
     assert [b.kind for b in engine.waiting_on()] == ["stall"]
     assert engine.progress.status["after"] is None  # not skipped: a person may still retry or skip `hang`
 
@@ -121,7 +121,7 @@ def test_the_stall_timeout_setting_is_what_the_advice_quotes():
     now = utcnow()
     out = engine.on_result("hang", 1, CommandResult(status="stalled", exit_code=137, started_at=now, finished_at=now))
     (failed,) = [e for e in out.events if isinstance(e, CommandFailed)]
-    assert "printed nothing for 2s" in failed.suggested_action and "300" not in failed.suggested_action
+    assert "printed nothing new for 2s" in failed.suggested_action and "300" not in failed.suggested_action
 
 
 def test_failures_use_their_retries_then_fail_the_step_and_skip_what_depends_on_it():

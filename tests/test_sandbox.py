@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from autodev.errors import EnvironmentProblem
 from autodev.models import CommandRequest, CommandResult
 from autodev.output import OutputCapture
 from blocks.docker_sandbox import DockerSandbox
@@ -136,9 +137,30 @@ def test_sandbox_defaults_are_locked_down(session):
     assert run(session, "ls /sys/class/net").output_tail.split() == ["lo"]
 
 
-def test_network_is_an_opt_in(docker_engine, tmp_path):
-    with DockerSandbox(image=IMAGE, network=True).open(tmp_path, "net-test") as s:
-        assert s.container.attrs["HostConfig"]["NetworkMode"] != "none"
+def test_network_true_gives_the_default_bridge_or_fails_at_once_with_the_fix(docker_engine, tmp_path):
+    if docker_engine.networks.list(names=["bridge"]):
+        with DockerSandbox(image=IMAGE, network=True).open(tmp_path, "net-test") as s:
+            assert "lo" in run(s, "ls /sys/class/net").output_tail.split() and s.container.attrs["HostConfig"]["NetworkMode"] == "bridge"
+        return
+    # An engine started with --bridge=none: a container on its "default" network would see only lo.
+    with pytest.raises(EnvironmentProblem, match="no default bridge network") as caught:
+        DockerSandbox(image=IMAGE, network=True).open(tmp_path, "net-test")
+    assert "network: host" in caught.value.fix
+    assert not docker_engine.containers.list(all=True, filters={"label": "autodev.run_id=net-test"})
+
+
+def test_network_host_and_a_named_network(docker_engine, tmp_path):
+    with DockerSandbox(image=IMAGE, network="host").open(tmp_path, "net-host") as s:
+        assert len(run(s, "ls /sys/class/net").output_tail.split()) > 1  # the host's interfaces
+    with pytest.raises(EnvironmentProblem, match="'no-such-net' does not exist"):
+        DockerSandbox(image=IMAGE, network="no-such-net").open(tmp_path, "net-missing")
+    network = docker_engine.networks.create(f"autodev-test-{uuid.uuid4().hex[:6]}", driver="bridge", internal=True)
+    try:
+        with DockerSandbox(image=IMAGE, network=network.name).open(tmp_path, "net-named") as s:
+            assert s.container.attrs["HostConfig"]["NetworkMode"] == network.name
+            assert len(run(s, "ls /sys/class/net").output_tail.split()) == 2  # lo and the network's
+    finally:
+        network.remove()
 
 
 def test_the_container_is_removed_when_the_session_closes(docker_engine, tmp_path):

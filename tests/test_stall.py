@@ -50,12 +50,34 @@ def test_steady_output_longer_than_the_stall_timeout_is_never_flagged(prefect_ap
         """
 project: steady
 steps:
-  - {id: ticks, run: "for i in $(seq 1 12); do echo tick $i; sleep 0.5; done", stall_timeout_s: 2}
+  - {id: checks, run: "for f in a b c d e f g h i j k l; do echo checking $f; sleep 0.5; done", stall_timeout_s: 2}
+  - {id: ticks, run: "for i in $(seq 1 12); do echo tick $i; sleep 0.5; done", stall_timeout_s: 2, stall_clock: output}
 """,
         tmp_path,
     )
-    assert report.status == "succeeded" and report.steps[0].attempts == 1
-    assert report.steps[0].output_tail.count("tick") == 12
+    assert report.status == "succeeded" and [s.attempts for s in report.steps] == [1, 1]
+    assert report.steps[0].output_tail.count("checking") == 12 and report.steps[1].output_tail.count("tick") == 12
+
+
+def test_a_command_that_only_repeats_itself_is_a_stall(prefect_api, docker_engine, tmp_path):
+    _, report = run(
+        """
+project: loop
+defaults: {stall_timeout_s: 2, max_stall_retries: 0}
+steps:
+  - {id: reconnect, run: "echo connecting; for i in $(seq 1 40); do echo Reconnecting... $i/40; sleep 0.25; done"}
+""",
+        tmp_path,
+    )
+    (step,) = report.steps
+    assert (report.status, step.status, step.exit_code) == ("blocked", "blocked", 137)
+    assert "Reconnecting... 7/40" in step.output_tail and "Reconnecting... 12/40" not in step.output_tail
+    s = store()
+    (attempt,) = s.attempts(report.run_id)
+    blocker = s.get_session(report.run_id).metadata.blockers[-1]
+    s.close()
+    assert 2.0 <= attempt.result.duration_s < 3.0 and "only lines that repeat" in attempt.result.exit_reason
+    assert "stall_clock: output" in blocker.suggested_action
 
 
 def test_the_breaker_trips_on_the_third_identical_failure(prefect_api, docker_engine, tmp_path):

@@ -1,0 +1,207 @@
+"""Coding-agent CLIs as presets: the flags that make each run unattended, and how to read its events.
+
+A plan's agent step names `agent: codex | claude | aider`; the preset turns that into a command
+line that neither asks nor waits (every flag it sets is listed with its reason, and shown in
+docs/agents.md), names the API key variables the CLI reads (passed through from autodev's
+environment when set), and gives the step a stall timeout that leaves the CLI's own idle timeout
+and retries room to work. For a CLI that prints a JSON event stream, `AgentStream` reads it: which
+lines are progress (a tool call, a file edit, model output) and which are not (a reconnect loop),
+and the evidence of the round: tokens, cost, files changed, the agent's last message.
+
+Pure code: the sandbox and the tasks use it; it runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from autodev.models import AgentName, AgentReport, Plan, Step
+from autodev.session import LLMCall
+
+
+class AgentPreset(BaseModel, frozen=True):
+    name: AgentName
+    binary: str  # what must be on the image's PATH
+    package: str  # what `autodev image build --agent` installs: npm:<spec> or pip:<spec>
+    command: str  # the command line; {args} takes the step's agent_args, {instruction} the quoted instruction
+    flags: dict[str, str]  # each flag the preset sets, and why
+    secrets: tuple[str, ...]  # the API key variables the CLI reads: passed to the sandbox when set
+    stall_timeout_s: float  # default, coordinated with the CLI's own idle timeout and retries
+    stall_reason: str  # why that default
+    stream: Literal["codex", "claude"] | None  # the JSON event stream it prints, if any
+    tested: bool  # run for real against a scripted model server in this project's tests
+
+    def template(self, args: str | None) -> str:
+        """The command template (with {instruction}) for a step with these `agent_args`."""
+        return " ".join(self.command.replace("{args}", args or "").split())
+
+
+CODEX = AgentPreset(
+    name="codex",
+    binary="codex",
+    package="npm:@openai/codex@0.171.0",
+    command="codex exec --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check {args} {instruction}",
+    flags={
+        "exec": "runs one task to its end and exits, with no terminal interface",
+        "--json": "prints one JSON event per line: autodev reads tool calls, edits, tokens and the last message from it",
+        "--dangerously-bypass-approvals-and-sandbox": "asks for no approvals; autodev's container is the sandbox "
+        "(Codex's own bwrap sandbox cannot create namespaces in it, and without this flag Codex does nothing and exits 0)",
+        "--skip-git-repo-check": "works in a workspace that is not a git repository (a repository's worktree "
+        "has no .git folder in the sandbox)",
+    },
+    secrets=("OPENAI_API_KEY", "CODEX_API_KEY"),
+    stall_timeout_s=600,
+    stall_reason="Codex waits 300 s for a silent model stream before it reconnects (5 times): 600 s lets one "
+    "reconnect succeed; its 'Reconnecting...' lines are not progress, so a model that cannot be reached is "
+    "stopped after 600 s, not after Codex's own 25 minutes",
+    stream="codex",
+    tested=True,
+)
+CLAUDE = AgentPreset(
+    name="claude",
+    binary="claude",
+    package="npm:@anthropic-ai/claude-code",
+    command="claude -p --output-format stream-json --verbose --dangerously-skip-permissions {args} {instruction}",
+    flags={
+        "-p": "print mode: answers the one prompt and exits, with no terminal interface",
+        "--output-format stream-json": "one JSON event per line (needs --verbose with -p): tool calls, cost, result",
+        "--verbose": "required by stream-json in print mode",
+        "--dangerously-skip-permissions": "asks for no permission per tool; autodev's container is the sandbox "
+        "(refused as root: the sandbox never runs as root)",
+    },
+    secrets=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    stall_timeout_s=600,
+    stall_reason="Claude Code retries a failing API call up to 10 times with backoff, printing nothing new: 600 s "
+    "covers a slow turn and lets those retries work",
+    stream="claude",
+    tested=False,
+)
+AIDER = AgentPreset(
+    name="aider",
+    binary="aider",
+    package="pip:aider-chat==0.86.2",
+    command="aider --yes-always --no-git --no-pretty --no-stream --no-check-update --no-show-release-notes "
+    "--analytics-disable --no-fancy-input {args} --message {instruction}",
+    flags={
+        "--message": "sends the one instruction, applies the edits and exits",
+        "--yes-always": "answers yes to every question it would ask (create a file, run a command)",
+        "--no-git": "leaves commits to autodev, which commits each agent round itself",
+        "--no-pretty --no-stream --no-fancy-input": "plain line-by-line output, no terminal control codes",
+        "--no-check-update --no-show-release-notes --analytics-disable": "nothing asked of the network but the model",
+    },
+    secrets=("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_BASE"),
+    stall_timeout_s=600,
+    stall_reason="aider waits up to 600 s for a model answer (litellm's timeout) and retries with backoff",
+    stream=None,
+    tested=True,
+)
+PRESETS: dict[str, AgentPreset] = {p.name: p for p in (CODEX, CLAUDE, AIDER)}
+
+
+def preset_of(plan: Plan, step: Step) -> AgentPreset | None:
+    """The preset an agent step runs with: its own `agent`, else the plan's (unless the step or
+    the plan names an agent_command of its own); None for a command step or the built-in agent."""
+    if step.kind != "agent" or step.agent_command:
+        return None
+    name = step.agent or (None if plan.agent_command else plan.agent)
+    return PRESETS[name] if name else None
+
+
+def agent_template(plan: Plan, step: Step) -> str | None:
+    """An agent step's CLI command template (with {instruction}); None: the built-in agent."""
+    if preset := preset_of(plan, step):
+        return preset.template(step.agent_args if step.agent else plan.agent_args)
+    return step.agent_command or plan.agent_command
+
+
+def agent_call(step_id: str, report: AgentReport) -> LLMCall:
+    """An agent CLI's round as the model usage it reported (kept with the built-in agent's)."""
+    tokens = report.input_tokens + report.output_tokens
+    return LLMCall(purpose=f"agent:{step_id}", model=f"{report.agent} cli", tokens=tokens, cost_usd=report.cost_usd or 0.0)
+
+
+def presets_in(plan: Plan) -> list[AgentPreset]:
+    """The presets a plan's agent steps run with, each once."""
+    found = {p.name: p for step in plan.steps if (p := preset_of(plan, step))}
+    return list(found.values())
+
+
+class AgentStream:
+    """Reads an agent CLI's JSON event stream, one line at a time."""
+
+    def __init__(self, agent: AgentName):
+        self.report = AgentReport(agent=agent)
+        self._files: dict[str, None] = {}
+        self._read = _codex_event if agent == "codex" else _claude_event
+
+    def feed(self, line: str) -> bool | None:
+        """Whether this line shows progress; None when it is not one of the agent's events."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(event, dict) or "type" not in event:
+            return None
+        self.report.events += 1
+        progress = self._read(event, self)
+        self.report.files_changed = list(self._files)
+        return progress
+
+    def changed(self, path: str) -> None:
+        if path:
+            self._files[path.removeprefix("/workspace/")] = None
+
+    def failed(self, message: Any) -> bool:
+        self.report.errors = [*self.report.errors[-9:], str(message)[:500]]
+        return False
+
+
+def _codex_event(event: dict[str, Any], stream: AgentStream) -> bool:
+    """Codex `exec --json`: thread/turn/item events; `error` and `turn.failed` are not progress."""
+    kind = event["type"]
+    report = stream.report
+    if kind == "error":
+        return stream.failed(event.get("message", ""))
+    if kind == "turn.failed":
+        return stream.failed((event.get("error") or {}).get("message", "the turn failed"))
+    if kind == "turn.completed":
+        usage = event.get("usage") or {}
+        report.input_tokens += int(usage.get("input_tokens") or 0)
+        report.output_tokens += int(usage.get("output_tokens") or 0)
+        return True
+    item = event.get("item") or {}
+    if item.get("type") == "error":
+        return stream.failed(item.get("message", ""))
+    if item.get("type") == "agent_message" and item.get("text"):
+        report.last_message = item["text"]
+    if item.get("type") == "file_change":
+        for change in item.get("changes") or []:
+            stream.changed(change.get("path", ""))
+    return True
+
+
+def _claude_event(event: dict[str, Any], stream: AgentStream) -> bool:
+    """Claude Code `stream-json`: system/assistant/user messages and a final result."""
+    kind = event["type"]
+    report = stream.report
+    if kind == "result":
+        usage = event.get("usage") or {}
+        report.input_tokens = int(usage.get("input_tokens") or 0)
+        report.output_tokens = int(usage.get("output_tokens") or 0)
+        report.cost_usd = event.get("total_cost_usd")
+        if event.get("result"):
+            report.last_message = str(event["result"])
+        if event.get("is_error"):
+            stream.failed(event.get("result") or event.get("subtype", "error"))
+        return True
+    for block in (event.get("message") or {}).get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and block.get("text"):
+            report.last_message = block["text"]
+        if block.get("type") == "tool_use" and block.get("name") in ("Write", "Edit", "MultiEdit", "NotebookEdit"):
+            stream.changed((block.get("input") or {}).get("file_path", ""))
+    return kind in ("assistant", "user", "system")

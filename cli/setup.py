@@ -1,0 +1,133 @@
+"""Setting up where plans run: the sandbox images, the notification automations, `autodev doctor`,
+and the pre-flight every run passes before its flow run exists (exit 4 with the fix)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autodev.errors import BadInput, EnvironmentProblem
+from autodev.models import Plan
+from autodev.plan import load_plan
+from autodev.settings import Settings, load_settings
+
+out = Console()
+err = Console(stderr=True)
+image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
+automations_app = typer.Typer(help="Prefect automations that notify people.", no_args_is_help=True)
+
+
+@image_app.command("build")
+def image_build(
+    tag: Annotated[str | None, typer.Option(help="Image tag (default: AUTODEV_IMAGE).")] = None,
+    method: Annotated[
+        str, typer.Option(help="auto: Dockerfile if a registry answers, else Debian packages; or dockerfile|debian.")
+    ] = "auto",
+    worker: Annotated[
+        bool, typer.Option("--worker", help="Build the Docker work pool's image instead (default tag autodev-worker:latest).")
+    ] = False,
+    agent: Annotated[
+        str | None, typer.Option(help="Build the sandbox image with this coding-agent CLI in it: codex, claude or aider.")
+    ] = None,
+) -> None:
+    """Build the sandbox image (Python 3, pip, venv, git, pytest, non-root user); with --agent
+    one with a coding-agent CLI in it (from its registry, default tag autodev-sandbox-AGENT);
+    with --worker the image the Docker work pool runs flows in (the sandbox image plus autodev)."""
+    say = lambda line: err.print(line, highlight=False)
+    if agent is not None:
+        from autodev.agents import PRESETS
+        from blocks.agent_image import agent_image_tag, build_agent_image
+
+        if agent not in PRESETS:
+            raise BadInput(f"--agent {agent!r}: use {', '.join(PRESETS)}")
+        base = load_settings().image
+        build_agent_image(PRESETS[agent], base, tag or agent_image_tag(base, PRESETS[agent]), say)
+        return
+    if worker:
+        from blocks.worker_image import build_worker_image
+
+        build_worker_image(tag or "autodev-worker:latest", load_settings().image, say)
+        return
+    from blocks.sandbox_image import build_image
+
+    if method not in ("auto", "dockerfile", "debian"):
+        raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
+    build_image(tag or load_settings().image, method, say=say)  # type: ignore[arg-type]
+
+
+@automations_app.command("apply")
+def automations_apply(
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL).")
+    ] = None,
+) -> None:
+    """Create or update (idempotently) the notification automations on the Prefect server."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from flows.automations import WEBHOOK_BLOCK, apply
+
+    url = webhook_url or load_settings().webhook_url
+    if not url:
+        raise BadInput("no webhook URL: pass --webhook-url URL or set AUTODEV_WEBHOOK_URL")
+    if not PREFECT_API_URL.value():
+        err.print("[yellow]PREFECT_API_URL is not set: automations go to a temporary server and fire only while it runs[/]")
+    ui = PREFECT_UI_URL.value() or "http://127.0.0.1:4200"
+    for name in apply(url, ui):
+        out.print(f"applied: {name}", highlight=False)
+    out.print(f"webhook block: {WEBHOOK_BLOCK}", highlight=False)
+
+
+def doctor(
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Also check what this plan needs: its image, agents, network, secrets.")
+    ] = None,
+) -> None:
+    """Check the Docker engine, the sandbox image, the database and the Prefect API (and a plan's needs)."""
+    from cli.doctor import run_checks
+
+    checks = run_checks(load_settings(), load_plan(plan_file) if plan_file else None)
+    table = Table(show_header=True, header_style="bold")
+    for column in ("check", "state", "detail"):
+        table.add_column(column)
+    for check in checks:
+        state = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]note[/]")
+        detail = check.detail if check.ok else f"{check.detail}\nfix: {check.fix}"
+        table.add_row(check.name, state, detail)
+    out.print(table)
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(EnvironmentProblem.exit_code)
+
+
+def prepare_plan(plan: Plan, settings: Settings) -> Plan:
+    """The plan as a run gets it, once what it needs is there: its agents in its image, its
+    network, its secrets (EnvironmentProblem with the fix, exit 4). Secret values written in a
+    step's `env` move to this process's environment, so the flow run's parameters and the store
+    get only their names."""
+    from autodev.secrets import lift_env_secrets
+    from cli.doctor import check_agents, check_network, check_secrets
+
+    lifted = lift_env_secrets(plan)
+    if lifted.values:
+        err.print(f"[yellow]moved {', '.join(lifted.values)} out of the plan's env: secrets are passed, never stored[/]")
+        os.environ.update(lifted.values)
+    checks = [*check_agents(plan.image or settings.image, plan), check_secrets(lifted.plan)]
+    if plan.network is not False:
+        checks.append(check_network(plan.network))
+    for check in checks:
+        if check is not None and not check.ok:
+            raise EnvironmentProblem(check.detail, check.fix)
+    return lifted.plan
+
+
+def preflight(image: str, database_url: str) -> None:
+    """Fail fast, before any flow run exists, when the environment cannot run a plan (exit 4)."""
+    from cli.doctor import check_database, check_image
+
+    for check in (check_image(image), check_database(database_url)):
+        if not check.ok:
+            raise EnvironmentProblem(check.detail, check.fix)

@@ -1,0 +1,165 @@
+"""Agent CLIs as presets, the progress-aware stall clock and secrets, in milliseconds (no Docker,
+no Prefect). The real Codex CLI runs in `tests/test_codex.py`."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from autodev.agents import AgentStream, agent_template
+from autodev.errors import BadInput, EnvironmentProblem
+from autodev.models import CommandResult, utcnow
+from autodev.outcomes import Rules
+from autodev.plan import parse_plan
+from autodev.progress import ProgressMeter
+from autodev.run_engine import RunEngine
+from autodev.secrets import SecretNames, lift_env_secrets, secret_names
+from blocks.secrets import resolve_secrets
+
+CODEX_PLAN = """
+project: p
+agent: codex
+agent_args: "-c model=gpt-5.5"
+steps:
+  - {id: edit, kind: agent, instruction: "add a greeting to app.py, don't break it"}
+  - {id: test, run: pytest, depends_on: [edit]}
+"""
+
+# What Codex 0.171.0 printed (`codex exec --json`) against a scripted model server.
+CODEX_WORKS = [
+    '{"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}',
+    '{"type":"turn.started"}',
+    '{"type":"item.started","item":{"id":"item_0","type":"command_execution","command":"bash -lc \'echo hi > a\'","status":"in_progress"}}',
+    '{"type":"item.completed","item":{"id":"item_1","type":"file_change","changes":[{"path":"/workspace/app.py","kind":"update"}]}}',
+    '{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"done"}}',
+    '{"type":"turn.completed","usage":{"input_tokens":200,"cached_input_tokens":0,"output_tokens":20}}',
+]
+CODEX_RECONNECTING = [
+    f'{{"type":"error","message":"Reconnecting... {n}/5 (stream disconnected before completion: idle timeout waiting for SSE)"}}'
+    for n in range(1, 6)
+]
+
+
+def test_a_preset_runs_the_agent_unattended_with_the_instruction_quoted_once():
+    plan = parse_plan(CODEX_PLAN)
+    engine = RunEngine(plan, "r", "/ws", Rules())
+    (started,) = engine.dispatch().started
+    words = shlex.split(started.command)
+    assert words[:2] == ["codex", "exec"] and "--json" in words and "--skip-git-repo-check" in words
+    assert "--dangerously-bypass-approvals-and-sandbox" in words and words[-3:-1] == ["-c", "model=gpt-5.5"]
+    assert words[-1] == "add a greeting to app.py, don't break it"
+    assert started.agent_stream == "codex"
+    assert started.limits.stall_timeout_s == 600  # the preset's, coordinated with Codex's own idle timeout
+
+
+def test_the_stall_timeout_a_person_set_wins_over_the_presets():
+    explicit = parse_plan(CODEX_PLAN.replace("agent_args", "defaults: {stall_timeout_s: 45}\nagent_args"))
+    assert RunEngine(explicit, "r", "/ws", Rules()).dispatch().started[0].limits.stall_timeout_s == 45
+    from_env = RunEngine(parse_plan(CODEX_PLAN), "r", "/ws", Rules(stall_timeout_s=7))
+    assert from_env.dispatch().started[0].limits.stall_timeout_s == 7
+
+
+def test_a_steps_own_agent_command_wins_over_the_plans_preset():
+    plan = parse_plan(CODEX_PLAN.replace('instruction: "add', 'agent_command: "my-agent {instruction}", instruction: "add'))
+    assert agent_template(plan, plan.step("edit")) == "my-agent {instruction}"
+    assert RunEngine(plan, "r", "/ws", Rules()).dispatch().started[0].agent_stream is None
+
+
+@pytest.mark.parametrize(
+    ("step", "problem"),
+    [
+        ("{id: e, kind: agent, instruction: x, agent: codex, agent_command: 'x {instruction}'}", "not both"),
+        ("{id: e, kind: agent, instruction: x, agent_args: '-m o3'}", "`agent_args` goes with `agent`"),
+        ("{id: e, kind: agent, instruction: x, agent: cursor}", "codex"),
+        ("{id: e, run: make, agent: codex}", "belong to steps of kind agent"),
+    ],
+)
+def test_a_misconfigured_agent_step_is_refused_with_the_reason(step, problem):
+    with pytest.raises(BadInput, match=problem):
+        parse_plan(f"project: p\nsteps:\n  - {step}\n")
+
+
+def test_repeated_lines_are_not_progress_digits_aside():
+    meter = ProgressMeter()
+    seen = [meter.feed(line.encode()) for line in ("Reconnecting... 1/5\n", "Reconnecting... 2/5\n", "Reconn", "ecting... 3/5\n")]
+    assert seen == [True, False, False, False]
+    assert meter.feed(b"Connected: 12 files\n")  # something new
+
+
+def test_a_spinner_is_not_progress_and_a_growing_line_is():
+    spinner = ProgressMeter()
+    assert [spinner.feed(frame) for frame in (b"|\r", b"/\r", b"-\r", b"|\r", b"/\r", b"-\r")][3:] == [False] * 3
+    dots = ProgressMeter()
+    assert all(dots.feed(chunk) for chunk in (b"tests/test_a.py ", b".", b".", b"F", b"\n"))
+
+
+def test_codex_events_decide_progress_and_carry_the_rounds_evidence():
+    stream = AgentStream("codex")
+    meter = ProgressMeter(stream)
+    assert all(meter.feed(f"{line}\n".encode()) for line in CODEX_WORKS)
+    assert not any(meter.feed(f"{line}\n".encode()) for line in CODEX_RECONNECTING)  # each line differs, yet no progress
+    report = stream.report
+    assert (report.input_tokens, report.output_tokens, report.last_message) == (200, 20, "done")
+    assert report.files_changed == ["app.py"] and report.errors[-1].startswith("Reconnecting... 5/5")
+
+
+def test_claude_code_stream_json_gives_cost_files_and_result():
+    stream = AgentStream("claude")
+    lines = [
+        '{"type":"system","subtype":"init","session_id":"s"}',
+        '{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Edit","input":{"file_path":"/workspace/app.py"}}]}}',
+        '{"type":"result","subtype":"success","is_error":false,"result":"Added it.","total_cost_usd":0.0123,'
+        '"usage":{"input_tokens":900,"output_tokens":80}}',
+    ]
+    assert all(stream.feed(line) for line in lines)
+    assert stream.report.model_dump(include={"cost_usd", "files_changed", "last_message", "input_tokens"}) == {
+        "cost_usd": 0.0123, "files_changed": ["app.py"], "last_message": "Added it.", "input_tokens": 900,
+    }
+
+
+def test_an_agent_rounds_tokens_are_recorded_and_a_round_that_changed_nothing_is_noted():
+    engine = RunEngine(parse_plan(CODEX_PLAN), "r", "/ws", Rules())
+    engine.dispatch()
+    stream = AgentStream("codex")
+    stream.feed(CODEX_WORKS[-1])
+    now = utcnow()
+    result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now, agent=stream.report)
+    out = engine.on_result("edit", 1, result)
+    (call,) = out.model_calls
+    assert (call.purpose, call.model, call.tokens) == ("agent:edit", "codex cli", 220)
+    assert any("changed no file" in note.text for note in out.notes)
+
+
+def test_secret_values_in_env_are_lifted_out_of_the_plan():
+    plan = parse_plan(
+        "project: p\nsteps:\n  - {id: a, run: 'true', env: {OPENAI_API_KEY: sk-live-123456, MODE: fast}}\n"
+        "  - {id: b, run: 'true', env: {OPENAI_API_KEY: sk-live-123456}}\n"
+    )
+    lifted = lift_env_secrets(plan)
+    assert lifted.values == {"OPENAI_API_KEY": "sk-live-123456"} and lifted.plan.secrets == ["OPENAI_API_KEY"]
+    assert "sk-live" not in lifted.plan.model_dump_json() and lifted.plan.step("a").env == {"MODE": "fast"}
+    clash = plan.model_copy(update={"steps": [plan.steps[0], plan.steps[1].model_copy(update={"env": {"OPENAI_API_KEY": "other-value"}})]})
+    with pytest.raises(BadInput, match="two different values"):
+        lift_env_secrets(clash)
+
+
+def test_a_steps_environment_gets_the_plans_secrets_and_its_agents_keys_and_masks_them():
+    plan = parse_plan(CODEX_PLAN.replace("agent: codex", "agent: codex\nsecrets: [GH_PAT]"))
+    assert secret_names(plan) == SecretNames(required=["GH_PAT"], optional=["OPENAI_API_KEY", "CODEX_API_KEY"])
+    values = resolve_secrets(secret_names(plan), {"GH_PAT": "ghp_abcdef123", "OPENAI_API_KEY": "sk-xyz-98765"}, blocks=False)
+    engine = RunEngine(plan, "r", "/ws", Rules(), secrets=values)
+    (edit,) = engine.dispatch().started
+    assert edit.env == {"GH_PAT": "ghp_abcdef123", "OPENAI_API_KEY": "sk-xyz-98765"}
+    assert edit.redactor.text("echo ghp_abcdef123 sk-xyz-98765") == "echo *** ***"
+
+
+def test_a_missing_secret_is_an_environment_problem_naming_it_and_the_fix():
+    with pytest.raises(EnvironmentProblem, match="GH_PAT is not set") as caught:
+        resolve_secrets(SecretNames(required=["GH_PAT"], optional=[]), {}, blocks=False)
+    assert "export GH_PAT=" in caught.value.fix and "'gh-pat'" in caught.value.fix
+
+
+@pytest.mark.parametrize(("network", "kept"), [("true", True), ("host", "host"), ("build-net", "build-net"), ("none", False)])
+def test_a_plans_network_is_none_the_default_bridge_host_or_a_named_one(network, kept):
+    assert parse_plan(f"project: p\nnetwork: {network}\nsteps:\n  - {{id: a, run: 'true'}}\n").network == kept

@@ -1,0 +1,170 @@
+"""Real Codex CLI (npm `@openai/codex` 0.171.0, in `autodev image build --agent codex`'s image)
+as a plan's agent step, against a scripted Responses-API server on the host's loopback
+(`tests/scripted_responses.py`), through `autodev exec` as a user runs it.
+
+The sandbox reaches the server with `network: host`, which works on an engine started with
+--bridge=none; a plan with no network shows what a model out of reach looks like.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from autodev.agents import CODEX
+from autodev.settings import load_settings
+from tests.helpers import AUTODEV, store
+from tests.scripted_responses import ScriptedResponses, codex_config_args, http_error, message, shell, silent
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+SECRET = "sk-scripted-7f3a9c21d4e8"  # the API key: it must appear nowhere autodev keeps or sends things
+
+
+@pytest.fixture(scope="session")
+def codex_image(docker_engine) -> str:
+    """The sandbox image with Codex in it; built (from the npm registry) when it is missing."""
+    import docker.errors
+
+    from blocks.agent_image import agent_image_tag, build_agent_image
+    from tests.conftest import IMAGE
+
+    tag = agent_image_tag(IMAGE, CODEX)
+    try:
+        docker_engine.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_agent_image(CODEX, IMAGE, tag)
+    return tag
+
+
+def codex_plan(tmp_path: Path, image: str, model: ScriptedResponses, network: str = "host", **config) -> Path:
+    args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, **config))
+    plan = {
+        "project": "codex",
+        "image": image,
+        "network": network if network != "false" else False,
+        "agent": "codex",
+        "agent_args": args,
+        "secrets": ["SCRIPTED_API_KEY"],
+        "defaults": {"stall_timeout_s": 6, "max_stall_retries": 0},
+        "steps": [
+            {"id": "greet", "kind": "agent", "instruction": "Create hello.txt that says hello."},
+            {"id": "check", "run": "grep -q hello hello.txt", "depends_on": ["greet"]},
+        ],
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def exec_plan(plan: Path, workspace: Path, env_key: str | None = SECRET) -> tuple[subprocess.CompletedProcess, dict]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SCRIPTED_API_KEY"}
+    if env_key:
+        env["SCRIPTED_API_KEY"] = env_key
+    done = subprocess.run(
+        [*AUTODEV, "exec", str(plan), "--workspace", str(workspace), "--json"], env=env, capture_output=True, text=True,
+        timeout=180,
+    )
+    return done, json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([shell("echo hello > hello.txt"), message("Created hello.txt.")]) as model:
+        done, report = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ws" / "hello.txt").read_text() == "hello\n"
+    assert "Create hello.txt that says hello." in model.requests[0].body_text  # the instruction reached the model
+    assert model.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # and the key from autodev's environment
+
+    s = store()
+    (attempt, _) = s.attempts(report["run_id"])
+    usage = s.llm_usage(report["run_id"])
+    s.close()
+    agent = attempt.result.agent
+    assert (agent.input_tokens, agent.output_tokens, agent.last_message) == (200, 20, "Created hello.txt.")
+    assert [(u.purpose, u.tokens) for u in usage] == [("agent:greet", 220)]
+
+    # The key is nowhere: the state store, the run's logs, the Prefect flow run's parameters and logs.
+    database = Path(load_settings().database_url.removeprefix("sqlite:///"))
+    assert SECRET.encode() not in database.read_bytes()
+    for log in (tmp_path / "ws" / ".autodev").rglob("*.log"):
+        assert SECRET not in log.read_text(errors="replace"), log
+    flow_run = httpx.post(f"{prefect_api}/flow_runs/filter", json={"limit": 5, "sort": "START_TIME_DESC"}).json()
+    mine = [r for r in flow_run if r["name"].startswith("codex-")]
+    assert mine and all(SECRET not in json.dumps(r["parameters"]) for r in mine)
+    logs = httpx.post(f"{prefect_api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [r["id"] for r in mine]}}}).json()
+    assert logs and not [entry for entry in logs if SECRET in entry["message"]]
+
+
+def test_a_silent_model_blocks_the_run_within_the_stall_timeout(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([silent()]) as model:
+        started = time.monotonic()
+        done, report = exec_plan(codex_plan(tmp_path, codex_image, model, idle_timeout_ms=600_000), tmp_path / "ws")
+        took = time.monotonic() - started
+    assert done.returncode == 3, done.stderr  # blocked, waiting for a person
+    greet = report["steps"][0]
+    assert greet["status"] == "blocked" and greet["exit_code"] == 137
+    assert took < 6 + 25, took  # the stall timeout, plus autodev's own start and the decision wait
+
+
+def test_codex_reconnecting_to_a_silent_model_is_a_stall_not_progress(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([silent()]) as model:
+        plan = codex_plan(tmp_path, codex_image, model, idle_timeout_ms=1000, stream_retries=30)
+        done, report = exec_plan(plan, tmp_path / "ws")
+    assert done.returncode == 3, done.stderr
+    greet = report["steps"][0]
+    assert greet["status"] == "blocked" and "Reconnecting... 2/30" in greet["output_tail"]
+    s = store()
+    (attempt,) = s.attempts(report["run_id"])
+    blocker = s.get_session(report["run_id"]).metadata.blockers[-1]
+    s.close()
+    assert 6 <= attempt.result.duration_s < 6 + 10, attempt.result.duration_s  # Codex printed all along
+    assert "only lines that repeat" in attempt.result.exit_reason
+    assert "could not reach its model" in blocker.suggested_action and "Reconnecting" in blocker.summary
+
+
+def test_without_a_network_the_advice_says_the_model_is_out_of_reach(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([message("never asked")]) as model:
+        done, report = exec_plan(codex_plan(tmp_path, codex_image, model, network="false"), tmp_path / "ws")
+    # Codex waits for a network, printing "Reconnecting... waiting for network": a stall, blocked for a person.
+    assert done.returncode == 3, done.stderr
+    assert not model.requests
+    assert report["steps"][0]["status"] == "blocked" and "waiting for network" in report["steps"][0]["output_tail"]
+    assert any("could not reach its model" in line and "`network`" in line for line in report["next_actions"])
+
+
+def test_a_refused_key_is_told_apart(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([http_error(401)]) as model:
+        done, report = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws")
+    assert done.returncode == 1, done.stderr
+    assert any("refused its credentials" in line for line in report["next_actions"])
+
+
+def test_a_missing_secret_stops_the_run_before_it_starts(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([message("never asked")]) as model:
+        done, _ = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws", env_key=None)
+    assert done.returncode == 4 and "SCRIPTED_API_KEY is not set" in done.stderr and "export SCRIPTED_API_KEY=" in done.stderr
+    assert not model.requests
+
+
+def test_stdin_is_closed_so_codex_never_waits_for_it(prefect_api, codex_image, tmp_path):
+    plan = tmp_path / "stdin.yaml"
+    plan.write_text(f"project: stdin\nimage: {codex_image}\nsteps:\n  - {{id: ask, run: 'codex exec --skip-git-repo-check'}}\n")
+    started = time.monotonic()
+    done, report = exec_plan(plan, tmp_path / "ws")
+    assert done.returncode == 1 and time.monotonic() - started < 60
+    assert "No prompt provided via stdin" in report["steps"][0]["output_tail"]  # EOF at once, not a hang
+
+
+def test_a_plan_whose_image_lacks_its_agent_is_refused_with_the_build_command(prefect_api, docker_engine, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("project: p\nagent: codex\nsteps:\n  - {id: e, kind: agent, instruction: do it}\n")
+    done = subprocess.run([*AUTODEV, "exec", str(plan), "--workspace", str(tmp_path / "ws")], capture_output=True, text=True)
+    assert done.returncode == 4 and "autodev image build --agent codex" in done.stderr
