@@ -180,6 +180,8 @@ def _codex_event(event: dict[str, Any], stream: AgentStream) -> bool:
     if item.get("type") == "file_change":
         for change in item.get("changes") or []:
             stream.changed(change.get("path", ""))
+    if item.get("type") == "command_execution" and kind == "item.completed":
+        report.commands += 1
     return True
 
 
@@ -204,4 +206,6 @@ def _claude_event(event: dict[str, Any], stream: AgentStream) -> bool:
             report.last_message = block["text"]
         if block.get("type") == "tool_use" and block.get("name") in ("Write", "Edit", "MultiEdit", "NotebookEdit"):
             stream.changed((block.get("input") or {}).get("file_path", ""))
+        if block.get("type") == "tool_use" and block.get("name") == "Bash":
+            report.commands += 1
     return kind in ("assistant", "user", "system")

@@ -248,7 +248,8 @@ class AgentReport(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None  # when the agent says (Claude Code's total_cost_usd)
-    files_changed: list[str] = Field(default_factory=list)
+    files_changed: list[str] = Field(default_factory=list)  # the files its edit tools changed
+    commands: int = 0  # shell commands it ran (they may have changed files too)
     last_message: str | None = None
     errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
     events: int = 0  # how many events it printed

@@ -209,8 +209,8 @@ class RunEngine:
         out = self._failed(step, stored) if result.status != "succeeded" else self._succeeded(step, stored)
         if result.agent is not None:
             out.model_calls.append(agent_call(step_id, result.agent))
-            if result.status == "succeeded" and not result.agent.files_changed:
-                out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed no file"))
+            if result.status == "succeeded" and not (result.agent.files_changed or result.agent.commands):
+                out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed nothing"))
         out.events.insert(
             0,
             CommandFinished(

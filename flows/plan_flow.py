@@ -337,6 +337,8 @@ class Loop:
         sha = commit_round(workspace, f"autodev: {finished.step_id} (attempt {finished.attempt})")
         if sha:
             self.recorder.logger.info("committed what %s changed: %s", finished.step_id, sha[:8])
+        elif result.agent is not None:  # an agent CLI that said it was done, having changed nothing
+            self.recorder.logger.warning("agent step %s changed no file in the workspace", finished.step_id)
 
     def _settle(self) -> None:
         """Bring the advice up to date when results came in, then write what the iteration

@@ -102,6 +102,7 @@ def test_codex_events_decide_progress_and_carry_the_rounds_evidence():
     report = stream.report
     assert (report.input_tokens, report.output_tokens, report.last_message) == (200, 20, "done")
     assert report.files_changed == ["app.py"] and report.errors[-1].startswith("Reconnecting... 5/5")
+    assert report.commands == 0  # the command was started; only a completed one counts
 
 
 def test_claude_code_stream_json_gives_cost_files_and_result():
@@ -128,7 +129,7 @@ def test_an_agent_rounds_tokens_are_recorded_and_a_round_that_changed_nothing_is
     out = engine.on_result("edit", 1, result)
     (call,) = out.model_calls
     assert (call.purpose, call.model, call.tokens) == ("agent:edit", "codex cli", 220)
-    assert any("changed no file" in note.text for note in out.notes)
+    assert any("changed nothing" in note.text for note in out.notes)
 
 
 def test_secret_values_in_env_are_lifted_out_of_the_plan():
