@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from autodev.models import AgentName, AgentReport, Plan, Step
+from autodev.models import AgentName, AgentReport, Plan, Step, StepDefaults
 from autodev.session import LLMCall
 
 
@@ -108,6 +108,18 @@ def preset_of(plan: Plan, step: Step) -> AgentPreset | None:
         return None
     name = step.agent or (None if plan.agent_command else plan.agent)
     return PRESETS[name] if name else None
+
+
+def step_limits(plan: Plan, step: Step, stall_timeout_s: float | None) -> StepDefaults:
+    """A step's clocks and budgets: its own over `stall_timeout_s` (AUTODEV_STALL_TIMEOUT_S) over
+    a stall timeout the plan's defaults give over its agent preset's, over the plan's defaults."""
+    found = plan.limits_for(step)
+    preset = preset_of(plan, step)
+    if stall_timeout_s and step.stall_timeout_s is None:
+        found = found.model_copy(update={"stall_timeout_s": stall_timeout_s})
+    elif preset and step.stall_timeout_s is None and "stall_timeout_s" not in plan.defaults.model_fields_set:
+        found = found.model_copy(update={"stall_timeout_s": preset.stall_timeout_s})
+    return found
 
 
 def agent_template(plan: Plan, step: Step) -> str | None:

@@ -48,6 +48,14 @@ class StepDefaults(_Strict):
     )
 
 
+class Budget(_Strict):
+    """What a plan or a step may spend before a person is asked whether to go on."""
+
+    usd: float | None = Field(None, gt=0, description="Model cost, as the agents report it.")
+    tokens: int | None = Field(None, gt=0, description="Model tokens, input and output.")
+    wall_s: float | None = Field(None, gt=0, description="Seconds of work (the plan's: since the run began or went on).")
+
+
 def _check_agent_command(template: str | None) -> str | None:
     if template is not None and "{instruction}" not in template:
         raise ValueError("needs an {instruction} placeholder where the instruction goes")
@@ -103,6 +111,7 @@ class Step(_Strict):
     retries: int | None = Field(None, ge=0, le=10)
     max_stall_retries: int | None = Field(None, ge=0, le=10)
     stall_clock: Literal["progress", "output"] | None = None
+    budget: Budget | None = Field(None, description="What this step's attempts may spend in all.")
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("run", "instruction")
@@ -179,6 +188,7 @@ class Plan(_Strict):
     agent_args: str | None = Field(None, description="Extra arguments for the default agent CLI.")
     agent_command: str | None = Field(None, description="Default external agent CLI for agent steps.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
+    budget: Budget | None = Field(None, description="What the whole run may spend.")
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("agent_command")
@@ -268,6 +278,7 @@ class CommandResult(BaseModel):
     log_path: str | None = None
     sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
     agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
+    round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
 
     @property
     def duration_s(self) -> float:
@@ -294,7 +305,8 @@ class Blocker(BaseModel):
     summary: str
     suggested_action: str = ""
     # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
-    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox"] = "failure"
+    # budget: a plan's or step's budget is spent
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "budget"] = "failure"
     ts: datetime
 
     @property

@@ -75,6 +75,26 @@ class FailureBreaker:
         return fp is not None and self.count >= self.threshold
 
 
+class AgentRounds:
+    """What each agent step's rounds changed. A round that changed nothing, or what an earlier
+    round changed, is no success for the breaker: the failures around it stay consecutive, so
+    a feedback loop going nowhere blocks for a person."""
+
+    def __init__(self) -> None:
+        self.changes: dict[str, set[str]] = {}
+
+    def repeats(self, step: Step, result: CommandResult) -> bool:
+        if step.kind != "agent":
+            return False
+        report, digest = result.agent, result.round_digest
+        idle = digest == "" or (report is not None and not (report.files_changed or report.commands))
+        seen = self.changes.setdefault(step.id, set())
+        again = digest is not None and digest in seen
+        if digest:
+            seen.add(digest)
+        return idle or again
+
+
 def heartbeat_delay_s(meta: SessionMetadata, now: datetime) -> float:
     """Seconds since the loop last recorded its heartbeat (infinite if it never did)."""
     if meta.orchestrator_heartbeat is None:

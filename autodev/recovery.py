@@ -14,10 +14,10 @@ import socket
 from datetime import datetime
 
 from autodev.events import RunBlocked
-from autodev.models import Blocker
+from autodev.models import Blocker, CommandResult, utcnow
 from autodev.outcomes import Note, Outcome
 from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
-from autodev.session import MetadataChanges, SessionRecord
+from autodev.session import LeftAttempt, MetadataChanges, SessionRecord
 
 LEASE_BEATS = 3  # a lease lasts this many heartbeat intervals
 
@@ -90,3 +90,24 @@ def orchestrator_lost(session: SessionRecord, now: datetime, containers_removed:
         notes=[Note("warning", f"run {session.run_id} ({session.project}) blocked: {summary}")],
         status="blocked",
     )
+
+
+def left_result(left: LeftAttempt, tail: str, counts: bool) -> CommandResult:
+    """An attempt that outlived its orchestrator, as a result: how it ended when its exit status
+    was read from the sandbox and it `counts` (its dependencies are still done), else failed
+    with why (still running and killed now, never finished, or run on replaced code)."""
+    ended = left.finished_at or utcnow()
+    began = min(left.started_at or ended, ended)
+    if counts:
+        return CommandResult(
+            status="succeeded" if left.exit_code == 0 else "failed", exit_code=left.exit_code,
+            exit_reason="it ended after its orchestrator died: exit status read from the sandbox; its output after that was not captured",
+            started_at=began, finished_at=ended, output_tail=tail, output_bytes=len(tail), log_path=left.log_path,
+        )  # fmt: skip
+    why = "it was still running when the run was resumed, and was killed" if left.still_running else "it did not finish"
+    if left.exit_code is not None:  # it finished, but on code a feedback round was replacing
+        why = "it ran on the code before a feedback round"
+    return CommandResult(
+        status="failed", exit_code=None, exit_reason=f"interrupted: its orchestrator died while it ran; {why}",
+        started_at=began, finished_at=ended, output_tail=tail, log_path=left.log_path,
+    )  # fmt: skip

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Literal
 
 from autodev.agent import agent_cli_command, failure_evidence
-from autodev.agents import agent_call, agent_template, preset_of
+from autodev.agents import agent_call, agent_template, preset_of, step_limits
+from autodev.budget import BudgetKeeper
 from autodev.diagnosis import diagnose, fingerprint
 from autodev.events import (
     BreakerTripped,
@@ -37,7 +38,8 @@ from autodev.events import (
 )
 from autodev.models import Blocker, CommandResult, Plan, Step, StepAttempt, StepDefaults, StepStatus, utcnow
 from autodev.outcomes import Dispatch, Note, Outcome, Rules
-from autodev.policy import FailureBreaker, judge, next_move
+from autodev.policy import AgentRounds, FailureBreaker, judge, next_move
+from autodev.recovery import left_result
 from autodev.redact import Redactor
 from autodev.scheduling import Progress
 from autodev.secrets import step_env
@@ -46,11 +48,14 @@ from autodev.session import (
     Intervention,
     LastCommandResult,
     LeftAttempt,
+    LLMCall,
     MetadataChanges,
     Pause,
     QueueEntry,
     SessionMetadata,
 )
+
+NO_AGENT = "no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent or agent_command"
 
 
 class RunEngine:
@@ -90,6 +95,8 @@ class RunEngine:
         self.sandbox_lost = False  # a result said the sandbox went away (the engine stopped)
         self._baseline_steps = {s.baseline for s in plan.steps if s.baseline}
         self.outputs: dict[str, str] = {}  # the last output of each baseline step
+        self.budget = BudgetKeeper(plan, meta.spent)
+        self.rounds = AgentRounds()
 
     # --- queries ---------------------------------------------------------------------
     def limits(self, step: Step) -> StepDefaults:
@@ -97,13 +104,7 @@ class RunEngine:
         AUTODEV_STALL_TIMEOUT_S over the plan's default stall timeout."""
         found = self._limits.get(step.id)
         if found is None:
-            found = self.plan.limits_for(step)
-            preset = preset_of(self.plan, step)
-            if self.rules.stall_timeout_s and step.stall_timeout_s is None:
-                found = found.model_copy(update={"stall_timeout_s": self.rules.stall_timeout_s})
-            elif preset and step.stall_timeout_s is None and "stall_timeout_s" not in self.plan.defaults.model_fields_set:
-                found = found.model_copy(update={"stall_timeout_s": preset.stall_timeout_s})
-            self._limits[step.id] = found
+            found = self._limits[step.id] = step_limits(self.plan, step, self.rules.stall_timeout_s)
         return found
 
     @property
@@ -138,7 +139,10 @@ class RunEngine:
             if not ready:
                 break
             for step in ready:  # a step left to a person takes no slot: the search goes on
-                if step.kind == "agent" and not agent_template(self.plan, step) and not self.rules.has_model:
+                if spent := self.budget.over(step):
+                    go_on = f"`autodev resume {self.run_id} --step {step.id} --action retry` grants one more budget's worth"
+                    out.merge(self._hold(step, spent, f"raise the plan's `budget`, or go on: {go_on}", "budget"))
+                elif step.kind == "agent" and not agent_template(self.plan, step) and not self.rules.has_model:
                     out.merge(self._leave_to_a_person(step))
                 else:
                     out.started.append(self._start(step))
@@ -163,21 +167,19 @@ class RunEngine:
         )
 
     def _leave_to_a_person(self, step: Step) -> Outcome:
-        """An agent step with no agent: the run blocks so a person does the step by hand and
-        says so with `skip`."""
+        """An agent step with no agent: a person does the step by hand and says so with `skip`."""
         files = ", ".join(step.files or self.todo_files) or "the files the instruction names"
         mask = self.redactors[step.id].text
-        blocker = Blocker(
-            step_id=step.id,
-            command=mask(step.command),
-            exit_code=None,
-            summary="no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent or agent_command",
-            suggested_action=f"do it by hand: {mask((step.instruction or '').strip().rstrip('.'))}; edit {files} in "
-            f"{self.workspace}, then skip this step to go on (`autodev resume {self.run_id} --action skip`), "
-            "or set AUTODEV_LLM_MODEL and retry",
-            kind="manual",
-            ts=utcnow(),
+        action = (
+            f"do it by hand: {mask((step.instruction or '').strip().rstrip('.'))}; edit {files} in {self.workspace}, then "
+            f"skip this step to go on (`autodev resume {self.run_id} --action skip`), or set AUTODEV_LLM_MODEL and retry"
         )
+        return self._hold(step, NO_AGENT, action, "manual")
+
+    def _hold(self, step: Step, summary: str, action: str, kind: Literal["manual", "budget"]) -> Outcome:
+        """The run blocks at a step that may not start, for a person to decide on."""
+        blocker = Blocker(step_id=step.id, command=self.redactors[step.id].text(step.command), exit_code=None,
+                          summary=summary, suggested_action=action, kind=kind, ts=utcnow())  # fmt: skip
         self.progress.finish(step.id, "blocked")
         out = Outcome(step_states={step.id: "blocked"}, advice="forced")
         self._block(blocker, "blocked", [], out)
@@ -209,8 +211,11 @@ class RunEngine:
         out = self._failed(step, stored) if result.status != "succeeded" else self._succeeded(step, stored)
         if result.agent is not None:
             out.model_calls.append(agent_call(step_id, result.agent))
-            if result.status == "succeeded" and not (result.agent.files_changed or result.agent.commands):
-                out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed nothing"))
+        self.spend(out.model_calls, out)
+        self.budget.add_time(step_id, result.duration_s)
+        idle = result.agent is not None and not (result.agent.files_changed or result.agent.commands)
+        if idle and result.status == "succeeded":
+            out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed nothing"))
         out.events.insert(
             0,
             CommandFinished(
@@ -227,8 +232,14 @@ class RunEngine:
         out.advice = "forced" if out.advice == "forced" or self.progress.finished else "due"
         return out
 
+    def spend(self, calls: list[LLMCall], out: Outcome) -> None:  # the built-in agent's calls arrive apart
+        for call in calls:
+            self.budget.add(call)
+        out.changes.spent = self.budget.spent
+
     def _succeeded(self, step: Step, stored: StepAttempt) -> Outcome:
-        self.breaker.record(None)
+        if not self.rounds.repeats(step, stored.result):  # a round that changed nothing new is no success
+            self.breaker.record(None)
         self.progress.finish(step.id, "succeeded")
         return Outcome(attempt=stored, step_states={step.id: "succeeded"})
 
@@ -342,6 +353,8 @@ class RunEngine:
         if decision.action == "retry":
             self.breaker = FailureBreaker(self.rules.breaker_threshold)
             if step_id is not None:
+                if any(b.step_id == step_id and b.kind == "budget" for b in self.waiting_on()):
+                    self.budget.grant(step_id)
                 self.progress.reopen(step_id)
                 self.stalls[step_id] = 0
                 self.round_start[step_id] = self.progress.attempts[step_id]  # its retries afresh
@@ -413,28 +426,15 @@ class RunEngine:
         step_id = left.step_id
         self.progress.attempts[step_id] = left.attempt
         self.running[step_id] = QueueEntry(queue_id=f"left-{left.attempt}", step_id=step_id, attempt=left.attempt, dispatched_at=utcnow())
-        ended = left.finished_at or utcnow()
-        began = min(left.started_at or ended, ended)
         tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
         deps_done = all(self.progress.status[d] == "succeeded" or d in self.progress.waived for d in self.plan.step(step_id).depends_on)
-        if left.exit_code is not None and deps_done:
-            result = CommandResult(
-                status="succeeded" if left.exit_code == 0 else "failed", exit_code=left.exit_code,
-                exit_reason="it ended after its orchestrator died: exit status read from the sandbox; its output after that was not captured",
-                started_at=began, finished_at=ended, output_tail=tail, output_bytes=len(tail), log_path=left.log_path,
-            )
+        result = left_result(left, tail, counts=left.exit_code is not None and deps_done)
+        if result.exit_code is not None:
             outcome = self.on_result(step_id, left.attempt, result)
             assert outcome is not None
             outcome.notes.insert(0, Note("info", f"step {step_id} attempt {left.attempt} ended (exit {left.exit_code}) after the orchestrator died: not run again"))
             return outcome
         del self.running[step_id]
-        why = "it was still running when the run was resumed, and was killed" if left.still_running else "it did not finish"
-        if left.exit_code is not None:  # it finished, but on code a feedback round was replacing
-            why = "it ran on the code before a feedback round"
-        result = CommandResult(
-            status="failed", exit_code=None, exit_reason=f"interrupted: its orchestrator died while it ran; {why}",
-            started_at=began, finished_at=ended, output_tail=tail, log_path=left.log_path,
-        )
         self.round_start[step_id] = left.attempt  # it runs again, with its retries afresh
         command = self.redactors[step_id].text(self.plan.step(step_id).command)
         return Outcome(

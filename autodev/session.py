@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from autodev.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus
+from autodev.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, utcnow
 
 DecisionAction = Literal["retry", "skip", "abort"]
 
@@ -108,6 +108,16 @@ class RunEvaluation(BaseModel):
     model_cost_usd: float
 
 
+class Spend(BaseModel):
+    """What a step (or the whole run) spent, against its budget (autodev/budget.py)."""
+
+    usd: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0  # a step's attempts' time, in all
+    grants: int = 1  # budgets' worth allowed: 1, plus one per decision to go on
+    since: datetime = Field(default_factory=utcnow)  # the wall clock's start
+
+
 class SessionMetadata(BaseModel):
     """The `agent_sessions.metadata` document of one run."""
 
@@ -128,6 +138,7 @@ class SessionMetadata(BaseModel):
     origin: RunOrigin = Field(default_factory=RunOrigin)
     evaluation: RunEvaluation | None = None  # the run's figures at its end
     repository: RepositoryReport | None = None  # a run on a repository that exists: its branch and changes
+    spent: dict[str, Spend] = Field(default_factory=dict)  # by step id, and "(run)" for the whole run
 
     HISTORY_LIMIT: ClassVar[int] = 20
 
@@ -159,13 +170,14 @@ class MetadataChanges(BaseModel):
     heartbeat: Heartbeat | None = None
     evaluation: RunEvaluation | None = None
     repository: RepositoryReport | None = None
+    spent: dict[str, Spend] | None = None
 
     _LISTS: ClassVar[tuple[str, ...]] = ("queued", "dequeued", "results", "blockers", "interventions", "pauses")
     DURABLE: ClassVar[tuple[str, ...]] = (
         "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation", "repository"
     )
     _VALUES: ClassVar[tuple[str, ...]] = (
-        "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation", "repository"
+        "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation", "repository", "spent"
     )
 
     def merge(self, later: MetadataChanges, skip: tuple[str, ...] = ()) -> None:

@@ -3,6 +3,7 @@ repository that exists: its map, the run's worktree and branch, a commit per age
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import git
@@ -117,6 +118,16 @@ def commit_round(workspace: Path, message: str) -> str | None:
             return None
         repo.git.add("-A", "--", *work)
         return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+def change_digest(workspace: Path, sha: str) -> str:
+    """What a commit changes, as a short digest of its patch (blob ids left out), so a round
+    that makes the same change as an earlier one is known."""
+    with git.Repo(workspace) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        patch = repo.git.show("--format=", "--no-color", sha)
+    lines = [line for line in patch.splitlines() if not line.startswith("index ")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def branch_changes(worktree: Path, base: str) -> BranchChanges:

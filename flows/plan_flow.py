@@ -36,7 +36,7 @@ from autodev.secrets import lift_env_secrets, secret_names
 from autodev.session import Decision, Lease, LLMCall, MetadataChanges, Pause, RunOrigin, SessionMetadata, SessionRecord
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import status_dir
-from blocks.git_state import branch_changes, commit_round
+from blocks.git_state import branch_changes, change_digest, commit_round
 from blocks.llm import LLM
 from blocks.sandbox import SandboxSession
 from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path, remove_run_containers
@@ -316,29 +316,37 @@ class Loop:
             return  # the task run ended after its result was handled: nothing to wait for
         result = finished.outcome if isinstance(finished.outcome, CommandResult) else _result_of(finished.outcome)
         self._sandbox_lost = self._sandbox_lost or result.sandbox_lost
-        self._commit_round(finished, result)
+        digest = self._commit_round(finished, result)
+        if digest is not None:
+            result = result.model_copy(update={"round_digest": digest})
         calls = []
         while not self._calls.empty():
             calls.append(self._calls.get_nowait())
-        if calls:
-            self.recorder.record(Outcome(model_calls=calls))
+        if calls:  # the built-in agent's model calls: recorded, and counted against the budgets
+            spent = Outcome(model_calls=calls)
+            self.engine.spend(calls, spent)
+            self.recorder.record(spent)
         outcome = self.engine.on_result(finished.step_id, finished.attempt, result)
         if outcome is not None:
             self.take(outcome)
 
-    def _commit_round(self, finished: Finished, result: CommandResult) -> None:
+    def _commit_round(self, finished: Finished, result: CommandResult) -> str | None:
         """An agent round that succeeded in a git workspace is a commit of its own (the built-in
-        agent commits in the sandbox; an agent CLI leaves that to this)."""
+        agent commits in the sandbox; an agent CLI leaves that to this). The digest of what the
+        round changed ("" for nothing), None when there is no round to commit."""
         workspace = Path(self.engine.workspace)
         if result.status != "succeeded":
-            return
+            return None
         if self.engine.plan.step(finished.step_id).kind != "agent" or not (workspace / ".git").exists():
-            return
+            return None
         sha = commit_round(workspace, f"autodev: {finished.step_id} (attempt {finished.attempt})")
         if sha:
             self.recorder.logger.info("committed what %s changed: %s", finished.step_id, sha[:8])
-        elif result.agent is not None:  # an agent CLI that said it was done, having changed nothing
+            return change_digest(workspace, sha)
+        if result.agent is not None:  # an agent CLI that said it was done, having changed nothing
             self.recorder.logger.warning("agent step %s changed no file in the workspace", finished.step_id)
+            return ""
+        return None  # the built-in agent committed in the sandbox
 
     def _settle(self) -> None:
         """Bring the advice up to date when results came in, then write what the iteration

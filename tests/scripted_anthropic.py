@@ -8,6 +8,7 @@ with turn N of the script (the last turn repeats once the script runs out):
     tool_use("Bash", {"command": "echo hi > f"})
     text("done")           the final answer (stop_reason "end_turn"); `claude -p` prints its result
     silent()               200 + SSE headers, then nothing until the server stops
+    silent(headers=False)  not even the headers: the request hangs until the server stops
     http_error(429)        an Anthropic-style JSON error with that status (401, 429, 500, 529...)
 
 Side requests that are not the agent's own turn do not take a turn: a /v1/messages request that
@@ -45,6 +46,7 @@ class Turn:
     input: dict | None = None  # the tool's arguments
     text: str = ""  # the answer, for "text"
     status: int = 200  # for "http_error"
+    headers: bool = True  # for "silent": send the 200 and SSE headers first
 
 
 def tool_use(name: str, input: dict) -> Turn:
@@ -55,8 +57,8 @@ def text(t: str) -> Turn:
     return Turn("text", text=t)
 
 
-def silent() -> Turn:
-    return Turn("silent")
+def silent(headers: bool = True) -> Turn:
+    return Turn("silent", headers=headers)
 
 
 def http_error(status: int) -> Turn:
@@ -126,11 +128,11 @@ class _AnthropicHandler(_Handler):
             return self._error(turn.status, f"scripted HTTP {turn.status}")
         model = body.get("model", "claude-scripted")
         blocks, stop_reason = message_blocks(turn, n)
+        if turn.kind == "silent" and not (turn.headers and body.get("stream")):
+            self.close_connection = True
+            owner._stopping.wait()  # no status line at all, until stop()
+            return
         if not body.get("stream"):  # a plain JSON reply, if asked for one
-            if turn.kind == "silent":
-                owner._stopping.wait()
-                self.close_connection = True
-                return
             return self._send_json(200, {"id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": model,
                                          "content": blocks, "stop_reason": stop_reason, "stop_sequence": None,
                                          "usage": MODEL_USAGE})  # fmt: skip

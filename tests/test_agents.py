@@ -164,3 +164,70 @@ def test_a_missing_secret_is_an_environment_problem_naming_it_and_the_fix():
 @pytest.mark.parametrize(("network", "kept"), [("true", True), ("host", "host"), ("build-net", "build-net"), ("none", False)])
 def test_a_plans_network_is_none_the_default_bridge_host_or_a_named_one(network, kept):
     assert parse_plan(f"project: p\nnetwork: {network}\nsteps:\n  - {{id: a, run: 'true'}}\n").network == kept
+
+
+BUDGET_PLAN = """
+project: p
+agent: codex
+budget: {tokens: 1000}
+steps:
+  - {id: edit, kind: agent, instruction: do it, budget: {tokens: 300}}
+  - {id: test, run: pytest, depends_on: [edit], feedback_to: edit}
+"""
+
+
+def agent_round(engine: RunEngine, step_id: str, attempt: int, tokens: int, status: str = "succeeded"):
+    report = AgentStream("codex").report.model_copy(update={"input_tokens": tokens, "commands": 1})
+    now = utcnow()
+    result = CommandResult(status=status, exit_code=0 if status == "succeeded" else 1, started_at=now, finished_at=now, agent=report)
+    return engine.on_result(step_id, attempt, result)
+
+
+def test_a_step_whose_budget_is_spent_blocks_for_a_person_with_the_figures_and_retry_grants_more():
+    engine = RunEngine(parse_plan(BUDGET_PLAN), "r", "/ws", Rules())
+    engine.dispatch()
+    agent_round(engine, "edit", 1, 350)
+    (test,) = engine.dispatch().started
+    failed = agent_round(engine, "test", 1, 0, status="failed")  # sends the run back to edit
+    assert failed.changes.spent["edit"].tokens == 350
+    held = engine.dispatch()
+    assert not held.started and held.step_states == {"edit": "blocked"}
+    (blocker,) = held.changes.blockers
+    assert blocker.kind == "budget" and "step edit's budget is spent: 350 tokens of 300" in blocker.summary
+    assert "--step edit --action retry" in blocker.suggested_action
+    from autodev.session import Decision
+
+    engine.decide(Decision(action="retry", step="edit"))
+    assert [d.step.id for d in engine.dispatch().started] == ["edit"]  # one more budget's worth (600)
+
+
+def test_the_runs_budget_stops_every_step_and_survives_a_restart():
+    plan = parse_plan(BUDGET_PLAN.replace("budget: {tokens: 300}", "budget: {tokens: 5000}"))
+    engine = RunEngine(plan, "r", "/ws", Rules())
+    engine.dispatch()
+    out = agent_round(engine, "edit", 1, 1200)
+    held = engine.dispatch()
+    assert held.step_states == {"test": "blocked"} and "the run's budget is spent: 1,200 tokens of 1,000" in held.changes.blockers[0].summary
+    from autodev.session import SessionMetadata
+
+    again = RunEngine(plan, "r", "/ws", Rules(), SessionMetadata(spent=out.changes.spent))
+    assert again.budget.over(plan.step("test")) is not None
+
+
+def test_a_feedback_loop_whose_agent_changes_nothing_new_trips_the_breaker():
+    plan = parse_plan(
+        "project: p\nagent: codex\nmax_feedback_rounds: 5\nsteps:\n  - {id: edit, kind: agent, instruction: fix it}\n"
+        "  - {id: test, run: pytest, depends_on: [edit], feedback_to: edit}\n"
+    )
+    engine = RunEngine(plan, "r", "/ws", Rules(breaker_threshold=3))
+    now = utcnow()
+    failing = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now, output_tail="FAILED t.py::x\n")
+    outcomes = []
+    for attempt, digest in enumerate(["3f2a", "", "3f2a"], start=1):  # new, nothing, the first round's change again
+        engine.dispatch()
+        done = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now, round_digest=digest)
+        engine.on_result("edit", attempt, done)
+        engine.dispatch()
+        outcomes.append(engine.on_result("test", attempt, failing))
+    assert [o.step_states.get("test") for o in outcomes[:2]] == ["pending", "pending"]  # sent back to edit
+    assert outcomes[2].step_states == {"test": "blocked"} and outcomes[2].changes.blockers[-1].kind == "breaker"
