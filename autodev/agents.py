@@ -14,7 +14,8 @@ Pure code: the sandbox and the tasks use it; it runs nothing.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import re
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -29,9 +30,10 @@ class AgentPreset(BaseModel, frozen=True):
     command: str  # the command line; {args} takes the step's agent_args, {instruction} the quoted instruction
     flags: dict[str, str]  # each flag the preset sets, and why
     secrets: tuple[str, ...]  # the API key variables the CLI reads: passed to the sandbox when set
+    env: dict[str, str] = {}  # variables the preset sets for the CLI (a step's `env` wins)
     stall_timeout_s: float  # default, coordinated with the CLI's own idle timeout and retries
     stall_reason: str  # why that default
-    stream: Literal["codex", "claude"] | None  # the JSON event stream it prints, if any
+    stream: AgentName | None  # how to read what it prints (codex, claude: JSON events; aider: its lines)
     tested: bool  # run for real against a scripted model server in this project's tests
 
     def template(self, args: str | None) -> str:
@@ -63,7 +65,7 @@ CODEX = AgentPreset(
 CLAUDE = AgentPreset(
     name="claude",
     binary="claude",
-    package="npm:@anthropic-ai/claude-code",
+    package="npm:@anthropic-ai/claude-code@2.1.332",
     command="claude -p --output-format stream-json --verbose --dangerously-skip-permissions {args} {instruction}",
     flags={
         "-p": "print mode: answers the one prompt and exits, with no terminal interface",
@@ -73,29 +75,40 @@ CLAUDE = AgentPreset(
         "(refused as root: the sandbox never runs as root)",
     },
     secrets=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    # No traffic but the model's (telemetry, update checks, error reports): nothing else to wait on.
+    env={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
     stall_timeout_s=600,
-    stall_reason="Claude Code retries a failing API call up to 10 times with backoff, printing nothing new: 600 s "
-    "covers a slow turn and lets those retries work",
+    stall_reason="Claude Code retries a failing API call 10 times over about 3 minutes, each retry an `api_retry` "
+    "event, which is not progress; a stream that goes silent can keep it quiet for 5 minutes and more: 600 s covers "
+    "a slow turn, and a provider that keeps failing blocks the run for a person",
     stream="claude",
-    tested=False,
+    tested=True,
 )
 AIDER = AgentPreset(
     name="aider",
     binary="aider",
     package="pip:aider-chat==0.86.2",
     command="aider --yes-always --no-git --no-pretty --no-stream --no-check-update --no-show-release-notes "
-    "--analytics-disable --no-fancy-input {args} --message {instruction}",
+    "--analytics-disable --no-fancy-input --no-detect-urls --disable-playwright --no-show-model-warnings "
+    "--chat-history-file /dev/null --input-history-file /dev/null {args} --message {instruction}",
     flags={
         "--message": "sends the one instruction, applies the edits and exits",
         "--yes-always": "answers yes to every question it would ask (create a file, run a command)",
         "--no-git": "leaves commits to autodev, which commits each agent round itself",
         "--no-pretty --no-stream --no-fancy-input": "plain line-by-line output, no terminal control codes",
         "--no-check-update --no-show-release-notes --analytics-disable": "nothing asked of the network but the model",
+        "--no-detect-urls --disable-playwright": "a URL in the instruction is not fetched (with --yes-always aider "
+        "would scrape it and try to pip-install Playwright)",
+        "--no-show-model-warnings": "no browser opened for a model it does not know",
+        "--chat-history-file /dev/null --input-history-file /dev/null": "leaves no history files in the workspace",
     },
-    secrets=("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_BASE"),
+    secrets=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+    env={"BROWSER": "true", "COLUMNS": "200"},  # no browser to open; lines not wrapped at 80 columns
     stall_timeout_s=600,
-    stall_reason="aider waits up to 600 s for a model answer (litellm's timeout) and retries with backoff",
-    stream=None,
+    stall_reason="aider waits 600 s for each model answer (its SDK retries twice, printing nothing), then retries "
+    "with backoff, printing the same lines: 600 s covers a slow answer, and a model that does not answer blocks "
+    "the run for a person after 600 s rather than after aider's own half hour and more",
+    stream="aider",
     tested=True,
 )
 PRESETS: dict[str, AgentPreset] = {p.name: p for p in (CODEX, CLAUDE, AIDER)}
@@ -150,7 +163,13 @@ class AgentStream:
         self._read = _codex_event if agent == "codex" else _claude_event
 
     def feed(self, line: str) -> bool | None:
-        """Whether this line shows progress; None when it is not one of the agent's events."""
+        """Whether this line shows progress; None when it is not one of the agent's events (the
+        stall clock's own rule then decides)."""
+        if self.report.agent == "aider":
+            _aider_line(line.strip(), self)
+            return None
+        if not line.lstrip().startswith("{"):
+            return None
         try:
             event = json.loads(line)
         except ValueError:
@@ -158,13 +177,12 @@ class AgentStream:
         if not isinstance(event, dict) or "type" not in event:
             return None
         self.report.events += 1
-        progress = self._read(event, self)
-        self.report.files_changed = list(self._files)
-        return progress
+        return self._read(event, self)
 
     def changed(self, path: str) -> None:
         if path:
             self._files[path.removeprefix("/workspace/")] = None
+            self.report.files_changed = list(self._files)
 
     def failed(self, message: Any) -> bool:
         self.report.errors = [*self.report.errors[-9:], str(message)[:500]]
@@ -197,10 +215,38 @@ def _codex_event(event: dict[str, Any], stream: AgentStream) -> bool:
     return True
 
 
+_AIDER_EDIT = re.compile(r"^Applied edit to (.+)$")
+_AIDER_TOKENS = re.compile(r"^Tokens: ([\d.]+k?) sent,(?: [\d.]+k? cache write,)?(?: [\d.]+k? cache hit,)? ([\d.]+k?) received\.")
+_AIDER_COST = re.compile(r"Cost: \$[\d.]+ message, \$([\d.]+) session")
+_AIDER_ERROR = re.compile(r"^litellm\.\w+:")
+
+
+def _aider_line(line: str, stream: AgentStream) -> None:
+    """aider's plain lines: the edits it applied, each model call's tokens and the session's cost,
+    the provider's errors (aider exits 0 after them all the same)."""
+    report = stream.report
+    if m := _AIDER_EDIT.match(line):
+        stream.changed(m.group(1))
+    elif m := _AIDER_TOKENS.match(line):
+        report.input_tokens += _count(m.group(1))
+        report.output_tokens += _count(m.group(2))
+    elif _AIDER_ERROR.match(line):
+        stream.failed(line)
+    if m := _AIDER_COST.search(line):
+        report.cost_usd = float(m.group(1))
+
+
+def _count(text: str) -> int:
+    return round(float(text[:-1]) * 1000) if text.endswith("k") else int(float(text))
+
+
 def _claude_event(event: dict[str, Any], stream: AgentStream) -> bool:
     """Claude Code `stream-json`: system/assistant/user messages and a final result."""
     kind = event["type"]
     report = stream.report
+    if kind == "system" and event.get("subtype") == "api_retry":  # retrying a failed call: no progress
+        status = event.get("error_status") or "no answer"
+        return stream.failed(f"API retry {event.get('attempt')}/{event.get('max_retries')}: {status} {event.get('error', '')}")
     if kind == "result":
         usage = event.get("usage") or {}
         report.input_tokens = int(usage.get("input_tokens") or 0)

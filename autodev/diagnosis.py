@@ -93,12 +93,14 @@ def diagnose(
 # What coding-agent CLIs print when their model provider cannot be used (Codex's JSON errors,
 # litellm's and Anthropic's messages).
 _AGENT_AUTH = re.compile(
-    r".*(?:401 Unauthorized|Incorrect API key|invalid[_ ]api[_ ]key|authentication_error|Missing environment variable).*", re.I
+    r".*(?:401 Unauthorized|API Error: 401|Incorrect API key|invalid[_ ]api[_ ]key|authentication_(?:error|failed)"
+    r"|Missing environment variable).*",
+    re.I,
 )
-_AGENT_QUOTA = re.compile(r".*(?:429 Too Many Requests|rate[_ ]limit(?:ed)?\b|insufficient_quota).*", re.I)
+_AGENT_QUOTA = re.compile(r".*(?:429 Too Many Requests|rejected \(429\)|rate[_ ]limit(?:ed)?\b|insufficient_quota).*", re.I)
 _AGENT_UNREACHABLE = re.compile(
     r".*(?:Reconnecting\.\.\.|stream disconnected before completion|error sending request|Connection failed"
-    r"|APIConnectionError|Connection refused|Network is unreachable).*",
+    r"|APIConnectionError|Connection refused|Connection error|Network is unreachable|APITimeoutError).*",
     re.I,
 )
 

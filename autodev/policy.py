@@ -30,6 +30,10 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
     timeouts and lost sandboxes stay what they are."""
     if result.status not in ("succeeded", "failed") or result.exit_code is None:
         return result
+    report = result.agent
+    if result.status == "succeeded" and report and report.errors and not (report.files_changed or report.commands):
+        why = f"the agent exited 0 but reported errors and changed nothing: {report.errors[-1]}"
+        return result.model_copy(update={"status": "failed", "exit_reason": why[:500]})
     if step.expect == "any":
         return result.model_copy(update={"status": "succeeded", "exit_reason": "the baseline: how the tests stood before any change"})
     if step.expect == "tests-fail":

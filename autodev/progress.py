@@ -43,7 +43,7 @@ class ProgressMeter:
     def _line(self, line: bytes) -> bool:
         if not line.strip():
             return False
-        if self.stream is not None and line.lstrip().startswith(b"{"):
+        if self.stream is not None:
             verdict = self.stream.feed(line.decode(errors="replace"))
             if verdict is not None:
                 return verdict

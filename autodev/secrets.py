@@ -57,7 +57,8 @@ def step_env(plan: Plan, step: Step, secrets: dict[str, str]) -> dict[str, str]:
     """A step's environment: its `env`, the plan's secrets, and its agent's API keys when set."""
     preset = preset_of(plan, step)
     names = [*plan.secrets, *(preset.secrets if preset else ())]
-    return {**step.env, **{name: secrets[name] for name in names if name in secrets}}
+    own = preset.env if preset else {}
+    return {**own, **step.env, **{name: secrets[name] for name in names if name in secrets}}
 
 
 def block_name(name: str) -> str:

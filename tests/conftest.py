@@ -153,3 +153,23 @@ def worker_image(docker_engine) -> str:
     if not worker_image_is_current(tag):
         build_worker_image(tag, IMAGE)
     return tag
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_engine):
+    """`agent_image("codex")`: the sandbox image with that agent CLI in it
+    (`autodev image build --agent`), built from its registry when it is missing."""
+    import docker.errors
+
+    from autodev.agents import PRESETS
+    from blocks.agent_image import agent_image_tag, build_agent_image
+
+    def ensure(name: str) -> str:
+        tag = agent_image_tag(IMAGE, PRESETS[name])
+        try:
+            docker_engine.images.get(tag)
+        except docker.errors.ImageNotFound:
+            build_agent_image(PRESETS[name], IMAGE, tag)
+        return tag
+
+    return ensure

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,18 @@ def run(plan_text: str, workspace, **options) -> tuple[object, RunReport]:
     state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True, **options)
     outcome = state.result(raise_on_failure=False)
     return state, outcome.report if isinstance(outcome, RunFailed) else outcome
+
+
+def exec_json(plan: dict, workspace: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """`autodev exec PLAN --json` as a user runs it, with `env` as its whole environment: the
+    process and its report (empty when it printed none)."""
+    path = workspace.with_name(f"{workspace.name}-plan.json")
+    path.write_text(json.dumps(plan))
+    done = subprocess.run(
+        [*AUTODEV, "exec", str(path), "--workspace", str(workspace), "--json"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    return done, json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def store():

@@ -24,15 +24,11 @@ Stdlib only (plus the shared threading server of scripted_responses); stop() joi
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
-import os
-import threading
 from dataclasses import dataclass
 
 from tests.scripted_responses import Request as _BaseRequest
-from tests.scripted_responses import ScriptedResponses, _Handler, _TCPServer, _UnixServer
+from tests.scripted_responses import ScriptedResponses, _Handler
 
 MODEL_USAGE = {"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -164,6 +160,8 @@ class _AnthropicHandler(_Handler):
 class ScriptedAnthropic(ScriptedResponses):
     """The server, on 127.0.0.1:0 (or a Unix socket, `unix_path`, like ScriptedResponses)."""
 
+    handler = _AnthropicHandler
+
     def __init__(self, script: list[Turn], *, side_text: str = "ok", **kwargs):
         super().__init__(script, **kwargs)
         self.side_text = side_text  # the answer to side requests
@@ -178,20 +176,3 @@ class ScriptedAnthropic(ScriptedResponses):
         """The requests that took a turn of the script, in order."""
         with self._lock:
             return [r for r in self.requests if r.turn is not None]
-
-    def start(self) -> ScriptedAnthropic:  # ScriptedResponses.start(), with this module's handler
-        if self.unix_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.unix_path)
-            self._server = _UnixServer(self.unix_path, _AnthropicHandler, bind_and_activate=False)
-        else:
-            self._server = _TCPServer((self.host, 0), _AnthropicHandler, bind_and_activate=False)
-        self._server.owner = self
-        self._server.server_bind()
-        if self.unix_path:
-            os.chmod(self.unix_path, 0o777)  # the container's user may not be ours
-        self._server.server_activate()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-anthropic", daemon=True)
-        self._thread.start()
-        atexit.register(self.stop)  # ScriptedResponses.stop() unregisters it
-        return self

@@ -200,6 +200,8 @@ class _UnixServer(_Tracking, socketserver.UnixStreamServer):
 class ScriptedResponses:
     """The server: TCP on host:0 by default, or HTTP over the Unix socket `unix_path`."""
 
+    handler: type[BaseHTTPRequestHandler] = _Handler  # a subclass serves another API
+
     def __init__(self, script: list[Turn], *, unix_path: str | None = None, host: str = "127.0.0.1"):
         if not script:
             raise ValueError("the script needs at least one turn")
@@ -229,15 +231,15 @@ class ScriptedResponses:
         if self.unix_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix_path)
-            self._server = _UnixServer(self.unix_path, _Handler, bind_and_activate=False)
+            self._server = _UnixServer(self.unix_path, self.handler, bind_and_activate=False)
         else:
-            self._server = _TCPServer((self.host, 0), _Handler, bind_and_activate=False)
+            self._server = _TCPServer((self.host, 0), self.handler, bind_and_activate=False)
         self._server.owner = self
         self._server.server_bind()
         if self.unix_path:
             os.chmod(self.unix_path, 0o777)  # the container's user may not be ours
         self._server.server_activate()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-responses", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
         self._thread.start()
         atexit.register(self.stop)
         return self

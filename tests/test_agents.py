@@ -231,3 +231,34 @@ def test_a_feedback_loop_whose_agent_changes_nothing_new_trips_the_breaker():
         outcomes.append(engine.on_result("test", attempt, failing))
     assert [o.step_states.get("test") for o in outcomes[:2]] == ["pending", "pending"]  # sent back to edit
     assert outcomes[2].step_states == {"test": "blocked"} and outcomes[2].changes.blockers[-1].kind == "breaker"
+
+
+AIDER_WORKS = """Aider v0.86.2
+Model: openai/gpt-4o-mini with whole edit format
+Tokens: 834 sent, 8 received. Cost: $0.00013 message, $0.00013 session.
+hello.py
+Applied edit to hello.py
+Tokens: 2.7k sent, 19 received. Cost: $0.00041 message, $0.00054 session.
+"""
+
+
+def test_aiders_lines_give_its_edits_tokens_and_cost():
+    stream = AgentStream("aider")
+    meter = ProgressMeter(stream)
+    assert all(meter.feed(f"{line}\n".encode()) for line in AIDER_WORKS.splitlines())
+    assert stream.report.model_dump(include={"files_changed", "input_tokens", "output_tokens", "cost_usd"}) == {
+        "files_changed": ["hello.py"], "input_tokens": 3534, "output_tokens": 27, "cost_usd": 0.00054,
+    }
+
+
+def test_an_agent_that_exits_0_after_provider_errors_having_changed_nothing_failed():
+    from autodev.policy import judge
+
+    stream = AgentStream("aider")
+    for line in ("litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect", "API key provided"):
+        stream.feed(line)
+    now = utcnow()
+    result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now, agent=stream.report)
+    plan = parse_plan("project: p\nagent: aider\nsteps:\n  - {id: e, kind: agent, instruction: x}\n")
+    judged = judge(plan.step("e"), result)
+    assert judged.status == "failed" and "reported errors and changed nothing" in judged.exit_reason

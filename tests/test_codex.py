@@ -9,6 +9,7 @@ The sandbox reaches the server with `network: host`, which works on an engine st
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import time
@@ -17,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autodev.agents import CODEX
 from autodev.settings import load_settings
-from tests.helpers import AUTODEV, store
+from tests.helpers import AUTODEV, exec_json, store
 from tests.scripted_responses import ScriptedResponses, codex_config_args, http_error, message, shell, silent
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -27,22 +27,11 @@ SECRET = "sk-scripted-7f3a9c21d4e8"  # the API key: it must appear nowhere autod
 
 
 @pytest.fixture(scope="session")
-def codex_image(docker_engine) -> str:
-    """The sandbox image with Codex in it; built (from the npm registry) when it is missing."""
-    import docker.errors
-
-    from blocks.agent_image import agent_image_tag, build_agent_image
-    from tests.conftest import IMAGE
-
-    tag = agent_image_tag(IMAGE, CODEX)
-    try:
-        docker_engine.images.get(tag)
-    except docker.errors.ImageNotFound:
-        build_agent_image(CODEX, IMAGE, tag)
-    return tag
+def codex_image(agent_image) -> str:
+    return agent_image("codex")
 
 
-def codex_plan(tmp_path: Path, image: str, model: ScriptedResponses, network: str = "host", **config) -> Path:
+def codex_plan(image: str, model: ScriptedResponses, network: str = "host", **config) -> dict:
     args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, **config))
     plan = {
         "project": "codex",
@@ -57,27 +46,18 @@ def codex_plan(tmp_path: Path, image: str, model: ScriptedResponses, network: st
             {"id": "check", "run": "grep -q hello hello.txt", "depends_on": ["greet"]},
         ],
     }
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan))
-    return path
+    return plan
 
 
-def exec_plan(plan: Path, workspace: Path, env_key: str | None = SECRET) -> tuple[subprocess.CompletedProcess, dict]:
-    import os
-
+def exec_plan(plan: dict, workspace: Path, env_key: str | None = SECRET) -> tuple[subprocess.CompletedProcess, dict]:
     env = {k: v for k, v in os.environ.items() if k != "SCRIPTED_API_KEY"}
-    if env_key:
-        env["SCRIPTED_API_KEY"] = env_key
-    done = subprocess.run(
-        [*AUTODEV, "exec", str(plan), "--workspace", str(workspace), "--json"], env=env, capture_output=True, text=True,
-        timeout=180,
-    )
-    return done, json.loads(done.stdout) if done.stdout.strip() else {}
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"  # every line reaches the Prefect server, where the key must not be
+    return exec_json(plan, workspace, {**env, "SCRIPTED_API_KEY": env_key} if env_key else env)
 
 
 def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([shell("echo hello > hello.txt"), message("Created hello.txt.")]) as model:
-        done, report = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws")
+        done, report = exec_plan(codex_plan(codex_image, model), tmp_path / "ws")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ws" / "hello.txt").read_text() == "hello\n"
     assert "Create hello.txt that says hello." in model.requests[0].body_text  # the instruction reached the model
@@ -99,14 +79,19 @@ def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image,
     flow_run = httpx.post(f"{prefect_api}/flow_runs/filter", json={"limit": 5, "sort": "START_TIME_DESC"}).json()
     mine = [r for r in flow_run if r["name"].startswith("codex-")]
     assert mine and all(SECRET not in json.dumps(r["parameters"]) for r in mine)
-    logs = httpx.post(f"{prefect_api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [r["id"] for r in mine]}}}).json()
+    query = {"logs": {"flow_run_id": {"any_": [r["id"] for r in mine]}}, "limit": 200}
+    for _ in range(50):  # the server takes in logs in batches
+        logs = httpx.post(f"{prefect_api}/logs/filter", json=query).json()
+        if any("succeeded: exit code 0" in entry["message"] for entry in logs):
+            break
+        time.sleep(0.2)
     assert logs and not [entry for entry in logs if SECRET in entry["message"]]
 
 
 def test_a_silent_model_blocks_the_run_within_the_stall_timeout(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([silent()]) as model:
         started = time.monotonic()
-        done, report = exec_plan(codex_plan(tmp_path, codex_image, model, idle_timeout_ms=600_000), tmp_path / "ws")
+        done, report = exec_plan(codex_plan(codex_image, model, idle_timeout_ms=600_000), tmp_path / "ws")
         took = time.monotonic() - started
     assert done.returncode == 3, done.stderr  # blocked, waiting for a person
     greet = report["steps"][0]
@@ -116,7 +101,7 @@ def test_a_silent_model_blocks_the_run_within_the_stall_timeout(prefect_api, cod
 
 def test_codex_reconnecting_to_a_silent_model_is_a_stall_not_progress(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([silent()]) as model:
-        plan = codex_plan(tmp_path, codex_image, model, idle_timeout_ms=1000, stream_retries=30)
+        plan = codex_plan(codex_image, model, idle_timeout_ms=1000, stream_retries=30)
         done, report = exec_plan(plan, tmp_path / "ws")
     assert done.returncode == 3, done.stderr
     greet = report["steps"][0]
@@ -132,7 +117,7 @@ def test_codex_reconnecting_to_a_silent_model_is_a_stall_not_progress(prefect_ap
 
 def test_without_a_network_the_advice_says_the_model_is_out_of_reach(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([message("never asked")]) as model:
-        done, report = exec_plan(codex_plan(tmp_path, codex_image, model, network="false"), tmp_path / "ws")
+        done, report = exec_plan(codex_plan(codex_image, model, network="false"), tmp_path / "ws")
     # Codex waits for a network, printing "Reconnecting... waiting for network": a stall, blocked for a person.
     assert done.returncode == 3, done.stderr
     assert not model.requests
@@ -142,21 +127,20 @@ def test_without_a_network_the_advice_says_the_model_is_out_of_reach(prefect_api
 
 def test_a_refused_key_is_told_apart(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([http_error(401)]) as model:
-        done, report = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws")
+        done, report = exec_plan(codex_plan(codex_image, model), tmp_path / "ws")
     assert done.returncode == 1, done.stderr
     assert any("refused its credentials" in line for line in report["next_actions"])
 
 
 def test_a_missing_secret_stops_the_run_before_it_starts(prefect_api, codex_image, tmp_path):
     with ScriptedResponses([message("never asked")]) as model:
-        done, _ = exec_plan(codex_plan(tmp_path, codex_image, model), tmp_path / "ws", env_key=None)
+        done, _ = exec_plan(codex_plan(codex_image, model), tmp_path / "ws", env_key=None)
     assert done.returncode == 4 and "SCRIPTED_API_KEY is not set" in done.stderr and "export SCRIPTED_API_KEY=" in done.stderr
     assert not model.requests
 
 
 def test_stdin_is_closed_so_codex_never_waits_for_it(prefect_api, codex_image, tmp_path):
-    plan = tmp_path / "stdin.yaml"
-    plan.write_text(f"project: stdin\nimage: {codex_image}\nsteps:\n  - {{id: ask, run: 'codex exec --skip-git-repo-check'}}\n")
+    plan = {"project": "stdin", "image": codex_image, "steps": [{"id": "ask", "run": "codex exec --skip-git-repo-check"}]}
     started = time.monotonic()
     done, report = exec_plan(plan, tmp_path / "ws")
     assert done.returncode == 1 and time.monotonic() - started < 60
