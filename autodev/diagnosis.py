@@ -97,6 +97,11 @@ _AGENT_AUTH = re.compile(
     r"|Missing environment variable).*",
     re.I,
 )
+_WANTS_A_TERMINAL = re.compile(
+    r".*(?:stdin is not a (?:terminal|tty)|not a tty|Raw mode is not supported|requires an interactive terminal"
+    r"|Inappropriate ioctl for device).*",
+    re.I,
+)
 _AGENT_QUOTA = re.compile(r".*(?:429 Too Many Requests|rejected \(429\)|rate[_ ]limit(?:ed)?\b|insufficient_quota).*", re.I)
 _AGENT_UNREACHABLE = re.compile(
     r".*(?:Reconnecting\.\.\.|stream disconnected before completion|error sending request|Connection failed"
@@ -109,6 +114,8 @@ def _agent_trouble(tail: str) -> tuple[str, str] | None:
     """The action (and the line that shows it) when an agent's model provider refused or could
     not be reached; the last such line counts."""
     rules = [
+        (_WANTS_A_TERMINAL, "the agent CLI wants a terminal, and the sandbox has none (stdin is /dev/null): run it "
+         "in its non-interactive mode, with a preset (`agent: codex | claude | aider`) or its own exec/print flag"),
         (_AGENT_AUTH, "the agent's model provider refused its credentials: check the API key the step gets "
          "(list its name under `secrets:` and set it where autodev runs, or in a Prefect Secret block), then retry"),
         (_AGENT_QUOTA, "the model provider rate-limited the agent (429) or its quota is spent: wait or raise the quota, "

@@ -262,3 +262,21 @@ def test_an_agent_that_exits_0_after_provider_errors_having_changed_nothing_fail
     plan = parse_plan("project: p\nagent: aider\nsteps:\n  - {id: e, kind: agent, instruction: x}\n")
     judged = judge(plan.step("e"), result)
     assert judged.status == "failed" and "reported errors and changed nothing" in judged.exit_reason
+
+
+@pytest.mark.parametrize(
+    ("tail", "advice"),
+    [
+        ("Error: stdin is not a terminal\n", "wants a terminal"),
+        ('{"type":"error","message":"unexpected status 401 Unauthorized: Incorrect API key provided."}\n', "refused its credentials"),
+        ("API Error: Request rejected (429) · rate limited\n", "rate-limited"),
+        ('{"type":"error","message":"Reconnecting... waiting for network (Connection failed: error sending request)"}\n', "could not reach"),
+    ],
+)
+def test_the_advice_tells_an_agents_troubles_apart(tail, advice):
+    from autodev.diagnosis import diagnose
+
+    now = utcnow()
+    result = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now, output_tail=tail)
+    assert advice in diagnose("agent: do it", result).suggested_action
+    assert advice not in diagnose("make", result).suggested_action  # a command step's output is not an agent's

@@ -71,7 +71,7 @@ def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image,
     assert (agent.input_tokens, agent.output_tokens, agent.last_message) == (200, 20, "Created hello.txt.")
     assert [(u.purpose, u.tokens) for u in usage] == [("agent:greet", 220)]
 
-    # The key is nowhere: the state store, the run's logs, the Prefect flow run's parameters and logs.
+    # The key is nowhere: the state store, the run's log files, the flow run's parameters and logs.
     database = Path(load_settings().database_url.removeprefix("sqlite:///"))
     assert SECRET.encode() not in database.read_bytes()
     for log in (tmp_path / "ws" / ".autodev").rglob("*.log"):
@@ -86,6 +86,12 @@ def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image,
             break
         time.sleep(0.2)
     assert logs and not [entry for entry in logs if SECRET in entry["message"]]
+    # And the Prefect server's own database (flow runs, task runs, logs, events, artifacts), byte for byte.
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    prefect_db = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split(":///", 1)[1])
+    for file in [prefect_db, *prefect_db.parent.glob(prefect_db.name + "-wal")]:
+        assert SECRET.encode() not in file.read_bytes(), file
 
 
 def test_a_silent_model_blocks_the_run_within_the_stall_timeout(prefect_api, codex_image, tmp_path):
