@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -44,6 +45,10 @@ EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
 
 
 def main() -> None:
+    # The temporary server Prefect starts when no PREFECT_API_URL is set would try to send
+    # usage telemetry (and log an ERROR for each try on a machine with no internet); autodev
+    # sends nothing anywhere unless asked. PREFECT_SERVER_ANALYTICS_ENABLED=true turns it on.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()  # usage errors exit 2 and typer.Exit codes are honoured by click itself
     except AutodevError as exc:

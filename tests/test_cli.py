@@ -162,3 +162,16 @@ def test_a_blocked_run_exits_3_and_says_what_to_try(prefect_api, docker_engine, 
     assert "blocked at wait (stall)" in result.stdout and "try:" in result.stdout
     status = autodev("status")
     assert status.returncode == 0 and "heartbeat" in status.stdout and "phase blocked" in status.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_an_offline_run_on_the_temporary_server_logs_no_errors(docker_engine, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS"))}
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"  # the log as a user sees it
+    example = Path(__file__).resolve().parents[1] / "examples" / "hello-python.yaml"
+    done = subprocess.run([*AUTODEV, "exec", str(example), "--workspace", str(tmp_path / "ws")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Starting temporary server" in done.stderr  # it ran offline, on Prefect's temporary server
+    assert "telemetry" not in done.stderr and "Traceback" not in done.stderr and "| ERROR" not in done.stderr
