@@ -47,7 +47,7 @@ def build_report(
     succeeded = sum(s.status == "succeeded" for s in steps)
     newest: dict[str, Blocker] = {b.step_id: b for b in session.metadata.blockers if b.stops_the_run}
     gone = orchestrator_gone(session, now)
-    next_actions = session.metadata.next_actions
+    next_actions = session.metadata.advice
     if gone:
         delay = heartbeat_delay_s(session.metadata, now)
         beat = "it never recorded a heartbeat" if delay == float("inf") else f"its last heartbeat was {delay:.0f}s ago"

@@ -10,9 +10,9 @@ to it is a `MetadataChanges`, merged per loop iteration and written at once by t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from autodev.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, utcnow
 
@@ -127,10 +127,10 @@ class SessionMetadata(BaseModel):
     phase: str = "planned"
     blockers: list[Blocker] = Field(default_factory=list)
     queue: list[QueueEntry] = Field(default_factory=list)
-    next_actions: list[str] = Field(default_factory=list)
+    next_actions: Insight | None = None  # the seed's {recommendations, confidence, evidence}
+    advice: list[str] = Field(default_factory=list)  # the same, one line per recommendation (`action  ->  command`)
     orchestrator_heartbeat: Heartbeat | None = None
     interventions: list[Intervention] = Field(default_factory=list)
-    insight: Insight | None = None
     pauses: list[Pause] = Field(default_factory=list)
     feedback_rounds: int = 0  # times a failed check sent the run back to an agent step
     evidence: dict[str, str] = Field(default_factory=dict)  # agent step -> the failed check that sent the run back to it
@@ -141,6 +141,15 @@ class SessionMetadata(BaseModel):
     spent: dict[str, Spend] = Field(default_factory=dict)  # by step id, and "(run)" for the whole run
 
     HISTORY_LIMIT: ClassVar[int] = 20
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_layout(cls, data: Any) -> Any:
+        """Runs stored before schema v7 kept the advice as `insight` and its lines as `next_actions`."""
+        if isinstance(data, dict) and isinstance(data.get("next_actions"), list):
+            data = {**data, "advice": data["next_actions"], "next_actions": data.get("insight")}
+            data.pop("insight", None)
+        return data
 
     def record_result(self, entry: LastCommandResult) -> None:
         """Set the last result and keep the newest HISTORY_LIMIT results, dropping the oldest."""
@@ -164,8 +173,8 @@ class MetadataChanges(BaseModel):
     feedback_rounds: int | None = None
     evidence: dict[str, str] | None = None
     todo_files: list[str] | None = None
-    insight: Insight | None = None
-    next_actions: list[str] | None = None
+    next_actions: Insight | None = None
+    advice: list[str] | None = None
     last_output_at: datetime | None = None
     heartbeat: Heartbeat | None = None
     evaluation: RunEvaluation | None = None
@@ -177,7 +186,7 @@ class MetadataChanges(BaseModel):
         "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation", "repository"
     )
     _VALUES: ClassVar[tuple[str, ...]] = (
-        "phase", "feedback_rounds", "evidence", "todo_files", "insight", "next_actions", "evaluation", "repository", "spent"
+        "phase", "feedback_rounds", "evidence", "todo_files", "next_actions", "advice", "evaluation", "repository", "spent"
     )
 
     def merge(self, later: MetadataChanges, skip: tuple[str, ...] = ()) -> None:

@@ -96,8 +96,8 @@ class StoreCollector:
             labels=["run_id", "project"],
         )
         for session in self.store.sessions(("running", "blocked")):
-            if session.metadata.insight is not None:
-                confidence.add_metric([session.run_id, session.project], session.metadata.insight.confidence)
+            if session.metadata.next_actions is not None:
+                confidence.add_metric([session.run_id, session.project], session.metadata.next_actions.confidence)
         yield confidence
         tokens = CounterMetricFamily("orchestrator_llm_tokens", "Tokens used by model calls.", labels=["model"])
         cost = CounterMetricFamily("orchestrator_llm_cost_usd", "Cost of model calls in US dollars.", labels=["model"])

@@ -231,11 +231,13 @@ def finish(state, as_json: bool) -> None:
 @app.command()
 def status(
     run_id: Annotated[str | None, typer.Argument(help="Run id (default: the newest run).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: the run report, with the run's metadata.")
+    ] = False,
 ) -> None:
     """Show a run's state from the state store."""
     report, session = load_run(run_id)
-    show_report(report, as_json, session)
+    show_report(report, as_json, session, with_metadata=True)
 
 
 

@@ -32,10 +32,16 @@ def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
     return report, session
 
 
-def show_report(report: RunReport, as_json: bool, session: SessionRecord) -> None:
+def show_report(report: RunReport, as_json: bool, session: SessionRecord, with_metadata: bool = False) -> None:
+    """The report as a table, or as one JSON object (`with_metadata`: with the run's metadata
+    document as the seed defines it: last_command_result, command_history, phase, blockers,
+    queue, next_actions {recommendations, confidence, evidence}, heartbeat, ...)."""
     meta = session.metadata
     if as_json:
-        print(json.dumps(report.model_dump(mode="json")))
+        shown = report.model_dump(mode="json")
+        if with_metadata:
+            shown["metadata"] = meta.model_dump(mode="json")
+        print(json.dumps(shown))
         return
     table = Table(title=f"run {report.run_id}", title_justify="left", header_style="bold")
     for column in ("step", "status", "exit", "seconds", "attempts", "last output"):

@@ -68,14 +68,14 @@ class Advisor:
         # The advice quotes commands and output: mask every step's secrets in all of it.
         insight = Insight.model_validate_json(engine.redact_all.text(insight.model_dump_json()))
         previous, self.insight = self.insight, insight
-        next_actions = [r.action + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
-        out.changes = MetadataChanges(insight=insight, next_actions=next_actions)
+        lines = [r.action + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
+        out.changes = MetadataChanges(next_actions=insight, advice=lines)
         if insight_changed(previous, insight, self.confidence_drop):
             top = insight.recommendations[0] if insight.recommendations else None
             out.events.append(
                 InsightChanged(
                     summary=top.reason if top else "",
-                    suggested_action="; ".join(next_actions),
+                    suggested_action="; ".join(lines),
                     recommendations=insight.recommendations,
                     confidence=insight.confidence,
                     previous_confidence=previous.confidence if previous else None,

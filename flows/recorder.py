@@ -156,8 +156,8 @@ class Recorder:
         held, self._held = self._held, []
         for event, outcome in held:
             self.events.emit(event)
-            if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.insight:
-                self.dashboard.show_advice(outcome.changes.insight)
+            if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.next_actions:
+                self.dashboard.show_advice(outcome.changes.next_actions)
 
     def flush(self, loop_status: str, engine: RunEngine, last_output_at: datetime | None = None) -> None:
         """`save`, with the heartbeat (`orchestrator_heartbeat`, the latest output time); then the

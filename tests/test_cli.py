@@ -94,7 +94,13 @@ def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engin
 
     status = autodev("status", "--json")
     assert status.returncode == 0
-    assert json.loads(status.stdout) == report
+    shown = json.loads(status.stdout)
+    meta = shown.pop("metadata")  # status adds the run's metadata document, as the seed defines it
+    assert shown == report
+    assert {"last_command_result", "command_history", "phase", "blockers", "queue", "next_actions"} <= set(meta)
+    assert meta["last_command_result"]["step_id"] == "bad" and meta["phase"] == "failed"
+    assert set(meta["next_actions"]) == {"recommendations", "confidence", "evidence"}
+    assert meta["advice"] == report["next_actions"]
     by_id = autodev("status", report["run_id"])
     assert by_id.returncode == 0 and "failed" in by_id.stdout and "bad" in by_id.stdout
 

@@ -141,7 +141,7 @@ def test_next_actions_follow_every_iteration_between_full_computations(prefect_a
     (tmp_path / "read_advice.py").write_text(
         "import json, sqlite3\n"
         "row = sqlite3.connect('autodev.db').execute('SELECT metadata FROM agent_sessions').fetchone()\n"
-        "print(json.loads(row[0])['next_actions'])\n"
+        "print(json.loads(row[0])['advice'])\n"
     )
     plan = (
         "project: advice\nsteps:\n  - {id: first, run: 'true'}\n  - {id: broken, run: 'exit 3'}\n"

@@ -94,5 +94,5 @@ def test_a_run_uses_the_llm_block_named_for_it_and_records_its_cost(prefect_api,
     meta = s.get_session(report.run_id).metadata
     totals = s.llm_totals()
     s.close()
-    assert meta.insight.evidence["llm"] == "reworded by openai/local-test"
+    assert meta.next_actions.evidence["llm"] == "reworded by openai/local-test"
     assert totals == [LLMUsage(model="openai/local-test", tokens=sum(model_server.tokens_served), cost_usd=0.0)]

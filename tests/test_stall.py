@@ -154,9 +154,10 @@ steps:
     s = store()
     meta = s.get_session(report.run_id).metadata
     s.close()
-    assert report.next_actions == meta.next_actions
-    assert meta.next_actions == ["review the result and move on to the next requirement"]
-    assert meta.insight.evidence["steps"]["succeeded"] == 4
+    assert report.next_actions == meta.advice
+    assert meta.advice == ["review the result and move on to the next requirement"]
+    assert [r.action for r in meta.next_actions.recommendations] == meta.advice  # the seed's structure
+    assert meta.next_actions.evidence["steps"]["succeeded"] == 4
     changes = [e for e in autodev_events(prefect_api, report.run_id) if e["event"] == "autodev.insight.changed"]
     # four pieces of advice were computed; only the first and the final one differ
     assert [c["payload"]["suggested_action"] for c in changes] == [

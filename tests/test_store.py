@@ -229,3 +229,11 @@ def test_two_resumes_at_once_one_wins(database_url):
     for t in threads:
         t.join(60)
     assert len(won) == 1
+
+
+def test_a_run_stored_before_v7_reads_its_advice_in_the_new_layout():
+    from autodev.session import SessionMetadata
+
+    old = {"phase": "done", "next_actions": ["fix it  ->  make"], "insight": {"recommendations": [], "confidence": 0.5, "evidence": {}}}
+    meta = SessionMetadata.model_validate(old)
+    assert meta.advice == ["fix it  ->  make"] and meta.next_actions.confidence == 0.5
