@@ -147,8 +147,26 @@ def check_secrets(plan: Plan) -> Check | None:
     return Check("secrets", True, f"{', '.join(names.required)} set (values not shown)")
 
 
+def check_deployed() -> Check | None:
+    """What `autodev deploy` would add to the Prefect server (a note: runs work without it)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from cli.deploy import PROJECT, missing
+
+    if not PREFECT_API_URL.value():
+        return None
+    try:
+        gaps = missing(PROJECT)
+    except Exception as exc:  # an unreachable server: check_prefect_api says so
+        return Check("deployments", False, f"cannot read the server's setup: {exc}", "autodev doctor", required=False)
+    if gaps:
+        return Check("deployments", False, f"missing: {', '.join(gaps)}", "autodev deploy [--webhook-url URL]", required=False)
+    return Check("deployments", True, "work pools, deployments and automations are set up")
+
+
 def run_checks(settings: Settings, plan: Plan | None = None) -> list[Check]:
     checks = [check_engine(), check_image(settings.image), check_database(settings.database_url), check_prefect_api()]
+    checks += [c for c in (check_deployed(),) if c is not None]
     if plan is not None:
         image = plan.image or settings.image
         checks[1] = check_image(image)

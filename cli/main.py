@@ -38,6 +38,7 @@ metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(setup.automations_app, name="automations")
 app.command()(setup.doctor)
+app.command()(setup.deploy)
 
 out = Console()
 err = Console(stderr=True)

@@ -82,6 +82,27 @@ def automations_apply(
     out.print(f"webhook block: {WEBHOOK_BLOCK}", highlight=False)
 
 
+def deploy(
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where notifications are POSTed (default: AUTODEV_WEBHOOK_URL); none: no automations.")
+    ] = None,
+) -> None:
+    """Set up the Prefect server (PREFECT_API_URL) for autodev's deployments, idempotently: the
+    work pools, the block types, every deployment in prefect.yaml, the automations."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from cli.deploy import PROJECT
+    from cli.deploy import deploy as deploy_all
+
+    if not PREFECT_API_URL.value():
+        raise EnvironmentProblem(
+            "PREFECT_API_URL is not set: deployments need a Prefect server that stays up",
+            "prefect server start --host 127.0.0.1 & export PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    url = webhook_url or load_settings().webhook_url
+    deploy_all(PROJECT, url, PREFECT_UI_URL.value() or "http://127.0.0.1:4200", lambda line: out.print(line, highlight=False, soft_wrap=True))
+
+
 def doctor(
     plan_file: Annotated[
         Path | None, typer.Option("--plan", help="Also check what this plan needs: its image, agents, network, secrets.")

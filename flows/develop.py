@@ -20,6 +20,7 @@ from pydantic import Field
 from autodev.decomposition import Decomposition
 from autodev.errors import AutodevError, BadInput, RunFailed
 from autodev.models import Plan, RepositoryReport, utcnow
+from autodev.plan import load_plan
 from autodev.scaffold import (
     Requirements,
     check_new_workspace,
@@ -71,7 +72,7 @@ def read_requirements(path: str) -> Requirements:
 @flow(name="autodev-develop", flow_run_name=_flow_run_name, persist_result=False)
 def develop(
     requirements: str | None = None,
-    plan: Plan | None = None,
+    plan: Plan | str | None = None,
     workspace: str | None = None,
     template: str | None = None,
     confirm: bool = True,
@@ -90,12 +91,14 @@ def develop(
     `template` overrides the one the requirements name; `confirm=False` runs a plan no model
     made without asking; `replay` names a file of stored model responses, used when no model
     is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
-    instead of requirements, it runs that plan as `autodev exec` does (the workspace may exist).
+    instead of requirements (a plan, or a plan file's path), it runs that plan as `autodev exec`
+    does (the workspace may exist).
     """
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if (requirements is None) == (plan is None):
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     if plan is not None:
+        plan = load_plan(plan) if isinstance(plan, str) else plan  # a plan file's path, or a plan
         workspace = workspace or str(load_settings().new_workspace(plan.project))
         return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)

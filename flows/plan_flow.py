@@ -27,6 +27,7 @@ from autodev.errors import CommandFailed, RunFailed
 from autodev.models import CommandRequest, CommandResult, Plan, RepositoryReport, utcnow
 from autodev.outcomes import Dispatch, Outcome, Rules
 from autodev.output import redact_file
+from autodev.plan import load_plan
 from autodev.policy import judge
 from autodev.progress import ProgressMeter
 from autodev.recovery import LEASE_BEATS, owner_here
@@ -52,7 +53,10 @@ from tasks.run_command import Capture, run_command
 
 def _flow_run_name() -> str:
     plan = runtime.flow_run.parameters.get("plan")
-    project = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
+    if isinstance(plan, str):  # a plan file's path
+        project = Path(plan).stem
+    else:
+        project = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
     return f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -74,7 +78,7 @@ def _on_cancellation(flow, flow_run, state) -> None:
     on_cancellation=[_on_cancellation],
 )
 def run_plan(
-    plan: Plan,
+    plan: Plan | str,
     workspace: str,
     continue_run: str | None = None,
     decision: Decision | None = None,
@@ -86,7 +90,8 @@ def run_plan(
     replay: str | None = None,
     repository: RepositoryReport | None = None,
 ):
-    """Run every step of `plan` in a Docker sandbox with `workspace` mounted at /workspace.
+    """Run every step of `plan` (or of the plan file at that path, as this process sees the file
+    system) in a Docker sandbox with `workspace` mounted at /workspace.
 
     `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
     first unfinished step, in the same workspace. `sandbox_block`, `state_store_block` and
@@ -97,10 +102,8 @@ def run_plan(
     workspace is a worktree of a repository that exists (its branch gets a commit per agent
     round, and the run's report shows the branch's changes).
     """
-    settings = load_settings()
-    flow_run_id = str(runtime.flow_run.id)
-    workspace_path = Path(workspace).resolve()
-    plan, secrets = secrets_of(plan)
+    settings, flow_run_id, workspace_path = load_settings(), str(runtime.flow_run.id), Path(workspace).resolve()
+    plan, secrets = secrets_of(load_plan(plan) if isinstance(plan, str) else plan)
     store = state_store_config(state_store_block).connect()
     try:
         workspace_path.mkdir(parents=True, exist_ok=True)

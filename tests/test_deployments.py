@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -37,24 +38,31 @@ def prefect(env, *args, timeout=180) -> subprocess.CompletedProcess:
     return result
 
 
-def deploy_all(env) -> None:
-    """The two work pools of prefect.yaml, then every deployment, as docs/operations.md says."""
-    prefect(env, "work-pool", "create", "autodev-process", "--type", "process")
-    prefect(env, "work-pool", "create", "autodev-docker", "--type", "docker")
-    result = prefect(env, "--no-prompt", "deploy", "--all")
-    assert "autodev-plan-docker" in result.stdout and "nightly-experiments" in result.stdout
+def deploy_all(env) -> str:
+    """`autodev deploy`, as docs/operations.md says: the work pools, the block types, every
+    deployment of prefect.yaml; what it printed."""
+    done = subprocess.run([*AUTODEV, "deploy"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "deployment autodev-plan-docker: deployed" in done.stdout and "deployment nightly-experiments" in done.stdout
+    return done.stdout
 
 
 def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    deploy_all(env)
-    plan = {"project": "deployed", "steps": [
-        {"id": "hello", "run": "echo from a deployment > out.txt"},
-        {"id": "after", "run": "cat out.txt", "depends_on": ["hello"]},
-    ]}
+    first = deploy_all(env)
+    assert "work pool autodev-process (process): created" in first and "block type 'autodev Docker sandbox': registered" in first
+    again = deploy_all(env)  # idempotent: what exists stays, the deployments are updated
+    assert "work pool autodev-process (process): exists" in again
+    doctor = subprocess.run([*AUTODEV, "doctor"], env=env, capture_output=True, text=True, timeout=120)
+    assert "missing: the notification automations" in doctor.stdout  # deployed without a webhook URL
+    plan = tmp_path / "deployed.yaml"  # a plan given by its path, as the worker sees the file system
+    plan.write_text(
+        "project: deployed\nsteps:\n  - {id: hello, run: 'echo from a deployment > out.txt'}\n"
+        "  - {id: after, run: 'cat out.txt', depends_on: [hello]}\n"
+    )
     started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
-                      "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / 'ws'}")
+                      "--param", f"plan={plan}", "--param", f"workspace={tmp_path / 'ws'}")
     flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
     prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=240)
 
@@ -149,7 +157,7 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
             assert time.monotonic() < deadline, f"state {state}, sandbox removed: {gone}"
             time.sleep(0.5)
     finally:
-        worker.terminate()
+        worker.send_signal(signal.SIGINT)  # a worker stops on SIGINT; SIGTERM has left it running past 30 s
         worker.wait(30)
     status = subprocess.run([*AUTODEV, "status", flow_run_id, "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
