@@ -1,7 +1,7 @@
 """A person's decision on a blocked run: the pause with its form in the Prefect UI, and its text.
 
-The form is the core `Decision` model (`autodev/session.py`) as a Prefect `RunInput`, so the UI
-shows it under the evidence; `autodev resume` sends the same fields.
+The form is the core `Decision` model (`autodev/session.py`) as a Prefect `RunInput`, the
+evidence in its command field's description; `autodev resume` sends the same fields.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Running
+from pydantic import Field, create_model
 
 from autodev.models import Blocker
 from autodev.session import Decision
@@ -29,8 +30,7 @@ def ask_for_decision(
     first = blockers[0]
     try:
         return pause_flow_run(
-            wait_for_input=DecisionForm.with_initial_data(
-                description=decision_markdown(blockers, run_id),
+            wait_for_input=decision_form(blockers, run_id).with_initial_data(
                 step=first.step_id,
                 action="skip" if first.kind == "manual" else "retry",
             ),
@@ -52,24 +52,22 @@ def back_to_running(message: str) -> None:
         client.set_flow_run_state(runtime.flow_run.id, Running(message=message), force=True)
 
 
-def decision_markdown(blockers: list[Blocker], run_id: str) -> str:
-    """The evidence above the form: every blocked step, what happened there, what to try."""
-    parts = []
-    for b in blockers:
-        code = "unknown" if b.exit_code is None else b.exit_code
-        parts.append(
-            f"## Blocked at step `{b.step_id}` ({b.kind})\n\n"
-            f"**Command:** `{b.command}`  \n**Exit code:** {code}\n\n"
-            f"**What happened:** {b.summary}\n\n**Suggested action:** {b.suggested_action}\n"
-        )
-    several = (
-        f"{len(blockers)} steps are blocked; every other step that could run has run. One decision per step: "
-        "name the step in the form, and the run asks again for the others.\n\n"
-        if len(blockers) > 1
-        else ""
-    )
+def decision_form(blockers: list[Blocker], run_id: str) -> type[RunInput]:
+    """The form, with the whole evidence of each blocked step in its command field's description.
+    (The UI gives a form's own description only the height its fields leave free, and cut the
+    evidence there mid-sentence; a field's description is shown whole, the form scrolling.)"""
+    described = Field(None, description=decision_text(blockers, run_id))
+    return create_model("DecisionForm", __base__=DecisionForm, command=(str | None, described))
+
+
+def decision_text(blockers: list[Blocker], run_id: str) -> str:
+    """Every blocked step: what happened there, what to try, its command; then the form's use."""
+    several = f"{len(blockers)} steps are blocked, one decision each (name the step below). " if len(blockers) > 1 else ""
+    evidence = " ".join(
+        f"{b.step_id} is blocked ({b.kind}): {b.summary.rstrip('.')}. Try: {b.suggested_action.rstrip('.')}. "
+        f"Its command: {b.command.rstrip('.')}" for b in blockers
+    )  # fmt: skip
     return (
-        "\n".join(parts) + "\n" + several
-        + "Choose *retry* (optionally with an edited command), *skip* (go on without this step) or *abort*. "
-        f"From a shell: `autodev resume {run_id} --step STEP --action retry|skip|abort [--command CMD]`."
+        f"{several}{evidence}. To retry with another command instead of the plan's, give it here. "
+        f"From a shell: autodev resume {run_id} --step STEP --action retry|skip|abort [--command CMD]"
     )

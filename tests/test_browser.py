@@ -59,3 +59,49 @@ def test_the_run_page_shows_the_step_task_runs_and_the_artifacts(docker_engine, 
     for png in (shot, shot2):
         data = png.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000  # a rendered page, not a blank one
+
+
+DECIDE = """
+project: ui-decide
+steps:
+  - {id: implement, kind: agent, instruction: "Implement greet() in greet.py so that the tests in tests/ pass; keep the public names as they are."}
+  - {id: test, run: "true", depends_on: [implement]}
+"""
+CLIPPED = """[...document.querySelectorAll('.p-modal__body *')]
+  .filter(e => getComputedStyle(e).overflowY !== 'visible' && e.scrollHeight > e.clientHeight + 2).map(e => e.className)"""
+CLICK_RESUME = "[...document.querySelectorAll('button')].find(b => b.innerText.trim().startsWith('Resume')).click()"
+
+
+def test_the_decision_form_shows_the_whole_evidence_and_the_blocked_command(docker_engine, tmp_path):
+    import time
+
+    import httpx
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(DECIDE)
+    with prefect_server_process(tmp_path, {"AUTODEV_DECISION_TIMEOUT_S": "120"}) as env:
+        run = subprocess.Popen([*AUTODEV, "exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            api = env["PREFECT_API_URL"]
+            for _ in range(120):
+                paused = [r for r in httpx.post(f"{api}/flow_runs/filter", json={}).json() if r["state"]["type"] == "PAUSED"]
+                if paused:
+                    break
+                time.sleep(0.5)
+            with Browser() as browser:
+                browser.open(f"{api.removesuffix('/api')}/runs/flow-run/{paused[0]['id']}")
+                browser.wait_for_text("Resume")
+                time.sleep(1)
+                browser._call("Runtime.evaluate", expression=CLICK_RESUME)
+                form = browser.wait_for_text("is blocked", "Submit")
+                clipped = browser._call("Runtime.evaluate", expression=CLIPPED, returnByValue=True)["result"]["value"]
+                browser.screenshot(SHOTS / "decision-form.png")
+        finally:
+            run.kill()
+            run.wait()
+    assert not clipped, clipped  # nothing in the form hides part of its text in a box of its own
+    assert "implement is blocked (manual)" in form
+    assert "and it has no agent or agent_command" in form  # the whole summary, in the form's scrolling body
+    assert "or set AUTODEV_LLM_MODEL and retry" in form  # and the whole suggested action
+    assert "Its command: agent: Implement greet() in greet.py" in form
