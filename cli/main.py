@@ -47,9 +47,10 @@ EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
 
 def main() -> None:
     # The temporary server Prefect starts when no PREFECT_API_URL is set would try to send
-    # usage telemetry (and log an ERROR for each try on a machine with no internet); autodev
-    # sends nothing anywhere unless asked. PREFECT_SERVER_ANALYTICS_ENABLED=true turns it on.
+    # usage telemetry (and log an ERROR for each try on a machine with no internet), and its
+    # client announces its own; autodev sends nothing anywhere unless asked.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
         app()  # usage errors exit 2 and typer.Exit codes are honoured by click itself
     except AutodevError as exc:

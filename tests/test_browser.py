@@ -98,8 +98,9 @@ def test_the_decision_form_shows_the_whole_evidence_and_the_blocked_command(dock
                 clipped = browser._call("Runtime.evaluate", expression=CLIPPED, returnByValue=True)["result"]["value"]
                 browser.screenshot(SHOTS / "decision-form.png")
         finally:
-            run.kill()
-            run.wait()
+            run.terminate()  # as `kill` would: the run unwinds, its sandbox is removed
+            run.wait(60)
+    assert not docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={paused[0]['id']}"})
     assert not clipped, clipped  # nothing in the form hides part of its text in a box of its own
     assert "implement is blocked (manual)" in form
     assert "and it has no agent or agent_command" in form  # the whole summary, in the form's scrolling body
