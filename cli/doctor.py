@@ -160,7 +160,7 @@ def check_deployed() -> Check | None:
     except Exception as exc:  # an unreachable server: check_prefect_api says so
         return Check("deployments", False, f"cannot read the server's setup: {exc}", "autodev doctor", required=False)
     if gaps:
-        return Check("deployments", False, f"missing: {', '.join(gaps)}", "autodev deploy [--webhook-url URL]", required=False)
+        return Check("deployments", False, f"not set up: {', '.join(gaps)}", "autodev deploy [--webhook-url URL]", required=False)
     return Check("deployments", True, "work pools, deployments and automations are set up")
 
 

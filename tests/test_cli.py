@@ -149,7 +149,8 @@ def test_doctor_reports_each_check_with_its_fix(docker_engine, prefect_api):
     assert ok.returncode == 0, ok.stdout
     for name in ("docker engine", "sandbox image", "state store", "prefect api"):
         assert name in ok.stdout
-    assert "missing" not in ok.stdout
+    assert "missing" not in ok.stdout  # nothing required is missing
+    assert "not set up: work pool autodev-process" in ok.stdout and "autodev deploy" in ok.stdout  # a note: not deployed
 
     broken = autodev("doctor", env={"AUTODEV_IMAGE": "autodev-no-such-image:never"})
     assert broken.returncode == 4

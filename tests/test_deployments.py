@@ -55,7 +55,7 @@ def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tm
     again = deploy_all(env)  # idempotent: what exists stays, the deployments are updated
     assert "work pool autodev-process (process): exists" in again
     doctor = subprocess.run([*AUTODEV, "doctor"], env=env, capture_output=True, text=True, timeout=120)
-    assert "missing: the notification automations" in doctor.stdout  # deployed without a webhook URL
+    assert "not set up: the notification automations" in doctor.stdout  # deployed without a webhook URL
     plan = tmp_path / "deployed.yaml"  # a plan given by its path, as the worker sees the file system
     plan.write_text(
         "project: deployed\nsteps:\n  - {id: hello, run: 'echo from a deployment > out.txt'}\n"
