@@ -34,7 +34,6 @@ class AgentPreset(BaseModel, frozen=True):
     stall_timeout_s: float  # default, coordinated with the CLI's own idle timeout and retries
     stall_reason: str  # why that default
     stream: AgentName | None  # how to read what it prints (codex, claude: JSON events; aider: its lines)
-    tested: bool  # run for real against a scripted model server in this project's tests
 
     def template(self, args: str | None) -> str:
         """The command template (with {instruction}) for a step with these `agent_args`."""
@@ -60,7 +59,6 @@ CODEX = AgentPreset(
     "reconnect succeed; its 'Reconnecting...' lines are not progress, so a model that cannot be reached is "
     "stopped after 600 s, not after Codex's own 25 minutes",
     stream="codex",
-    tested=True,
 )
 CLAUDE = AgentPreset(
     name="claude",
@@ -82,7 +80,6 @@ CLAUDE = AgentPreset(
     "event, which is not progress; a stream that goes silent can keep it quiet for 5 minutes and more: 600 s covers "
     "a slow turn, and a provider that keeps failing blocks the run for a person",
     stream="claude",
-    tested=True,
 )
 AIDER = AgentPreset(
     name="aider",
@@ -109,7 +106,6 @@ AIDER = AgentPreset(
     "with backoff, printing the same lines: 600 s covers a slow answer, and a model that does not answer blocks "
     "the run for a person after 600 s rather than after aider's own half hour and more",
     stream="aider",
-    tested=True,
 )
 PRESETS: dict[str, AgentPreset] = {p.name: p for p in (CODEX, CLAUDE, AIDER)}
 
@@ -155,11 +151,11 @@ def presets_in(plan: Plan) -> list[AgentPreset]:
 
 
 class AgentStream:
-    """Reads an agent CLI's JSON event stream, one line at a time."""
+    """Reads what an agent CLI prints, one line at a time: its JSON events (Codex, Claude Code)
+    or its plain lines (aider)."""
 
     def __init__(self, agent: AgentName):
         self.report = AgentReport(agent=agent)
-        self._files: dict[str, None] = {}
         self._read = _codex_event if agent == "codex" else _claude_event
 
     def feed(self, line: str) -> bool | None:
@@ -180,9 +176,9 @@ class AgentStream:
         return self._read(event, self)
 
     def changed(self, path: str) -> None:
-        if path:
-            self._files[path.removeprefix("/workspace/")] = None
-            self.report.files_changed = list(self._files)
+        path = path.removeprefix("/workspace/")
+        if path and path not in self.report.files_changed:
+            self.report.files_changed.append(path)
 
     def failed(self, message: Any) -> bool:
         self.report.errors = [*self.report.errors[-9:], str(message)[:500]]

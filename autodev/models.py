@@ -264,6 +264,11 @@ class AgentReport(BaseModel):
     errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
     events: int = 0  # how many events it printed
 
+    @property
+    def changed_nothing(self) -> bool:
+        """Neither an edit nor a command: as far as its events tell, the round did nothing."""
+        return not (self.files_changed or self.commands)
+
 
 class CommandResult(BaseModel):
     """What happened to one command; the exit code comes from Docker or is None with a reason."""

@@ -31,7 +31,7 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
     if result.status not in ("succeeded", "failed") or result.exit_code is None:
         return result
     report = result.agent
-    if result.status == "succeeded" and report and report.errors and not (report.files_changed or report.commands):
+    if result.status == "succeeded" and report and report.errors and report.changed_nothing:
         why = f"the agent exited 0 but reported errors and changed nothing: {report.errors[-1]}"
         return result.model_copy(update={"status": "failed", "exit_reason": why[:500]})
     if step.expect == "any":
@@ -91,7 +91,7 @@ class AgentRounds:
         if step.kind != "agent":
             return False
         report, digest = result.agent, result.round_digest
-        idle = digest == "" or (report is not None and not (report.files_changed or report.commands))
+        idle = digest == "" or (report is not None and report.changed_nothing)
         seen = self.changes.setdefault(step.id, set())
         again = digest is not None and digest in seen
         if digest:

@@ -213,8 +213,7 @@ class RunEngine:
             out.model_calls.append(agent_call(step_id, result.agent))
         self.spend(out.model_calls, out)
         self.budget.add_time(step_id, result.duration_s)
-        idle = result.agent is not None and not (result.agent.files_changed or result.agent.commands)
-        if idle and result.status == "succeeded":
+        if result.agent is not None and result.agent.changed_nothing and result.status == "succeeded":
             out.notes.append(Note("warning", f"agent step {step_id}: {result.agent.agent} succeeded but changed nothing"))
         out.events.insert(
             0,

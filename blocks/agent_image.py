@@ -24,7 +24,9 @@ from blocks.docker_sandbox import ENGINE_ERRORS, SANDBOX_HOME, docker_client
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's; a proxy's own CA is added to it
 BUILD_CA = "/etc/ssl/certs/autodev-host-ca.crt"
 AGENT_LABEL = "autodev.agents"  # the agents an image holds, comma-separated
-NODE_PACKAGES = "nodejs npm"  # Debian's (Node.js 18): enough for Codex's launcher; Claude Code wants Node.js 22
+# Debian's (Node.js 18): enough for Codex's launcher, and to install Claude Code's native binary
+# (its package asks for Node.js 22, but the binary it installs needs no Node.js).
+NODE_PACKAGES = "nodejs npm"
 
 
 def install_script(preset: AgentPreset) -> str:
