@@ -111,3 +111,21 @@ def _left(workspace: Path, run_id: str, step_id: str, attempt: int, was_running:
         step_id=step_id, attempt=attempt, exit_code=exit_code, finished_at=finished_at, still_running=was_running,
         output_tail=tail, log_path=str(log) if log.is_file() else None,
     )
+
+
+def remove_containers_of(run_ids: set[str]) -> int:
+    """Remove every sandbox container labelled with one of these runs (one listing for all of
+    them); how many there were."""
+    if not run_ids:
+        return 0
+    client = docker_client(timeout=10)
+    try:
+        removed = 0
+        for container in client.containers.list(all=True, filters={"label": "autodev.run_id"}):
+            if container.labels.get("autodev.run_id") in run_ids:
+                with contextlib.suppress(*ENGINE_ERRORS):  # gone already: nothing to remove
+                    container.remove(force=True)
+                    removed += 1
+        return removed
+    finally:
+        client.close()

@@ -414,6 +414,20 @@ class StoreBackend(ABC):
     def blocked_step_count(self) -> int:
         return self._fetchall("SELECT COUNT(*) FROM step_states WHERE status = {p}", ("blocked",))[0][0]
 
+    # --- retention ---------------------------------------------------------------------
+    def delete_run(self, run_id: str) -> int:
+        """Remove a run and everything recorded of it, in one transaction; its attempts' count."""
+
+        def work(cur: Any) -> dict[str, int]:  # children first: they reference the session
+            tables = ("llm_usage", "step_states", "step_results", "agent_sessions")
+            return {t: self._execute(cur, f"DELETE FROM {t} WHERE run_id = {{p}}", (run_id,)).rowcount for t in tables}
+
+        return self._atomic(work)["step_results"]
+
+    @abstractmethod
+    def compact(self) -> None:
+        """Give the space of deleted rows back to the file system, where the database does not by itself."""
+
 
 def _load_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value

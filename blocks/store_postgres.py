@@ -46,5 +46,8 @@ class PostgresBackend(StoreBackend):
         # The server restarted or the network dropped (psycopg reports both as OperationalError).
         return isinstance(exc, psycopg.OperationalError)
 
+    def compact(self) -> None:
+        pass  # autovacuum reuses the space of deleted rows
+
     def close(self) -> None:
         self._conn.close()

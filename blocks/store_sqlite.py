@@ -56,5 +56,9 @@ class SQLiteBackend(StoreBackend):
     def _ts(self, value: datetime) -> str:
         return value.isoformat()
 
+    def compact(self) -> None:
+        with self._lock:
+            self._conn.execute("VACUUM")  # SQLite keeps freed pages in the file until this
+
     def close(self) -> None:
         self._conn.close()

@@ -24,6 +24,7 @@ from autodev.plan import load_plan
 from autodev.session import SessionRecord
 from autodev.settings import load_settings
 from cli import setup
+from cli.gc import gc
 from cli.setup import preflight, prepare_plan
 from cli.show import load_run, show_report
 
@@ -39,6 +40,7 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(setup.automations_app, name="automations")
 app.command()(setup.doctor)
 app.command()(setup.deploy)
+app.command()(gc)
 
 out = Console()
 err = Console(stderr=True)

@@ -1,0 +1,92 @@
+"""`autodev gc`: old finished runs lose their records, log files and leftover containers;
+blocked runs and newer runs are kept."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from autodev.models import CommandResult, StepAttempt, utcnow
+from autodev.settings import load_settings
+from tests.conftest import IMAGE
+from tests.helpers import AUTODEV, containers_of, run, store
+from tests.test_store import new_run, open_store
+
+QUICK = "project: kept\nsteps:\n  - {id: a, run: 'echo a'}\n  - {id: b, run: 'echo b', depends_on: [a]}\n"
+STUCK = "project: stuck\ndefaults: {stall_timeout_s: 1, max_stall_retries: 0}\nsteps:\n  - {id: wait, run: 'sleep 600'}\n"
+
+
+@pytest.mark.postgres
+def test_deleting_a_run_removes_all_its_records_and_nothing_else(database_url):
+    db = open_store(database_url)
+    gone, kept = new_run(db), new_run(db)
+    for run_id in (gone, kept):
+        result = CommandResult(status="succeeded", exit_code=0, started_at=utcnow(), finished_at=utcnow())
+        db.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=1, command="echo a", result=result), {"a": "succeeded"})
+    assert db.delete_run(gone) == 1
+    db.compact()
+    assert db.get_session(gone) is None and db.attempts(gone) == [] and db.step_states(gone) == {}
+    assert db.get_session(kept) is not None and len(db.attempts(kept)) == 1 and db.step_states(kept) == {"a": "succeeded"}
+    db.close()
+
+
+def age(run_id: str, days: float) -> None:
+    """Make a run look untouched for `days` (the store's own clock column)."""
+    path = load_settings().database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE agent_sessions SET updated_at = ? WHERE run_id = ?", ((utcnow() - timedelta(days=days)).isoformat(), run_id))
+
+
+def gc(*args: str) -> dict:
+    done = subprocess.run([*AUTODEV, "gc", *args, "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.docker
+def test_gc_removes_old_finished_runs_and_keeps_what_can_be_resumed(prefect_api, docker_engine, tmp_path):
+    _, old = run(QUICK, tmp_path / "old")
+    _, new = run(QUICK, tmp_path / "new")
+    _, blocked = run(STUCK, tmp_path / "stuck")
+    assert (old.status, new.status, blocked.status) == ("succeeded", "succeeded", "blocked")
+    for run_id in (old.run_id, blocked.run_id):
+        age(run_id, days=10)
+    leftover = docker_engine.containers.create(IMAGE, ["true"], labels={"autodev.run_id": old.run_id})
+    try:
+        check_gc(docker_engine, tmp_path, old, new, blocked)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            leftover.remove(force=True)
+
+
+def check_gc(docker_engine, tmp_path: Path, old, new, blocked) -> None:
+    logs = tmp_path / "old" / ".autodev" / "logs" / old.run_id
+    assert any(logs.iterdir())
+
+    preview = gc("--older-than", "7", "--dry-run")
+    assert (preview["runs"], preview["attempts"], preview["kept_resumable"]) == (1, 2, 1)
+    assert preview["log_files"] > 0 and logs.is_dir() and containers_of(docker_engine, old.run_id)
+
+    done = gc("--older-than", "7")
+    assert (done["runs"], done["attempts"], done["containers"], done["kept_resumable"]) == (1, 2, 1, 1)
+    assert done["log_bytes"] == preview["log_bytes"] > 0
+    assert not logs.exists() and not containers_of(docker_engine, old.run_id)
+    db = store()
+    assert db.get_session(old.run_id) is None and db.attempts(old.run_id) == []
+    assert [a.result.status for a in db.attempts(new.run_id)] == ["succeeded", "succeeded"]
+    assert db.get_session(blocked.run_id).status == "blocked"  # it can still be resumed
+    db.close()
+    assert (tmp_path / "old").is_dir()  # the workspace is the user's: never removed
+    assert gc("--older-than", "7")["runs"] == 0  # nothing twice
+
+
+def test_gc_refuses_negative_days():
+    done = subprocess.run([*AUTODEV, "gc", "--older-than", "-1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "days must be 0 or more" in done.stderr
