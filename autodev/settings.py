@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     sandbox_memory: str = Field("4g", description="Memory limit of a sandbox container.")
     sandbox_pids: int = Field(1024, ge=16, description="Process limit of a sandbox container.")
     workspace_root: Path = Field(AUTODEV_HOME / "workspaces", description="Where runs without --workspace work.")
+    prefect_server: Literal["managed", "temporary"] = Field(
+        "managed",
+        description="With no PREFECT_API_URL: a local Prefect server autodev starts once and keeps (managed), "
+        "or a temporary server for each run (Prefect's default).",
+    )
+    server_home: Path = Field(AUTODEV_HOME / "server", description="The managed Prefect server's PID, log and database.")
 
     def new_workspace(self, project: str) -> Path:
         """Where a run without a given workspace works: a new directory named after the project and the time."""

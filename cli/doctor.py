@@ -60,19 +60,26 @@ def check_database(database_url: str) -> Check:
     return Check("state store", True, f"{redact_password(database_url)} (schema v{SCHEMA_VERSION})")
 
 
-def check_prefect_api() -> Check:
+def check_prefect_api(settings: Settings) -> Check:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
-    if not url:
+    if not url and settings.prefect_server == "temporary":
         return Check(
             "prefect api",
             False,
-            "PREFECT_API_URL is not set: each run starts a temporary Prefect server (no UI afterwards)",
-            "prefect server start --host 127.0.0.1 & export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            "PREFECT_API_URL is not set and AUTODEV_PREFECT_SERVER=temporary: each run starts a temporary Prefect server (no UI afterwards)",
+            "unset AUTODEV_PREFECT_SERVER (runs share a local server), or export PREFECT_API_URL=http://HOST:4200/api",
             required=False,
         )
+    if not url:
+        from blocks.prefect_server import ManagedServer
+
+        state = ManagedServer(settings.server_home).state()
+        if not state.running:
+            return Check("prefect api", True, f"no PREFECT_API_URL: the next run starts a local Prefect server (log {state.log})")
+        return Check("prefect api", True, f"no PREFECT_API_URL: autodev's local server at {state.url} (pid {state.pid})")
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
     if problem is not None:
@@ -165,7 +172,7 @@ def check_deployed() -> Check | None:
 
 
 def run_checks(settings: Settings, plan: Plan | None = None) -> list[Check]:
-    checks = [check_engine(), check_image(settings.image), check_database(settings.database_url), check_prefect_api()]
+    checks = [check_engine(), check_image(settings.image), check_database(settings.database_url), check_prefect_api(settings)]
     checks += [c for c in (check_deployed(),) if c is not None]
     if plan is not None:
         image = plan.image or settings.image

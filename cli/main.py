@@ -25,7 +25,8 @@ from autodev.session import SessionRecord
 from autodev.settings import load_settings
 from cli import setup
 from cli.gc import gc
-from cli.setup import preflight, prepare_plan
+from cli.server import server_app
+from cli.setup import prefect_api, preflight, prepare_plan
 from cli.show import load_run, show_report
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(setup.image_app, name="image")
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(setup.automations_app, name="automations")
+app.add_typer(server_app, name="server")
 app.command()(setup.doctor)
 app.command()(setup.deploy)
 app.command()(gc)
@@ -84,8 +86,9 @@ def exec_plan(
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
-    state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
-    finish(state, as_json)
+    with prefect_api(settings):
+        state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
+        finish(state, as_json)
 
 
 @app.command("run")
@@ -128,15 +131,16 @@ def run_requirements(
         else:
             made_by = "no model: a plan with manual guidance, agent steps wait for a person"
         err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
-    state = develop(
-        requirements=str(requirements),
-        workspace=str(workspace),
-        template=template,
-        confirm=not yes,
-        replay=str(replay) if replay else None,
-        return_state=True,
-    )
-    finish(state, as_json)
+    with prefect_api(settings):
+        state = develop(
+            requirements=str(requirements),
+            workspace=str(workspace),
+            template=template,
+            confirm=not yes,
+            replay=str(replay) if replay else None,
+            return_state=True,
+        )
+        finish(state, as_json)
 
 
 @app.command("plan")
@@ -264,6 +268,13 @@ def resume(
     report, session = load_run(run_id)
     check_resumable(report, session, step)
     decision = {"action": action, "command": command, "note": note, "step": step}
+    with prefect_api(load_settings()):
+        decide_or_continue(report, session, decision, as_json)
+
+
+def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict, as_json: bool) -> None:
+    """Hand the decision to the flow run waiting for it, or continue the run in this process."""
+    run_id = report.run_id
     flow_run = None if report.orchestrator_gone else waiting_flow_run(session)
     if flow_run is not None:
         from prefect.flow_runs import resume_flow_run

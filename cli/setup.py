@@ -3,7 +3,9 @@ and the pre-flight every run passes before its flow run exists (exit 4 with the 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -152,3 +154,21 @@ def preflight(image: str, database_url: str) -> None:
     for check in (check_image(image), check_database(database_url)):
         if not check.ok:
             raise EnvironmentProblem(check.detail, check.fix)
+
+
+@contextlib.contextmanager
+def prefect_api(settings: Settings) -> Iterator[None]:
+    """Where a run's flow goes: PREFECT_API_URL when it is set; else autodev's local Prefect
+    server (started on the first run, kept for the next ones: `autodev server stop`), unless
+    AUTODEV_PREFECT_SERVER=temporary asks for a temporary server per run, Prefect's default."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value() or settings.prefect_server == "temporary":
+        yield
+        return
+    from blocks.prefect_server import ManagedServer
+
+    url = ManagedServer(settings.server_home).ensure(say=lambda line: err.print(line, highlight=False, soft_wrap=True))
+    os.environ["PREFECT_API_URL"] = url  # for what this process starts (a worker, a shell step's CLI)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield

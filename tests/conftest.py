@@ -31,6 +31,9 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AUTODEV_CONFIG", str(tmp_path / "no-config.toml"))
     # A blocked run waits this long for a person; tests that decide raise it.
     monkeypatch.setenv("AUTODEV_DECISION_TIMEOUT_S", "1")
+    # Without PREFECT_API_URL a run would start autodev's local server and keep it after the
+    # test; tests/test_server.py tests that one, with its own home, and stops it.
+    monkeypatch.setenv("AUTODEV_PREFECT_SERVER", "temporary")
     return tmp_path
 
 

@@ -1,0 +1,150 @@
+"""The local Prefect server autodev manages when PREFECT_API_URL is not set.
+
+Prefect's own answer to "no API URL" is a temporary server per process: 10-13 s before each
+run's first command, and its UI gone when the run ends. Instead, the first run starts one
+`prefect server start` in the background, on loopback, with its own PREFECT_HOME, log and PID
+under `~/.autodev/server/`; the next runs find it answering and use it; `autodev server stop`
+stops it. Two runs starting at once start one server (a file lock). The setting
+`AUTODEV_PREFECT_SERVER=temporary` keeps Prefect's temporary server instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from autodev.errors import EnvironmentProblem
+
+START_TIMEOUT_S = 90  # a first start creates the server's database: 10-15 s on two cores
+STOP_TIMEOUT_S = 15
+
+
+class ServerState(BaseModel):
+    """Where the managed server is, and whether it answers."""
+
+    url: str | None = None  # http://127.0.0.1:PORT/api
+    pid: int | None = None
+    running: bool = False
+    log: str
+    home: str
+
+
+class ManagedServer:
+    def __init__(self, home: Path):
+        self.home = home
+        self.pid_file, self.url_file, self.log = home / "server.pid", home / "server.url", home / "server.log"
+
+    def state(self) -> ServerState:
+        url, pid = self._read(self.url_file), self._read(self.pid_file)
+        pid_number = int(pid) if pid and pid.isdigit() else None
+        running = bool(url and pid_number and _alive(pid_number) and _healthy(url))
+        return ServerState(url=url, pid=pid_number, running=running, log=str(self.log), home=str(self.home))
+
+    def ensure(self, say=None) -> str:
+        """The API URL of the managed server, started first if it does not answer."""
+        state = self.state()
+        if state.running:
+            return state.url
+        with self._lock():
+            state = self.state()  # another process may have started it while this one waited
+            if state.running:
+                return state.url
+            return self._start(say)
+
+    def stop(self) -> ServerState:
+        """Stop the server (SIGTERM, then SIGKILL after STOP_TIMEOUT_S); its state before."""
+        state = self.state()
+        if state.pid is not None and _alive(state.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.pid, signal.SIGTERM)  # the server and the workers uvicorn runs
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while _alive(state.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.pid, signal.SIGKILL)
+        for path in (self.pid_file, self.url_file):
+            path.unlink(missing_ok=True)
+        return state
+
+    def _start(self, say) -> str:
+        self.home.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        with open(self.log, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        self.pid_file.write_text(str(process.pid))
+        self.url_file.write_text(url)
+        if say:
+            say(f"started a local Prefect server at {url.removesuffix('/api')} (log: {self.log}; `autodev server stop` stops it)")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log.read_text(errors="replace")[-1500:]
+                raise EnvironmentProblem(
+                    f"the local Prefect server did not start ({'it exited' if process.poll() is not None else 'no answer'}); "
+                    f"the end of {self.log}:\n{tail}",
+                    "read the log; or set PREFECT_API_URL to a server of yours, or AUTODEV_PREFECT_SERVER=temporary",
+                )
+            time.sleep(0.2)
+        return url
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "server.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie has exited: it is not serving anything
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
