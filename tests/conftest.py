@@ -5,17 +5,13 @@ Services listen on loopback only and stop when the session ends.
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.services import postgres_bindir, throwaway_postgres
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -66,52 +62,14 @@ def docker_engine():
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on 127.0.0.1, in a temporary directory, for this session only."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
+    bindir = postgres_bindir()
+    if bindir is None:
         pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql (scripts/test.sh does)")
-    bindir = Path(bins[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="autodev-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(data, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    pgdata = data / "data"
-    subprocess.run(
-        [*as_user, str(bindir / "initdb"), "-D", str(pgdata), "-U", "autodev", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-    subprocess.run(
-        [*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", opts, "-l", str(data / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    base = f"postgresql://autodev@127.0.0.1:{port}"
-    try:
-        import psycopg
-
-        for _ in range(50):
-            try:
-                with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE autodev_test")
-                break
-            except psycopg.OperationalError:
-                time.sleep(0.1)
-        yield f"{base}/autodev_test"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+    with throwaway_postgres(bindir, fsync=False) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from autodev.settings import load_settings
 from blocks.llm import LLM
 from blocks.replay import ModelServer
 from blocks.state_store import StateStore
+from tests.services import free_port
 
 AUTODEV = [str(Path(sys.executable).with_name("autodev"))]  # the installed command, as a user runs it
 
@@ -113,12 +113,6 @@ class FakeModelServer(ModelServer):
 
     def llm(self, timeout_s: float = 10) -> LLM:
         return LLM(model="openai/local-test", api_base=self.api_base, api_key="test-key", timeout_s=timeout_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

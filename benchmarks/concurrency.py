@@ -1,0 +1,310 @@
+"""K plans at once against one Prefect server and one state store: does throughput scale?
+
+For each state store backend (SQLite always; PostgreSQL with `--postgres URL`, or when the server
+binaries exist under /usr/lib/postgresql/*/bin, a throwaway server on 127.0.0.1) and each level K
+(`--levels 1,4,8,16`), K `autodev exec PLAN --json` processes start at once, each with its own
+plan run of `--steps 30` trivial steps (`run: "true"`), all sharing one Prefect server and one
+store. For each batch:
+- aggregate throughput: succeeded steps of all K runs / the batch's wall time (from the launch
+  to the last process's exit), and the speed-up over K=1 of the same backend;
+- the Prefect server's CPU seconds per step (utime+stime of the server process and all its
+  descendants from /proc, before and after the batch; n/a when PREFECT_API_URL names a server
+  this script did not start);
+- each run's peak RSS and the runs' CPU seconds per step (the `autodev` processes, start-up
+  included, from wait4: with the server's, what the batch asks of this machine's cores);
+- lost results: steps of a run whose last recorded attempt is missing or not succeeded (all of a
+  run's steps when its process exits non-zero or prints no report).
+A warm-up run per backend (image layers, imports, the store's schema) is not counted.
+
+Targets (issue 14): 8 runs at once >= 4x one run's throughput; lost results 0; peak RSS per
+run <= 150 MB.
+Run: .venv/bin/python benchmarks/concurrency.py [--levels 1,4,8,16] [--steps 30] [--postgres URL] [--no-postgres]
+     .venv/bin/python benchmarks/concurrency.py --quick  (levels 1,2: a smoke run)
+(uses PREFECT_API_URL if set, else starts `prefect server start` on a free loopback port, with its
+own PREFECT_HOME, from the repository root so that prefect.toml applies, and stops it at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.services import free_port, postgres_bindir, throwaway_postgres  # noqa: E402
+
+_CLI = Path(sys.executable).with_name("autodev")
+AUTODEV = [str(_CLI)] if _CLI.exists() else [sys.executable, "-m", "cli"]
+QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+
+@dataclass
+class Child:
+    """One `autodev exec` of a batch and what it left behind."""
+
+    index: int
+    proc: subprocess.Popen
+    out: Path
+    err: Path
+    code: int | None = None
+    rss_kib: int = 0
+    cpu_s: float = 0.0
+    run_id: str | None = None
+
+
+@dataclass
+class Batch:
+    backend: str
+    k: int
+    steps: int
+    wall_s: float
+    succeeded: int = 0
+    lost: int = 0
+    server_cpu_s: float | None = None
+    rss_mb: list[float] = field(default_factory=list)
+    runs_cpu_s: float = 0.0
+    failures: list[Child] = field(default_factory=list)
+
+    @property
+    def per_s(self) -> float:
+        return self.succeeded / self.wall_s if self.wall_s else 0.0
+
+
+def wait_healthy(api: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"prefect server start exited with {server.returncode}")
+        try:
+            if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the Prefect server at {api} was not healthy within {seconds:.0f} s")
+
+
+@contextmanager
+def prefect_server(workdir: Path):
+    """(API URL, server pid): PREFECT_API_URL with no pid when set; else a server of our own."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"], None
+        return
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, **QUIET, "PREFECT_HOME": str(workdir / "prefect-home")}
+    log = (workdir / "prefect-server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_healthy(api, server)
+        yield api, server.pid
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        with suppress(ProcessLookupError, PermissionError):  # anything of its session still alive
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def tree_cpu_s(root_pid: int | None) -> float | None:
+    """utime+stime, in seconds, of root_pid and all its live descendants (Linux /proc)."""
+    if root_pid is None:
+        return None
+    tick, parent, cpu = os.sysconf("SC_CLK_TCK"), {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone while we looked
+        pid = int(stat.parent.name)
+        parent[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
+def write_plan(workdir: Path, name: str, steps: int) -> Path:
+    plan = workdir / f"{name}.yaml"
+    plan.write_text(f"project: {name}\nsteps:\n" + "".join(f"  - {{id: s{i:03d}, run: 'true'}}\n" for i in range(steps)))
+    return plan
+
+
+def launch(env: dict[str, str], plan: Path, k: int, workdir: Path, tag: str) -> tuple[list[Child], float]:
+    """K `autodev exec` processes started at once; waits for all; (children, wall seconds)."""
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    children: list[Child] = []
+    started = time.monotonic()
+    for i in range(k):
+        out, err = logs / f"{tag}-{i}.out", logs / f"{tag}-{i}.err"
+        ws = workdir / "ws" / f"{tag}-{i}"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen([*AUTODEV, "exec", str(plan), "--workspace", str(ws), "--json"],
+                                    cwd=ROOT, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+        children.append(Child(i, proc, out, err))
+    for child in children:  # one pid at a time: wait4(-1) could reap the Prefect server
+        _, status, usage = os.wait4(child.proc.pid, 0)
+        child.code = child.proc.returncode = os.waitstatus_to_exitcode(status)
+        child.rss_kib = usage.ru_maxrss
+        child.cpu_s = usage.ru_utime + usage.ru_stime
+    wall = time.monotonic() - started
+    for child in children:
+        child.run_id = report_run_id(child.out)
+    return children, wall
+
+
+def report_run_id(out: Path) -> str | None:
+    """The run id from the last JSON object the process printed, or None."""
+    for line in reversed(out.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line).get("run_id")
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def lost_steps(database_url: str, children: list[Child], steps: int) -> tuple[int, int]:
+    """(succeeded, lost) steps over the batch, from the store's recorded attempts."""
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=database_url).connect()
+    succeeded = lost = 0
+    try:
+        for child in children:
+            if child.code != 0 or child.run_id is None:
+                lost += steps
+                continue
+            last: dict[str, str] = {}
+            for attempt in store.attempts(child.run_id):  # ordered by id: the last one wins
+                last[attempt.step_id] = attempt.result.status
+            ok = sum(1 for status in last.values() if status == "succeeded")
+            succeeded, lost = succeeded + ok, lost + steps - ok
+    finally:
+        store.close()
+    return succeeded, lost
+
+
+def run_batch(backend: str, env: dict[str, str], plan: Path, k: int, steps: int, workdir: Path, server_pid: int | None) -> Batch:
+    cpu_before = tree_cpu_s(server_pid)
+    children, wall = launch(env, plan, k, workdir, f"{backend}-k{k}")
+    cpu_after = tree_cpu_s(server_pid)
+    batch = Batch(backend, k, steps, wall)
+    if cpu_before is not None and cpu_after is not None:
+        batch.server_cpu_s = cpu_after - cpu_before
+    batch.succeeded, batch.lost = lost_steps(env["AUTODEV_DATABASE_URL"], children, steps)
+    batch.rss_mb = [c.rss_kib / 1024 for c in children]
+    batch.runs_cpu_s = sum(c.cpu_s for c in children)
+    batch.failures = [c for c in children if c.code != 0 or c.run_id is None]
+    return batch
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    return "\n".join("      " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def print_batch(batch: Batch, one_run: Batch | None) -> None:
+    speedup = f"{batch.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
+    total = batch.k * batch.steps
+    cpu = f"{batch.server_cpu_s / total * 1000:.1f} ms" if batch.server_cpu_s is not None else "n/a"
+    runs_cpu = f"{batch.runs_cpu_s / total * 1000:.0f} ms"  # the autodev processes, start-up included
+    print(f"{batch.backend:8s} K={batch.k:<3d} {batch.wall_s:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speedup:>6s}  "
+          f"server CPU/step {cpu:>8s}  runs' CPU/step {runs_cpu:>6s}  RSS/run max {max(batch.rss_mb):.0f} MB (min {min(batch.rss_mb):.0f})  "
+          f"lost {batch.lost}/{total}", flush=True)
+    if batch.failures:
+        print(f"  exit codes: {[c.code for c in sorted(batch.failures, key=lambda c: c.index)]}"
+              f" ({len(batch.failures)} of {batch.k} runs failed or printed no report)")
+        for child in batch.failures[:3]:
+            print(f"    run {child.index}: exit {child.code}, stderr tail:\n{tail(child.err)}")
+
+
+def bench_backend(backend: str, database_url: str, api: str, server_pid: int | None, args, workdir: Path) -> list[Batch]:
+    """The warm-up run, then one batch per level, against one store."""
+    env = {**os.environ, **QUIET, "PREFECT_API_URL": api, "AUTODEV_DATABASE_URL": database_url,
+           "AUTODEV_WORKSPACE_ROOT": str(workdir / "ws")}
+    warm = run_batch(f"{backend}-warm", env, write_plan(workdir, "bench-warm", 3), 1, 3, workdir, server_pid)
+    if warm.failures:
+        print_batch(warm, None)
+    plan = write_plan(workdir, f"bench-{args.steps}", args.steps)
+    batches: list[Batch] = []
+    for k in args.levels:
+        batch = run_batch(backend, env, plan, k, args.steps, workdir, server_pid)
+        one_run = next((b for b in batches if b.k == 1), None)
+        print_batch(batch, one_run if one_run else batch if k == 1 else None)
+        batches.append(batch)
+    return batches
+
+
+def summarize(batches: list[Batch]) -> None:
+    one_run = next((b for b in batches if b.k == 1), None)
+    eight = next((b for b in batches if b.k == 8), None)
+    backend = batches[0].backend
+    if one_run and eight and one_run.per_s:
+        print(f"{backend}: 8 at once: {eight.per_s / one_run.per_s:.2f}x one run's throughput (target >= 4x)")
+    else:
+        top = max(batches, key=lambda b: b.k)
+        ratio = f"{top.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
+        print(f"{backend}: 8 at once: not measured (levels {[b.k for b in batches]}; {top.k} at once: {ratio}) (target >= 4x)")
+    print(f"{backend}: lost results: {sum(b.lost for b in batches)} (target 0)")
+    print(f"{backend}: RSS per run: max {max(max(b.rss_mb) for b in batches):.0f} MB (target <= 150 MB)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="1,4,8,16", help="how many runs at once, comma-separated")
+    parser.add_argument("--steps", type=int, default=30, help="steps per plan")
+    parser.add_argument("--postgres", metavar="URL", help="also measure against this (empty) PostgreSQL database")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even when PostgreSQL binaries exist")
+    parser.add_argument("--quick", action="store_true", help="levels 1,2: a smoke run")
+    args = parser.parse_args()
+    args.levels = [1, 2] if args.quick else sorted({int(k) for k in args.levels.split(",") if k.strip()})
+    if not args.levels or min(args.levels) < 1 or args.steps < 1:
+        parser.error("--levels and --steps take positive numbers")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="autodev-bench-conc-"))
+    bindir = None if args.postgres or args.no_postgres else postgres_bindir()
+    results: list[list[Batch]] = []
+    print(f"levels {args.levels}, {args.steps} steps per plan, {os.cpu_count()} CPUs; logs in {workdir / 'logs'}", flush=True)
+    try:
+        with prefect_server(workdir) as (api, server_pid):
+            print(f"Prefect server {api} ({'started here, pid ' + str(server_pid) if server_pid else 'PREFECT_API_URL'})", flush=True)
+            results.append(bench_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", api, server_pid, args, workdir))
+            if args.postgres:
+                results.append(bench_backend("postgres", args.postgres, api, server_pid, args, workdir))
+            elif bindir is not None:
+                with throwaway_postgres(bindir) as url:
+                    results.append(bench_backend("postgres", url, api, server_pid, args, workdir))
+    finally:
+        for batches in results:
+            summarize(batches)
+    for scratch in ("ws", "prefect-home"):  # the logs and the SQLite store stay for a look
+        shutil.rmtree(workdir / scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
