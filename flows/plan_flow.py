@@ -46,7 +46,7 @@ from flows.advice import Advisor
 from flows.dashboard import RunDashboard
 from flows.decision import ask_for_decision
 from flows.recorder import Recorder, RunEvents, mark_cancelled, open_session
-from flows.resources import model_for, sandbox_config, state_store_config
+from flows.resources import model_for, project_slot, sandbox_config, state_store_config
 from tasks.agent import run_agent
 from tasks.run_command import Capture, run_command
 
@@ -122,7 +122,8 @@ def run_plan(
                 advisor = Advisor(session.run_id, Path(session.workspace), llm, settings.heartbeat_interval_s, settings.insight_confidence_drop)
                 sandbox = sandbox_config(sandbox_block, session.plan, settings)
                 loop = Loop(engine, recorder, advisor, lambda: sandbox.open(Path(session.workspace), session.run_id, flow_run_id), llm, settings)
-                loop.run(resumed=session if continue_run else None, decision=decision)
+                with project_slot(session.plan.project, recorder.logger.info):
+                    loop.run(resumed=session if continue_run else None, decision=decision)
                 if session.metadata.repository is not None:
                     recorder.record(branch_outcome(session.metadata.repository, Path(session.workspace)))
                 report = recorder.finish(engine)

@@ -61,3 +61,32 @@ def model_for(llm_block: str | None, replay: str | None, say: Callable[[str], No
     with ReplayServer(load_cassette(replay)) as server:
         (say or get_run_logger().info)(f"model answers are replayed from {replay} by a local server, not asked of a model")
         yield LLM.replaying(server.api_base, load_settings().llm_timeout_s)
+
+
+def project_limit_name(project: str) -> str:
+    return f"autodev-project-{project}"
+
+
+@contextmanager
+def project_slot(project: str, say: Callable[[str], None]) -> Iterator[None]:
+    """A slot of the project's global concurrency limit, held while the run has its sandbox:
+    Prefect's own control (`prefect gcl create autodev-project-PROJECT --limit N`), so no more
+    than N runs of the project run commands at once, whatever starts them. Without that limit
+    on the server there is nothing to wait for."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectNotFound
+
+    name = project_limit_name(project)
+    try:
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        limit = None
+    if limit is None:
+        yield
+        return
+    if limit.active and limit.active_slots >= limit.limit:
+        say(f"waiting for a slot of the concurrency limit {name}: {limit.active_slots} of {limit.limit} in use")
+    with concurrency(name, occupy=1, strict=True):
+        yield

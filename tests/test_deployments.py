@@ -240,3 +240,53 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     finally:
         store.close()
     assert attempt.result.output_tail == f"{256 * 1024 * 1024}\n"  # the block's memory limit
+
+
+def sandboxes_now(docker_engine) -> list[str]:
+    """The runs that have a sandbox container this moment."""
+    return [c.labels["autodev.run_id"] for c in docker_engine.containers.list(filters={"label": "autodev.run_id"})]
+
+
+@pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
+def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_server, docker_engine, tmp_path):
+    """20 queued runs, a work-pool concurrency limit of 4 and a global concurrency limit of 2 for
+    one project (Prefect's own controls): never more sandboxes at once than either allows, and
+    every run finishes."""
+    env = prefect_server
+    api = env["PREFECT_API_URL"]
+    deploy_all(env)
+    prefect(env, "work-pool", "set-concurrency-limit", "autodev-process", "4")
+    prefect(env, "gcl", "create", "autodev-project-narrow", "--limit", "2")
+    runs = []
+    for n in range(20):
+        project = "narrow" if n % 2 else "wide"
+        plan = {"project": project, "steps": [{"id": "work", "run": "sleep 2"}]}
+        started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
+                          "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / f'ws{n}'}")
+        runs.append(started.stdout.split("/runs/flow-run/")[1].split()[0].strip())
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[list[str]] = []
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            seen.append(sandboxes_now(docker_engine))
+            states = [httpx.get(f"{api}/flow_runs/{r}").json()["state"]["type"] for r in runs]
+            if all(s == "COMPLETED" for s in states):
+                break
+            assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(30)
+
+    from blocks.state_store import StateStore
+
+    store = StateStore(database_url=env["AUTODEV_DATABASE_URL"]).connect()
+    try:
+        project_of = {s.run_id: s.project for s in store.recent_sessions(50)}
+        assert sorted(project_of) == sorted(runs) and all(store.get_session(r).status == "succeeded" for r in runs)
+    finally:
+        store.close()
+    assert 2 <= max(len(now) for now in seen) <= 4  # runs at once, never more than the pool allows
+    assert max(sum(project_of[r] == "narrow" for r in now) for now in seen) <= 2
