@@ -82,6 +82,11 @@ class ManagedServer:
         port = _free_port()
         url = f"http://127.0.0.1:{port}/api"
         env = {
+            # As prefect.toml sets for servers started in the repository, wherever this one starts
+            # (a user's own value wins): task-run states recorded in batches halve the server's
+            # CPU per short step.
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
             **os.environ,
             "PREFECT_HOME": str(self.home / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

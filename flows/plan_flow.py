@@ -122,7 +122,7 @@ def run_plan(
                 advisor = Advisor(session.run_id, Path(session.workspace), llm, settings.heartbeat_interval_s, settings.insight_confidence_drop)
                 sandbox = sandbox_config(sandbox_block, session.plan, settings)
                 loop = Loop(engine, recorder, advisor, lambda: sandbox.open(Path(session.workspace), session.run_id, flow_run_id), llm, settings)
-                with project_slot(session.plan.project, recorder.logger.info):
+                with project_slot(session.plan.project, recorder.logger.info, recorder.beat, settings.heartbeat_interval_s):
                     loop.run(resumed=session if continue_run else None, decision=decision)
                 if session.metadata.repository is not None:
                     recorder.record(branch_outcome(session.metadata.repository, Path(session.workspace)))

@@ -159,6 +159,10 @@ class Recorder:
             if isinstance(event, InsightChanged) and self.dashboard and outcome.changes.next_actions:
                 self.dashboard.show_advice(outcome.changes.next_actions)
 
+    def beat(self, loop_status: str) -> None:
+        """Only the heartbeat, saying what the run waits for (before its loop beats itself)."""
+        self.save(Heartbeat(ts=utcnow(), loop_status=loop_status))
+
     def flush(self, loop_status: str, engine: RunEngine, last_output_at: datetime | None = None) -> None:
         """`save`, with the heartbeat (`orchestrator_heartbeat`, the latest output time); then the
         dashboard, and an `autodev.heartbeat` event at most once per heartbeat interval."""
