@@ -47,10 +47,11 @@ def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     """Seconds per step through the plan flow, and the recorded attempts."""
     from autodev.settings import load_settings
     from blocks.state_store import StateStore
-    from flows.plan_flow import run_plan
+    from flows.plan_flow import plan_parameter, run_plan
 
     started = time.perf_counter()
-    report = run_plan(plan=plan_of(n, f"bench-{n}"), workspace=str(workdir / f"ws-{n}"))
+    workspace = workdir / f"ws-{n}"
+    report = run_plan(plan=plan_parameter(plan_of(n, f"bench-{n}"), workspace), workspace=str(workspace))
     elapsed = time.perf_counter() - started
     store = StateStore(database_url=load_settings().database_url).connect()
     attempts = store.attempts(report.run_id)

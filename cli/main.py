@@ -80,14 +80,14 @@ def exec_plan(
     if workspace.exists() and not workspace.is_dir():
         raise BadInput(f"--workspace {workspace}: exists and is not a directory")
 
-    from flows.plan_flow import run_plan  # imports Prefect's engine: only when a run starts
+    from flows.plan_flow import plan_parameter, run_plan  # imports Prefect's engine: only when a run starts
 
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox container is removed and the run recorded.
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
     with prefect_api(settings):
-        state = run_plan(plan=plan, workspace=str(workspace), return_state=True)
+        state = run_plan(plan=plan_parameter(plan, workspace), workspace=str(workspace), return_state=True)
         finish(state, as_json)
 
 
@@ -287,7 +287,7 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
 
     # Nobody waits for a decision (it timed out, or the orchestrator died): continue here.
     from autodev.session import Decision
-    from flows.plan_flow import run_plan
+    from flows.plan_flow import plan_parameter, run_plan
 
     settings = load_settings()
     preflight(session.plan.image or settings.image, settings.database_url)
@@ -296,7 +296,7 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
         mark_flow_run_crashed(session.flow_run_id, f"its orchestrator died; the run is continued by `autodev resume {run_id}`")
     signal.signal(signal.SIGTERM, _interrupt)
     state = run_plan(
-        plan=session.plan, workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
+        plan=plan_parameter(session.plan, Path(session.workspace)), workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
     )
     finish(state, as_json)
 

@@ -10,8 +10,10 @@ the engine's outcomes, in that order.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,6 +139,25 @@ def run_plan(
         message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
         return Failed(message=message, data=RunFailed(message, report))
     return report
+
+
+# Prefect refuses flow-run parameters over 512 KiB serialized; this leaves room for the others.
+PLAN_PARAMETER_BYTES = 400_000
+
+
+def plan_parameter(plan: Plan, workspace: Path) -> dict | str:
+    """The plan as its flow run's parameter: only what differs from the defaults (a 10,000-step
+    plan of short commands is ~0.3 MB so, 3.4 MB in full); a plan bigger than Prefect takes goes
+    as the path of a copy written in the workspace's `.autodev/plans/` (no secret is in it: the
+    plan has been through lift_env_secrets)."""
+    compact = plan.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps(compact)
+    if len(text) <= PLAN_PARAMETER_BYTES:
+        return compact
+    path = workspace.resolve() / ".autodev" / "plans" / f"{plan.project}-{uuid.uuid4().hex[:8]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
 
 
 def secrets_of(plan: Plan) -> tuple[Plan, dict[str, str]]:
