@@ -65,7 +65,7 @@ class ManagedServer:
     def stop(self) -> ServerState:
         """Stop the server (SIGTERM, then SIGKILL after STOP_TIMEOUT_S); its state before."""
         state = self.state()
-        if state.pid is not None and _alive(state.pid):
+        if state.pid is not None and _alive(state.pid) and _is_prefect_server(state.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(state.pid, signal.SIGTERM)  # the server and the workers uvicorn runs
             deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -140,6 +140,15 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError):  # a zombie has exited: it is not serving anything
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def _is_prefect_server(pid: int) -> bool:
+    """The PID file may outlive its process (a reboot): never signal a process that is not ours."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"prefect" in command and b"server" in command and b"start" in command
 
 
 def _healthy(url: str) -> bool:

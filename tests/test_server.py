@@ -81,3 +81,20 @@ def test_a_server_that_cannot_start_says_so_with_its_log(tmp_path, monkeypatch):
         server.ensure()
     assert "did not start (it exited)" in str(caught.value) and "server.log" in str(caught.value)
     assert not server.state().running and not (tmp_path / "server" / "server.pid").exists()
+
+
+def test_a_stale_pid_file_never_stops_another_process(tmp_path):
+    """After a reboot the PID in server.pid may belong to anything: stop leaves it alone."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        home = tmp_path / "server"
+        home.mkdir()
+        (home / "server.pid").write_text(str(bystander.pid))
+        (home / "server.url").write_text("http://127.0.0.1:9/api")
+        server = ManagedServer(home)
+        assert not server.state().running
+        server.stop()
+        assert bystander.poll() is None and not (home / "server.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
