@@ -20,8 +20,8 @@ Targets (issue 14): 8 runs at once >= 4x one run's throughput; lost results 0; p
 run <= 150 MB.
 Run: .venv/bin/python benchmarks/concurrency.py [--levels 1,4,8,16] [--steps 30] [--postgres URL] [--no-postgres]
      .venv/bin/python benchmarks/concurrency.py --quick  (levels 1,2: a smoke run)
-(uses PREFECT_API_URL if set, else starts `prefect server start` on a free loopback port, with its
-own PREFECT_HOME, from the repository root so that prefect.toml applies, and stops it at the end).
+(uses PREFECT_API_URL if set, else starts a Prefect server as autodev starts its local one: a free
+loopback port, its own home, task-run states recorded in batches; stopped at the end).
 """
 
 from __future__ import annotations
@@ -30,20 +30,18 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services import free_port, postgres_bindir, throwaway_postgres  # noqa: E402
+from tests.services import postgres_bindir, throwaway_postgres  # noqa: E402
 
 _CLI = Path(sys.executable).with_name("autodev")
 AUTODEV = [str(_CLI)] if _CLI.exists() else [sys.executable, "-m", "cli"]
@@ -82,46 +80,21 @@ class Batch:
         return self.succeeded / self.wall_s if self.wall_s else 0.0
 
 
-def wait_healthy(api: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"prefect server start exited with {server.returncode}")
-        try:
-            if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"the Prefect server at {api} was not healthy within {seconds:.0f} s")
-
-
 @contextmanager
 def prefect_server(workdir: Path):
-    """(API URL, server pid): PREFECT_API_URL with no pid when set; else a server of our own."""
+    """(API URL, server pid): PREFECT_API_URL with no pid when set; else a server of our own,
+    started and stopped as autodev manages its local one (loopback, its own home)."""
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"], None
         return
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, **QUIET, "PREFECT_HOME": str(workdir / "prefect-home")}
-    log = (workdir / "prefect-server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    from blocks.prefect_server import ManagedServer
+
+    server = ManagedServer(workdir / "server")
     try:
-        wait_healthy(api, server)
-        yield api, server.pid
+        api = server.ensure()
+        yield api, server.state().pid
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        with suppress(ProcessLookupError, PermissionError):  # anything of its session still alive
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 def tree_cpu_s(root_pid: int | None) -> float | None:
@@ -302,7 +275,7 @@ def main() -> None:
     finally:
         for batches in results:
             summarize(batches)
-    for scratch in ("ws", "prefect-home"):  # the logs and the SQLite store stay for a look
+    for scratch in ("ws", "server/prefect"):  # the logs and the SQLite store stay for a look
         shutil.rmtree(workdir / scratch, ignore_errors=True)
 
 

@@ -60,15 +60,19 @@ def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     return (last - first).total_seconds() / n, attempts, elapsed
 
 
+def reference_container(client):
+    """A container of the sandbox image for the references to exec in (no network, as a sandbox)."""
+    from autodev.settings import load_settings
+
+    return client.containers.run(load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none")
+
+
 def raw_docker_exec(n: int, workdir: Path) -> float:
     """Seconds per command with the docker SDK alone, in a container of the same image."""
-    from autodev.settings import load_settings
     from blocks.docker_sandbox import docker_client
 
     client = docker_client()
-    container = client.containers.run(
-        load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
-    )
+    container = reference_container(client)
     try:
         container.exec_run(["true"])  # warm up
         started = time.perf_counter()
@@ -86,7 +90,6 @@ def bare_prefect_peer(n: int) -> float:
     it in a container of the same image and logs its output, one after another."""
     from prefect import flow, get_run_logger, task
 
-    from autodev.settings import load_settings
     from blocks.docker_sandbox import docker_client
 
     @task(persist_result=False)
@@ -103,9 +106,7 @@ def bare_prefect_peer(n: int) -> float:
         return (time.perf_counter() - started) / n
 
     client = docker_client()
-    container = client.containers.run(
-        load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
-    )
+    container = reference_container(client)
     try:
         return peer(container.id)
     finally:

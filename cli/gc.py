@@ -24,6 +24,7 @@ from autodev.models import utcnow
 from autodev.session import SessionRecord
 from autodev.settings import load_settings
 from blocks.state_store import StateStore
+from blocks.store_sqlite import SQLiteBackend
 
 err = Console(stderr=True)
 FINISHED = ("succeeded", "failed")
@@ -53,12 +54,11 @@ def gc(
     """Remove old finished runs: their state store records, log files and leftover sandbox containers."""
     if older_than < 0:
         raise BadInput(f"--older-than {older_than:g}: days must be 0 or more")
-    database_url = load_settings().database_url
-    db_file = _sqlite_file(database_url)
     report = GcReport(older_than_days=older_than, dry_run=dry_run)
-    report.database_bytes_before = _size(db_file)
     cutoff = utcnow() - timedelta(days=older_than)
-    store = StateStore(database_url=database_url).connect()
+    store = StateStore(database_url=load_settings().database_url).connect()
+    db_file = store.path if isinstance(store, SQLiteBackend) else None  # PostgreSQL's size is the server's
+    report.database_bytes_before = _size(db_file)
     try:
         old = store.sessions(FINISHED, quiet_since=cutoff)
         report.kept_resumable = len(store.sessions(RESUMABLE, quiet_since=cutoff))
@@ -95,10 +95,6 @@ def _remove_containers(run_ids: set[str]) -> int:
     return remove_containers_of(run_ids)
 
 
-def _sqlite_file(database_url: str) -> Path | None:
-    return Path(database_url.removeprefix("sqlite:///")).expanduser() if database_url.startswith("sqlite:///") else None
-
-
 def _size(path: Path | None) -> int | None:
     return path.stat().st_size if path is not None and path.exists() else None
 
@@ -110,13 +106,13 @@ def _show(report: GcReport, as_json: bool) -> None:
     verb = "would remove" if report.dry_run else "removed"
     err.print(
         f"{verb} {report.runs} finished run(s) older than {report.older_than_days:g} days: {report.attempts} attempt(s), "
-        f"{report.log_files} log file(s) ({_mb(report.log_bytes)})"
+        f"{report.log_files} log file(s) ({_size_text(report.log_bytes)})"
         + ("" if report.dry_run else f", {report.containers} leftover container(s)"),
         highlight=False,
         soft_wrap=True,
     )
     if report.database_bytes_before is not None and not report.dry_run:
-        err.print(f"state store: {_mb(report.database_bytes_before)} -> {_mb(report.database_bytes_after or 0)}", highlight=False, soft_wrap=True)
+        err.print(f"state store: {_size_text(report.database_bytes_before)} -> {_size_text(report.database_bytes_after or 0)}", highlight=False, soft_wrap=True)
     if report.kept_resumable:
         err.print(
             f"kept {report.kept_resumable} blocked or running run(s) that old: `autodev resume RUN_ID --action abort` ends one",
@@ -125,5 +121,5 @@ def _show(report: GcReport, as_json: bool) -> None:
         )
 
 
-def _mb(n: int) -> str:
+def _size_text(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"

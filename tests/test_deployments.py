@@ -47,6 +47,19 @@ def deploy_all(env) -> str:
     return done.stdout
 
 
+def wait_completed(api: str, runs: list[str], timeout_s: float, pause_s: float, each=None) -> None:
+    """Until every flow run is Completed (none may fail or crash); `each` is called every round."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if each is not None:
+            each()
+        states = [httpx.get(f"{api}/flow_runs/{r}").json()["state"]["type"] for r in runs]
+        if all(s == "COMPLETED" for s in states):
+            return
+        assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
+        time.sleep(pause_s)
+
+
 def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
@@ -181,13 +194,7 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
         for i in range(2)
     ]
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            states = [httpx.get(f"{api}/flow_runs/{r}").json()["state"]["type"] for r in runs]
-            if all(s == "COMPLETED" for s in states):
-                break
-            assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
-            time.sleep(1)
+        wait_completed(api, runs, timeout_s=240, pause_s=1)
     finally:
         for w in workers:
             w.terminate()
@@ -268,14 +275,7 @@ def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_serv
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[list[str]] = []
     try:
-        deadline = time.monotonic() + 400
-        while True:
-            seen.append(sandboxes_now(docker_engine))
-            states = [httpx.get(f"{api}/flow_runs/{r}").json()["state"]["type"] for r in runs]
-            if all(s == "COMPLETED" for s in states):
-                break
-            assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
-            time.sleep(0.2)
+        wait_completed(api, runs, timeout_s=400, pause_s=0.2, each=lambda: seen.append(sandboxes_now(docker_engine)))
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(30)
