@@ -5,13 +5,15 @@ run's first command, and its UI gone when the run ends. Instead, the first run s
 `prefect server start` in the background, on loopback, with its own PREFECT_HOME, log and PID
 under `~/.autodev/server/`; the next runs find it answering and use it; `autodev server stop`
 stops it. Two runs starting at once start one server (a file lock). The setting
-`AUTODEV_PREFECT_SERVER=temporary` keeps Prefect's temporary server instead.
+`AUTODEV_PREFECT_SERVER=temporary` keeps Prefect's temporary server instead: `temporary_server`
+starts it for one run and stops it once it has recorded that run's task runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -28,6 +31,8 @@ from autodev.errors import EnvironmentProblem
 
 START_TIMEOUT_S = 90  # a first start creates the server's database: 10-15 s on two cores
 STOP_TIMEOUT_S = 15
+SETTLE_TIMEOUT_S = 5  # beyond the task-run recorder's flush interval
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 
 
 class ServerState(BaseModel):
@@ -128,6 +133,54 @@ class ManagedServer:
             return path.read_text().strip() or None
         except OSError:
             return None
+
+
+@contextlib.contextmanager
+def temporary_server() -> Iterator[str]:
+    """Prefect's temporary server for one run: its API URL. It stops only once it has recorded
+    the task runs this process started: the server records task-run states from events, in
+    batches, and stopping it mid-batch logs Prefect's recorder errors and a traceback."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    since = datetime.now(UTC).isoformat()
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        yield server.api_url
+    finally:
+        flush_interval = get_current_settings().server.services.task_run_recorder.flush_interval
+        _wait_until_recorded(server.api_url, since, quiet_s=flush_interval + 0.3)
+        server.stop()
+
+
+def _wait_until_recorded(url: str, since: str, quiet_s: float) -> None:
+    """Until no task run started since `since` is unfinished and the count has not moved for
+    quiet_s (a batch waits up to the flush interval), or SETTLE_TIMEOUT_S beyond that."""
+    deadline = time.monotonic() + quiet_s + SETTLE_TIMEOUT_S
+    last, quiet_from = None, time.monotonic()
+    while time.monotonic() < deadline:
+        counts = (_count_task_runs(url, since, None), _count_task_runs(url, since, UNFINISHED))
+        if counts != last:
+            last, quiet_from = counts, time.monotonic()
+        elif counts[1] == 0 and time.monotonic() - quiet_from >= quiet_s:
+            return
+        time.sleep(0.25)
+
+
+def _count_task_runs(url: str, since: str, states: list[str] | None) -> int | None:
+    task_runs: dict = {"start_time": {"after_": since}}
+    if states:
+        task_runs["state"] = {"type": {"any_": states}}
+    request = urllib.request.Request(
+        f"{url}/task_runs/count", data=json.dumps({"task_runs": task_runs}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(response.read())
+    except (OSError, ValueError):
+        return None  # a server that stopped answering has nothing more to record
 
 
 def _alive(pid: int) -> bool:

@@ -163,12 +163,16 @@ def prefect_api(settings: Settings) -> Iterator[None]:
     AUTODEV_PREFECT_SERVER=temporary asks for a temporary server per run, Prefect's default."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if PREFECT_API_URL.value() or settings.prefect_server == "temporary":
+    if PREFECT_API_URL.value():
         yield
         return
-    from blocks.prefect_server import ManagedServer
+    from blocks.prefect_server import ManagedServer, temporary_server
 
-    url = ManagedServer(settings.server_home).ensure(say=lambda line: err.print(line, highlight=False, soft_wrap=True))
-    os.environ["PREFECT_API_URL"] = url  # for what this process starts (a worker, a shell step's CLI)
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    with contextlib.ExitStack() as stack:
+        if settings.prefect_server == "temporary":
+            url = stack.enter_context(temporary_server())
+        else:
+            url = ManagedServer(settings.server_home).ensure(say=lambda line: err.print(line, highlight=False, soft_wrap=True))
+        os.environ["PREFECT_API_URL"] = url  # for what this process starts (a worker, a shell step's CLI)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
         yield
