@@ -23,18 +23,22 @@ class BudgetKeeper:
         self.plan = plan
         self.spent: dict[str, Spend] = {k: v.model_copy() for k, v in (spent or {}).items()}
         self.spent.setdefault(RUN, Spend())
+        # Only a step with a budget keeps its own spend: the run's metadata document, written at
+        # every step, would otherwise grow by an entry per step (10,000 on a 10,000-step plan).
+        self.budgeted = {s.id for s in plan.steps if s.budget}
 
     def add(self, call: LLMCall) -> None:
-        """Count an agent's model call against its step and the run."""
+        """Count an agent's model call against the run and, when it has a budget, its step."""
         step_id = call.purpose.removeprefix("agent:") if call.purpose.startswith("agent:") else None
-        for key in (RUN, step_id):
+        for key in (RUN, step_id if step_id in self.budgeted else None):
             if key is not None:
                 spend = self.spent.setdefault(key, Spend())
                 spend.usd += call.cost_usd
                 spend.tokens += call.tokens
 
     def add_time(self, step_id: str, seconds: float) -> None:
-        self.spent.setdefault(step_id, Spend()).seconds += seconds
+        if step_id in self.budgeted:
+            self.spent.setdefault(step_id, Spend()).seconds += seconds
 
     def over(self, step: Step, now: datetime | None = None) -> str | None:
         """Why `step` may not start (its own budget, or the run's, is spent), or None."""

@@ -28,7 +28,10 @@ def advise(
     blocked = [s for s, st in statuses.items() if st == "blocked"]
     pending = [s.id for s in plan.steps if statuses[s.id] is None]
     evidence: dict[str, Any] = {
-        "steps": {"total": len(plan.steps), "succeeded": len(done), "failed": failed, "blocked": blocked, "pending": pending},
+        "steps": {
+            "total": len(plan.steps), "succeeded": len(done),
+            "failed": _named(failed), "blocked": _named(blocked), "pending": _named(pending),
+        },  # fmt: skip
         "retried": sorted(s for s, n in attempts.items() if n > 1),
         "latest_blocker": blockers[-1].model_dump(mode="json") if blockers else None,
         "git": git.model_dump(),
@@ -57,6 +60,15 @@ def advise(
     return Insight(
         recommendations=[r for r, _ in found], confidence=round(min(max(confidence, 0.05), 1.0), 2), evidence=evidence
     )
+
+
+EVIDENCE_NAMES = 20  # step ids an evidence list names; the run's metadata holds the advice
+
+
+def _named(step_ids: list[str]) -> list[str]:
+    """The first EVIDENCE_NAMES ids, and how many more there are (a 10,000-step plan's pending list)."""
+    more = len(step_ids) - EVIDENCE_NAMES
+    return step_ids if more <= 0 else [*step_ids[:EVIDENCE_NAMES], f"... and {more} more"]
 
 
 def _resolve_conflicts(git: GitState) -> Recommendation:

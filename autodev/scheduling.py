@@ -18,6 +18,9 @@ class Progress:
         self.waived: set[str] = set()  # skipped by a person: counts as done for what depends on it
         self._position = {s.id: i for i, s in enumerate(plan.steps)}
         self._first_open = 0  # no unfinished step comes before this position in the plan
+        # Steps that neither wait to run nor succeeded, kept with every status change: asked at
+        # every step, so a long plan is not walked for them.
+        self.off_track: dict[str, StepStatus] = {}
         self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
         for s in plan.steps:
             for dep in s.depends_on:
@@ -30,11 +33,8 @@ class Progress:
         walked from the top at every dispatch."""
         if limit == 0:
             return []
-        steps = self.plan.steps
-        while self._first_open < len(steps) and self.status[steps[self._first_open].id] is not None:
-            self._first_open += 1
         found: list[Step] = []
-        for s in itertools.islice(steps, self._first_open, None):
+        for s in itertools.islice(self.plan.steps, self._open_position(), None):
             if (
                 self.status[s.id] is None
                 and s.id not in running
@@ -45,8 +45,22 @@ class Progress:
                     break
         return found
 
+    def _open_position(self) -> int:
+        """The position of the first unfinished step (len(plan) when none is)."""
+        steps = self.plan.steps
+        while self._first_open < len(steps) and self.status[steps[self._first_open].id] is not None:
+            self._first_open += 1
+        return self._first_open
+
+    def _set(self, step_id: str, status: StepStatus | None) -> None:
+        self.status[step_id] = status
+        if status in (None, "succeeded"):
+            self.off_track.pop(step_id, None)
+        else:
+            self.off_track[step_id] = status
+
     def _reopen(self, step_id: str) -> None:
-        self.status[step_id] = None
+        self._set(step_id, None)
         self._first_open = min(self._first_open, self._position[step_id])
 
     def finish(self, step_id: str, status: StepStatus) -> list[str]:
@@ -54,7 +68,7 @@ class Progress:
 
         A blocked step skips nothing: a person may still retry or skip it.
         """
-        self.status[step_id] = status
+        self._set(step_id, status)
         if status not in FAILED_STATUSES:
             return []
         skipped: list[str] = []
@@ -62,7 +76,7 @@ class Progress:
         while pending:
             dependent = pending.pop()
             if self.status[dependent] is None:
-                self.status[dependent] = "skipped"
+                self._set(dependent, "skipped")
                 skipped.append(dependent)
                 pending.extend(self._dependents[dependent])
         return skipped
@@ -88,16 +102,17 @@ class Progress:
 
     def waive(self, step_id: str) -> None:
         """A person chose to skip a blocked step: the steps after it may run."""
-        self.status[step_id] = "skipped"
+        self._set(step_id, "skipped")
         self.waived.add(step_id)
 
     def abort(self, step_id: str | None) -> list[str]:
         """A person chose to stop the run: the step (if one is named) fails and nothing else
         runs, the other blocked steps included. Returns the steps skipped."""
         if step_id is not None:
-            self.status[step_id] = "failed"
+            self._set(step_id, "failed")
         rest = [sid for sid, st in self.status.items() if st in (None, "blocked") and sid != step_id]
-        self.status.update(dict.fromkeys(rest, "skipped"))
+        for sid in rest:
+            self._set(sid, "skipped")
         return rest
 
     def restore(self, states: dict[str, str], skipped_by_a_person: set[str] = frozenset()) -> None:
@@ -107,22 +122,36 @@ class Progress:
         for step_id, status in states.items():
             if step_id not in self.status or status in ("pending", "running"):
                 continue
-            self.status[step_id] = status  # type: ignore[assignment]
+            self._set(step_id, status)  # type: ignore[arg-type]
             if status == "skipped" and step_id in skipped_by_a_person:
                 self.waived.add(step_id)
 
     @property
     def blocked(self) -> bool:
-        return "blocked" in self.status.values()
+        return "blocked" in self.off_track.values()
 
     @property
     def blocked_steps(self) -> list[str]:
         """The blocked steps, in plan order."""
-        return [sid for sid, st in self.status.items() if st == "blocked"]
+        return sorted((sid for sid, st in self.off_track.items() if st == "blocked"), key=self._position.__getitem__)
 
     @property
     def finished(self) -> bool:
-        return all(status is not None for status in self.status.values())
+        return self._open_position() == len(self.plan.steps)
+
+    def shown_steps(self, running: set[str], size: int) -> list[Step]:
+        """The steps a live table shows: the whole plan when it has at most `size` steps; else,
+        in plan order, the steps off track (a quarter of `size` at most) and running, then the
+        next ones to run, up to `size` in all."""
+        steps = self.plan.steps
+        if len(steps) <= size:
+            return list(steps)
+        keep = set(itertools.islice(self.off_track, size // 4)) | running
+        for s in itertools.islice(steps, self._open_position(), None):
+            if len(keep) >= size:
+                break
+            keep.add(s.id)
+        return [steps[i] for i in sorted(self._position[sid] for sid in keep)]
 
     @property
     def run_status(self) -> RunStatus:
@@ -139,7 +168,6 @@ class Progress:
         """The first unfinished step in plan order, or how the run ended."""
         if self.blocked:
             return "blocked"
-        for s in self.plan.steps:
-            if self.status[s.id] is None:
-                return s.id
+        if not self.finished:
+            return self.plan.steps[self._first_open].id
         return "done" if self.run_status == "succeeded" else self.run_status

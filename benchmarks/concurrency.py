@@ -3,22 +3,29 @@
 For each state store backend (SQLite always; PostgreSQL with `--postgres URL`, or when the server
 binaries exist under /usr/lib/postgresql/*/bin, a throwaway server on 127.0.0.1) and each level K
 (`--levels 1,4,8,16`), K `autodev exec PLAN --json` processes start at once, each with its own
-plan run of `--steps 30` trivial steps (`run: "true"`), all sharing one Prefect server and one
-store. For each batch:
+plan run of `--steps 30` trivial steps (`--command true`), all sharing one Prefect server and
+one store. For each batch:
 - aggregate throughput: succeeded steps of all K runs / the batch's wall time (from the launch
   to the last process's exit), and the speed-up over K=1 of the same backend;
 - the Prefect server's CPU seconds per step (utime+stime of the server process and all its
   descendants from /proc, before and after the batch; n/a when PREFECT_API_URL names a server
   this script did not start);
 - each run's peak RSS and the runs' CPU seconds per step (the `autodev` processes, start-up
-  included, from wait4: with the server's, what the batch asks of this machine's cores);
+  included, from wait4), and the Docker engine's (dockerd, containerd and the containers'
+  shims, from /proc): with the server's, what the batch asks of this machine's cores;
 - lost results: steps of a run whose last recorded attempt is missing or not succeeded (all of a
   run's steps when its process exits non-zero or prints no report).
 A warm-up run per backend (image layers, imports, the store's schema) is not counted.
+The summary adds the ceiling this machine puts on the speed-up: its cores over one run's CPU
+per step (runs, server and engine), times one run's seconds per step. Trivial steps make the
+runs CPU-bound, so the speed-up stops at that ceiling; steps that wait (`--command "sleep 1"`,
+as a build or a model call does) leave the cores idle, and what a speed-up then misses is
+something serializing the runs.
 
 Targets (issue 14): 8 runs at once >= 4x one run's throughput; lost results 0; peak RSS per
 run <= 150 MB.
-Run: .venv/bin/python benchmarks/concurrency.py [--levels 1,4,8,16] [--steps 30] [--postgres URL] [--no-postgres]
+Run: .venv/bin/python benchmarks/concurrency.py [--levels 1,4,8,16] [--steps 30] [--command true]
+                                                [--postgres URL] [--no-postgres]
      .venv/bin/python benchmarks/concurrency.py --quick  (levels 1,2: a smoke run)
 (uses PREFECT_API_URL if set, else starts a Prefect server as autodev starts its local one: a free
 loopback port, its own home, task-run states recorded in batches; stopped at the end).
@@ -71,6 +78,7 @@ class Batch:
     succeeded: int = 0
     lost: int = 0
     server_cpu_s: float | None = None
+    engine_cpu_s: float = 0.0
     rss_mb: list[float] = field(default_factory=list)
     runs_cpu_s: float = 0.0
     failures: list[Child] = field(default_factory=list)
@@ -117,9 +125,27 @@ def tree_cpu_s(root_pid: int | None) -> float | None:
     return sum(cpu.get(pid, 0.0) for pid in tree)
 
 
-def write_plan(workdir: Path, name: str, steps: int) -> Path:
+ENGINE = ("dockerd", "containerd", "containerd-shim")  # /proc comm is cut at 15 characters
+
+
+def engine_cpu_s() -> float:
+    """CPU seconds of the Docker engine's processes and the children they reaped (the execs)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if comm.startswith(ENGINE):
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def write_plan(workdir: Path, name: str, steps: int, command: str) -> Path:
     plan = workdir / f"{name}.yaml"
-    plan.write_text(f"project: {name}\nsteps:\n" + "".join(f"  - {{id: s{i:03d}, run: 'true'}}\n" for i in range(steps)))
+    step = json.dumps(command)  # a YAML flow scalar
+    plan.write_text(f"project: {name}\nsteps:\n" + "".join(f"  - {{id: s{i:03d}, run: {step}}}\n" for i in range(steps)))
     return plan
 
 
@@ -180,10 +206,10 @@ def lost_steps(database_url: str, children: list[Child], steps: int) -> tuple[in
 
 
 def run_batch(backend: str, env: dict[str, str], plan: Path, k: int, steps: int, workdir: Path, server_pid: int | None) -> Batch:
-    cpu_before = tree_cpu_s(server_pid)
+    cpu_before, engine_before = tree_cpu_s(server_pid), engine_cpu_s()
     children, wall = launch(env, plan, k, workdir, f"{backend}-k{k}")
     cpu_after = tree_cpu_s(server_pid)
-    batch = Batch(backend, k, steps, wall)
+    batch = Batch(backend, k, steps, wall, engine_cpu_s=engine_cpu_s() - engine_before)
     if cpu_before is not None and cpu_after is not None:
         batch.server_cpu_s = cpu_after - cpu_before
     batch.succeeded, batch.lost = lost_steps(env["AUTODEV_DATABASE_URL"], children, steps)
@@ -202,8 +228,9 @@ def print_batch(batch: Batch, one_run: Batch | None) -> None:
     total = batch.k * batch.steps
     cpu = f"{batch.server_cpu_s / total * 1000:.1f} ms" if batch.server_cpu_s is not None else "n/a"
     runs_cpu = f"{batch.runs_cpu_s / total * 1000:.0f} ms"  # the autodev processes, start-up included
+    engine = f"{batch.engine_cpu_s / total * 1000:.0f} ms"
     print(f"{batch.backend:8s} K={batch.k:<3d} {batch.wall_s:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speedup:>6s}  "
-          f"server CPU/step {cpu:>8s}  runs' CPU/step {runs_cpu:>6s}  RSS/run max {max(batch.rss_mb):.0f} MB (min {min(batch.rss_mb):.0f})  "
+          f"server CPU/step {cpu:>8s}  runs' CPU/step {runs_cpu:>6s}  engine CPU/step {engine:>6s}  RSS/run max {max(batch.rss_mb):.0f} MB (min {min(batch.rss_mb):.0f})  "
           f"lost {batch.lost}/{total}", flush=True)
     if batch.failures:
         print(f"  exit codes: {[c.code for c in sorted(batch.failures, key=lambda c: c.index)]}"
@@ -216,10 +243,10 @@ def bench_backend(backend: str, database_url: str, api: str, server_pid: int | N
     """The warm-up run, then one batch per level, against one store."""
     env = {**os.environ, **QUIET, "PREFECT_API_URL": api, "AUTODEV_DATABASE_URL": database_url,
            "AUTODEV_WORKSPACE_ROOT": str(workdir / "ws")}
-    warm = run_batch(f"{backend}-warm", env, write_plan(workdir, "bench-warm", 3), 1, 3, workdir, server_pid)
+    warm = run_batch(f"{backend}-warm", env, write_plan(workdir, "bench-warm", 3, "true"), 1, 3, workdir, server_pid)
     if warm.failures:
         print_batch(warm, None)
-    plan = write_plan(workdir, f"bench-{args.steps}", args.steps)
+    plan = write_plan(workdir, f"bench-{args.steps}", args.steps, args.command)
     batches: list[Batch] = []
     for k in args.levels:
         batch = run_batch(backend, env, plan, k, args.steps, workdir, server_pid)
@@ -233,6 +260,11 @@ def summarize(batches: list[Batch]) -> None:
     one_run = next((b for b in batches if b.k == 1), None)
     eight = next((b for b in batches if b.k == 8), None)
     backend = batches[0].backend
+    if one_run and one_run.per_s:
+        cpu_per_step = (one_run.runs_cpu_s + one_run.engine_cpu_s + (one_run.server_cpu_s or 0)) / one_run.succeeded
+        ceiling = (os.cpu_count() or 1) / cpu_per_step / one_run.per_s
+        print(f"{backend}: this machine's ceiling: {ceiling:.2f}x ({os.cpu_count()} cores, {cpu_per_step * 1000:.0f} ms CPU "
+              f"per step of one run, {1 / one_run.per_s * 1000:.0f} ms wall per step)")
     if one_run and eight and one_run.per_s:
         print(f"{backend}: 8 at once: {eight.per_s / one_run.per_s:.2f}x one run's throughput (target >= 4x)")
     else:
@@ -247,6 +279,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,4,8,16", help="how many runs at once, comma-separated")
     parser.add_argument("--steps", type=int, default=30, help="steps per plan")
+    parser.add_argument("--command", default="true", help="every step's command (default: true, a trivial step)")
     parser.add_argument("--postgres", metavar="URL", help="also measure against this (empty) PostgreSQL database")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even when PostgreSQL binaries exist")
     parser.add_argument("--quick", action="store_true", help="levels 1,2: a smoke run")
@@ -262,7 +295,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="autodev-bench-conc-"))
     bindir = None if args.postgres or args.no_postgres else postgres_bindir()
     results: list[list[Batch]] = []
-    print(f"levels {args.levels}, {args.steps} steps per plan, {os.cpu_count()} CPUs; logs in {workdir / 'logs'}", flush=True)
+    print(f"levels {args.levels}, {args.steps} steps of {args.command!r} per plan, {os.cpu_count()} CPUs; logs in {workdir / 'logs'}", flush=True)
     try:
         with prefect_server(workdir) as (api, server_pid):
             print(f"Prefect server {api} ({'started here, pid ' + str(server_pid) if server_pid else 'PREFECT_API_URL'})", flush=True)

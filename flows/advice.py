@@ -38,7 +38,7 @@ class Advisor:
         self.start_head = read_git_state(workspace).head  # the advice measures changes from here
         self.insight: Insight | None = None
         self._last_full = 0.0
-        self._advised: tuple = ()  # the steps failed, blocked or waived when the advice was last made
+        self._advised: frozenset = frozenset()  # the steps failed, blocked or skipped when the advice was last made
 
     def update(self, engine: RunEngine, force: bool = False) -> Outcome | None:
         """The advice for the engine's latest progress, as an outcome to record; None when
@@ -46,7 +46,7 @@ class Advisor:
         full = force or self.insight is None or time.monotonic() - self._last_full >= self.interval_s
         # Between full computations the rules' advice changes only when a step fails, blocks or
         # is waived (the run's end forces a full computation): nothing else is worth a write.
-        key = tuple((sid, st) for sid, st in engine.progress.status.items() if st not in (None, "succeeded"))
+        key = frozenset(engine.progress.off_track.items())
         if not full and key == self._advised:
             return None
         self._advised = key

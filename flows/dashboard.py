@@ -5,7 +5,8 @@
 - `autodev-run-summary`: at the end, the outcome, the heartbeat and what blocked the run;
 - `insights-<project>`: the next-step advice, each time it changes.
 Updates are throttled to the heartbeat interval (a 1,000-step plan must not make 1,000 table
-versions); the last update always happens.
+versions), and a plan of more than TABLE_ROWS steps shows a window of them; the last update
+always happens.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from autodev.models import Insight, Plan, RunReport, utcnow
 from autodev.policy import heartbeat_delay_s, heartbeat_is_late
 from autodev.scheduling import Progress
 from autodev.session import RunEvaluation, SessionMetadata
+
+TABLE_ROWS = 200  # a longer plan's table shows a window of it: each update is a new version
 
 
 def artifact_key(name: str) -> str:
@@ -50,9 +53,11 @@ class RunDashboard:
                 "depends on": ", ".join(s.depends_on),
                 "command": s.command if len(s.command) <= 80 else s.command[:77] + "...",
             }
-            for s in self.plan.steps
+            for s in progress.shown_steps(running, TABLE_ROWS)
         ]
-        create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live")
+        total = len(self.plan.steps)
+        shown = "" if len(rows) == total else f" ({len(rows)} of {total} steps: off track, running, next)"
+        create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live{shown}")
 
     def show_advice(self, insight: Insight) -> None:
         create_markdown_artifact(

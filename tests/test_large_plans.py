@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from autodev.insights import advise
+from autodev.models import CommandResult, GitState, utcnow
+from autodev.outcomes import Rules
 from autodev.plan import load_plan, validate_plan
+from autodev.run_engine import RunEngine
+from autodev.session import SessionMetadata
 from flows.plan_flow import PLAN_PARAMETER_BYTES, plan_parameter
 from tests.helpers import AUTODEV
 
@@ -25,6 +30,24 @@ def test_a_ten_thousand_step_plan_fits_the_parameter_and_a_bigger_one_goes_by_pa
     path = plan_parameter(wide, tmp_path)
     assert isinstance(path, str) and Path(path).parent == tmp_path.resolve() / ".autodev" / "plans"
     assert load_plan(Path(path)) == wide
+
+
+def test_the_document_a_run_rewrites_at_every_step_stays_small_on_a_ten_thousand_step_plan():
+    # The run's metadata is read, changed and written back at every step: had it grown with
+    # the plan (an entry per step), a 10,000-step plan's steps would slow down as it ran.
+    plan = validate_plan({"project": "long", "steps": [{"id": f"s{i:05d}", "run": "true"} for i in range(10_000)]})
+    engine, meta = RunEngine(plan, "r", "/ws", Rules()), SessionMetadata()
+    first_advice = advise("r", plan, dict.fromkeys(engine.progress.status), {}, [], GitState())
+    while started := engine.dispatch().started:
+        for d in started:
+            now = utcnow()
+            result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now)
+            engine.on_result(d.step.id, d.entry.attempt, result).changes.apply(meta)
+    assert set(engine.progress.status.values()) == {"succeeded"}
+    meta.next_actions = first_advice  # the longest advice: every step still to run
+    assert first_advice.evidence["steps"]["pending"][-1] == "... and 9980 more"
+    assert "10000 step(s) still to run, next s00000" in first_advice.recommendations[0].reason
+    assert len(json.dumps(meta.model_dump(mode="json"))) < 10_000
 
 
 @pytest.mark.docker

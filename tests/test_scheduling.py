@@ -77,3 +77,16 @@ def test_ready_stops_at_the_limit_and_finds_steps_rewound_behind_its_starting_po
     assert ids(progress.ready(set())) == ["e"]  # a blocked step holds back only what depends on it
     progress.reopen("a")  # a person chose retry
     assert ids(progress.ready(set(), limit=1)) == ["a"]
+
+
+def test_a_long_plans_live_table_shows_what_went_wrong_what_runs_and_what_comes_next():
+    plan = parse_plan("project: p\nsteps:\n" + "".join(f"  - {{id: s{i:03d}, run: x}}\n" for i in range(300)))
+    progress = Progress(plan)
+    assert len(progress.shown_steps(set(), 300)) == 300  # a plan that fits is shown whole
+    for i in range(100):
+        progress.finish(f"s{i:03d}", "failed" if i == 7 else "blocked" if i == 9 else "succeeded")
+    assert progress.phase == "blocked" and progress.blocked_steps == ["s009"]
+    shown = ids(progress.shown_steps({"s100"}, 20))
+    assert shown[:3] == ["s007", "s009", "s100"] and len(shown) == 20 and shown[-1] == "s117"
+    progress.waive("s009")
+    assert not progress.blocked and "s009" in ids(progress.shown_steps(set(), 20))  # skipped: still off track
