@@ -126,7 +126,7 @@ def check(run: dict, env: dict[str, str]) -> tuple[int, int]:
     with sqlite3.connect(path) as conn:
         states = dict(conn.execute("SELECT step_id, status FROM step_states WHERE run_id = ?", (run["run_id"],)))
         attempts = conn.execute("SELECT step_id, attempt, status FROM step_results WHERE run_id = ?", (run["run_id"],)).fetchall()
-        plan = json.loads(conn.execute("SELECT plan FROM agent_sessions WHERE run_id = ?", (run["run_id"],)).fetchone()[0])
+        plan = json.loads(conn.execute("SELECT plan FROM session_plans WHERE run_id = ?", (run["run_id"],)).fetchone()[0])
     lost = sum(1 for s in plan["steps"] if s["id"] not in states)  # every step ends with a state
     for step_id in {a[0] for a in attempts}:
         numbers = sorted(a[1] for a in attempts if a[0] == step_id)

@@ -28,7 +28,7 @@ from blocks.store_schema import MIGRATIONS, SCHEMA_VERSION
 T = TypeVar("T")
 
 
-SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, plan, metadata, created_at, updated_at, owner, lease_until"
+SESSION_COLUMNS = "run_id, project, status, workspace, flow_run_id, metadata, created_at, updated_at, owner, lease_until"
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
     "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent"
@@ -148,15 +148,24 @@ class StoreBackend(ABC):
     ) -> None:
         now = utcnow()
         values = (
-            run_id, plan.project, "running", workspace, flow_run_id, self._json(plan.model_dump(mode="json")),
+            run_id, plan.project, "running", workspace, flow_run_id,
             self._json((metadata or SessionMetadata()).model_dump(mode="json")), self._ts(now), self._ts(now),
             lease.owner if lease else None, self._ts(now + timedelta(seconds=lease.seconds)) if lease else None,
-        )
-        self._write(
-            f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
-            "CAST({p} AS {json}), CAST({p} AS {json}), {p}, {p}, {p}, {p}) ON CONFLICT (run_id) DO NOTHING",
-            values,
-        )
+        )  # fmt: skip
+
+        def work(cur: Any) -> None:
+            self._execute(
+                cur,
+                f"INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}}, "
+                "CAST({p} AS {json}), {p}, {p}, {p}, {p}) ON CONFLICT (run_id) DO NOTHING",
+                values,
+            )
+            self._execute(
+                cur, "INSERT INTO session_plans (run_id, plan) VALUES ({p}, CAST({p} AS {json})) ON CONFLICT (run_id) DO NOTHING",
+                (run_id, self._json(plan.model_dump(mode="json"))),
+            )  # fmt: skip
+
+        self._atomic(work)
 
     def update_session(
         self,
@@ -216,7 +225,7 @@ class StoreBackend(ABC):
         if plan is not None:
             self._execute(
                 cur,
-                "UPDATE agent_sessions SET plan = CAST({p} AS {json}) WHERE run_id = {p}",
+                "UPDATE session_plans SET plan = CAST({p} AS {json}) WHERE run_id = {p}",
                 (self._json(plan.model_dump(mode="json")), run_id),
             )
         if flow_run_id is not None:
@@ -251,7 +260,7 @@ class StoreBackend(ABC):
         )
 
     def get_session(self, run_id: str) -> SessionRecord | None:
-        rows = self._select_sessions("WHERE run_id = {p}", (run_id,))
+        rows = self._select_sessions("WHERE s.run_id = {p}", (run_id,))
         return rows[0] if rows else None
 
     def sessions(self, statuses: tuple[RunStatus, ...], quiet_since: datetime | None = None) -> list[SessionRecord]:
@@ -271,20 +280,19 @@ class StoreBackend(ABC):
         return self._select_sessions("ORDER BY created_at DESC LIMIT {p}", (limit,))
 
     def _select_sessions(self, where: str, params: tuple) -> list[SessionRecord]:
-        rows = self._fetchall(f"SELECT {SESSION_COLUMNS} FROM agent_sessions {where}", params)
+        columns = ", ".join(f"s.{c}" for c in SESSION_COLUMNS.split(", "))
+        rows = self._fetchall(
+            f"SELECT {columns}, p.plan FROM agent_sessions s JOIN session_plans p ON p.run_id = s.run_id {where}", params
+        )
         return [
             SessionRecord(
-                run_id=r[0],
-                project=r[1],
-                status=r[2],
-                workspace=r[3],
-                flow_run_id=r[4],
-                plan=Plan.model_validate(_load_json(r[5])),
-                metadata=SessionMetadata.model_validate(_load_json(r[6])),
-                created_at=_load_ts(r[7]),
-                updated_at=_load_ts(r[8]),
-                owner=r[9],
-                lease_until=_load_ts(r[10]) if r[10] is not None else None,
+                **dict(zip(("run_id", "project", "status", "workspace", "flow_run_id"), r[:5], strict=True)),
+                metadata=SessionMetadata.model_validate(_load_json(r[5])),
+                created_at=_load_ts(r[6]),
+                updated_at=_load_ts(r[7]),
+                owner=r[8],
+                lease_until=_load_ts(r[9]) if r[9] is not None else None,
+                plan=Plan.model_validate(_load_json(r[10])),
             )
             for r in rows
         ]
@@ -348,23 +356,13 @@ class StoreBackend(ABC):
         rows = self._fetchall(f"SELECT {ATTEMPT_COLUMNS} FROM step_results WHERE run_id = {{p}} ORDER BY id", (run_id,))
         return [
             StepAttempt(
-                run_id=r[0],
-                step_id=r[1],
-                attempt=r[2],
-                command=r[3],
+                run_id=r[0], step_id=r[1], attempt=r[2], command=r[3], breaker_tripped=bool(r[13]),
                 result=CommandResult(
-                    status=r[4],
-                    exit_code=r[5],
-                    exit_reason=r[6],
-                    started_at=_load_ts(r[7]),
-                    finished_at=_load_ts(r[8]),
-                    output_bytes=r[10],
-                    output_tail=r[11],
-                    log_path=r[12],
+                    status=r[4], exit_code=r[5], exit_reason=r[6], started_at=_load_ts(r[7]), finished_at=_load_ts(r[8]),
+                    output_bytes=r[10], output_tail=r[11], log_path=r[12],
                     agent=AgentReport.model_validate_json(r[14]) if r[14] else None,
                 ),
-                breaker_tripped=bool(r[13]),
-            )
+            )  # fmt: skip
             for r in rows
         ]
 
@@ -419,7 +417,7 @@ class StoreBackend(ABC):
         """Remove a run and everything recorded of it, in one transaction; its attempts' count."""
 
         def work(cur: Any) -> dict[str, int]:  # children first: they reference the session
-            tables = ("llm_usage", "step_states", "step_results", "agent_sessions")
+            tables = ("llm_usage", "step_states", "step_results", "session_plans", "agent_sessions")
             return {t: self._execute(cur, f"DELETE FROM {t} WHERE run_id = {{p}}", (run_id,)).rowcount for t in tables}
 
         return self._atomic(work)["step_results"]
