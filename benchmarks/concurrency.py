@@ -263,7 +263,7 @@ def summarize(batches: list[Batch]) -> None:
     if one_run and one_run.per_s:
         cpu_per_step = (one_run.runs_cpu_s + one_run.engine_cpu_s + (one_run.server_cpu_s or 0)) / one_run.succeeded
         ceiling = (os.cpu_count() or 1) / cpu_per_step / one_run.per_s
-        print(f"{backend}: this machine's ceiling: {ceiling:.2f}x ({os.cpu_count()} cores, {cpu_per_step * 1000:.0f} ms CPU "
+        print(f"{backend}: this machine's ceiling, estimated: {ceiling:.2f}x ({os.cpu_count()} cores, {cpu_per_step * 1000:.0f} ms CPU "
               f"per step of one run, {1 / one_run.per_s * 1000:.0f} ms wall per step)")
     if one_run and eight and one_run.per_s:
         print(f"{backend}: 8 at once: {eight.per_s / one_run.per_s:.2f}x one run's throughput (target >= 4x)")
