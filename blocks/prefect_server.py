@@ -161,6 +161,8 @@ def _wait_until_recorded(url: str, since: str, quiet_s: float) -> None:
     last, quiet_from = None, time.monotonic()
     while time.monotonic() < deadline:
         counts = (_count_task_runs(url, since, None), _count_task_runs(url, since, UNFINISHED))
+        if None in counts:
+            return  # a server that stopped answering has nothing more to record
         if counts != last:
             last, quiet_from = counts, time.monotonic()
         elif counts[1] == 0 and time.monotonic() - quiet_from >= quiet_s:
@@ -180,7 +182,7 @@ def _count_task_runs(url: str, since: str, states: list[str] | None) -> int | No
         with urllib.request.urlopen(request, timeout=2) as response:
             return int(response.read())
     except (OSError, ValueError):
-        return None  # a server that stopped answering has nothing more to record
+        return None
 
 
 def _alive(pid: int) -> bool:
