@@ -168,6 +168,7 @@ class Progress:
         """The first unfinished step in plan order, or how the run ended."""
         if self.blocked:
             return "blocked"
-        if not self.finished:
-            return self.plan.steps[self._first_open].id
+        position = self._open_position()
+        if position < len(self.plan.steps):
+            return self.plan.steps[position].id
         return "done" if self.run_status == "succeeded" else self.run_status
