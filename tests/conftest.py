@@ -6,6 +6,9 @@ Services listen on loopback only and stop when the session ends.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,9 @@ from tests.services import postgres_bindir, throwaway_postgres
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# autodev's home for the session (its warm process lives there), never ~/.autodev; a short
+# path, as the warm process's Unix socket path must be.
+os.environ["AUTODEV_HOME"] = tempfile.mkdtemp(prefix="autodev-tests-")
 
 IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
 
@@ -31,6 +37,25 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # test; tests/test_server.py tests that one, with its own home, and stops it.
     monkeypatch.setenv("AUTODEV_PREFECT_SERVER", "temporary")
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_process() -> Iterator[Path]:
+    """autodev's warm process for the session: `autodev` commands the tests run go through it, as
+    a user's do after their first command (tests/test_warm.py tests it, and the command run
+    without it). Stopped, and the session's autodev home removed, at the end."""
+    from cli.warm_registry import socket_path, start_warm_process, stop_warm_processes
+
+    path = socket_path()
+    start_warm_process(path)
+    deadline = time.monotonic() + 90
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not path.exists():
+        pytest.fail(f"autodev's warm process did not start: {path.with_suffix('.log').read_text()[-2000:]}")
+    yield path
+    stop_warm_processes()
+    shutil.rmtree(os.environ["AUTODEV_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from blocks.prefect_server import ManagedServer
+from cli.warm_registry import stop_warm_processes
 from tests.helpers import AUTODEV
 
 PLAN = "project: served\nsteps:\n  - {id: hello, run: 'echo hello'}\n"
@@ -26,6 +27,7 @@ def managed_env(tmp_path: Path):
     env.update(AUTODEV_HOME=str(tmp_path / "home"), AUTODEV_PREFECT_SERVER="managed")
     yield env
     ManagedServer(tmp_path / "home" / "server").stop()
+    stop_warm_processes(env)
 
 
 def autodev(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
