@@ -40,14 +40,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli.warm_registry import running_warm_processes, socket_path  # noqa: E402
 from tests.services import postgres_bindir, throwaway_postgres  # noqa: E402
 
 _CLI = Path(sys.executable).with_name("autodev")
@@ -105,18 +107,28 @@ def prefect_server(workdir: Path):
         server.stop()
 
 
-def tree_cpu_s(root_pid: int | None) -> float | None:
-    """utime+stime, in seconds, of root_pid and all its live descendants (Linux /proc)."""
-    if root_pid is None:
-        return None
-    tick, parent, cpu = os.sysconf("SC_CLK_TCK"), {}, {}
+def proc_stats():
+    """(pid, command name, the fields after it) of every process in /proc/*/stat."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
         except OSError:
             continue  # gone while we looked
-        pid = int(stat.parent.name)
-        parent[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        yield int(stat.parent.name), text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+
+
+def cpu_s(fields: list[str]) -> float:
+    """utime, stime and the children it reaped (cutime, cstime), in seconds."""
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root_pid: int | None) -> float | None:
+    """CPU seconds of root_pid, all its live descendants and the children they reaped (Linux /proc)."""
+    if root_pid is None:
+        return None
+    parent, cpu = {}, {}
+    for pid, _comm, fields in proc_stats():
+        parent[pid], cpu[pid] = int(fields[1]), cpu_s(fields)
     tree, frontier = {root_pid}, [root_pid]
     while frontier:
         children = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
@@ -130,16 +142,31 @@ ENGINE = ("dockerd", "containerd", "containerd-shim")  # /proc comm is cut at 15
 
 def engine_cpu_s() -> float:
     """CPU seconds of the Docker engine's processes and the children they reaped (the execs)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        comm, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
-        if comm.startswith(ENGINE):
-            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / tick
+    return sum(cpu_s(fields) for _pid, comm, fields in proc_stats() if comm.startswith(ENGINE))
+
+
+@contextmanager
+def forks_peak_rss(warm_pid: int | None):
+    """Yields {pid: peak RSS in KiB} of the warm process's forks (the runs), sampled every 0.2 s
+    while the block runs (VmHWM: pages shared with the warm process included)."""
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while warm_pid and not done.wait(0.2):
+            for pid, _comm, fields in proc_stats():
+                if int(fields[1]) == warm_pid:
+                    with suppress(OSError, ValueError, IndexError, StopIteration):  # a zombie has no VmHWM
+                        line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM"))
+                        peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peaks
+    finally:
+        done.set()
+        sampler.join()
 
 
 def write_plan(workdir: Path, name: str, steps: int, command: str) -> Path:
@@ -206,15 +233,18 @@ def lost_steps(database_url: str, children: list[Child], steps: int) -> tuple[in
 
 
 def run_batch(backend: str, env: dict[str, str], plan: Path, k: int, steps: int, workdir: Path, server_pid: int | None) -> Batch:
-    cpu_before, engine_before = tree_cpu_s(server_pid), engine_cpu_s()
-    children, wall = launch(env, plan, k, workdir, f"{backend}-k{k}")
+    warm_pid = next(iter(running_warm_processes(env)), None)
+    cpu_before, engine_before, warm_before = tree_cpu_s(server_pid), engine_cpu_s(), tree_cpu_s(warm_pid) or 0.0
+    with forks_peak_rss(warm_pid) as fork_rss_kib:
+        children, wall = launch(env, plan, k, workdir, f"{backend}-k{k}")
     cpu_after = tree_cpu_s(server_pid)
     batch = Batch(backend, k, steps, wall, engine_cpu_s=engine_cpu_s() - engine_before)
     if cpu_before is not None and cpu_after is not None:
         batch.server_cpu_s = cpu_after - cpu_before
     batch.succeeded, batch.lost = lost_steps(env["AUTODEV_DATABASE_URL"], children, steps)
-    batch.rss_mb = [c.rss_kib / 1024 for c in children]
-    batch.runs_cpu_s = sum(c.cpu_s for c in children)
+    batch.rss_mb = [kib / 1024 for kib in (fork_rss_kib.values() if warm_pid else [c.rss_kib for c in children])] or [0.0]
+    # With a warm process the runs are its forks: their CPU is its children's.
+    batch.runs_cpu_s = sum(c.cpu_s for c in children) + ((tree_cpu_s(warm_pid) or 0.0) - warm_before)
     batch.failures = [c for c in children if c.code != 0 or c.run_id is None]
     return batch
 
@@ -242,10 +272,14 @@ def print_batch(batch: Batch, one_run: Batch | None) -> None:
 def bench_backend(backend: str, database_url: str, api: str, server_pid: int | None, args, workdir: Path) -> list[Batch]:
     """The warm-up run, then one batch per level, against one store."""
     env = {**os.environ, **QUIET, "PREFECT_API_URL": api, "AUTODEV_DATABASE_URL": database_url,
-           "AUTODEV_WORKSPACE_ROOT": str(workdir / "ws")}
+           "AUTODEV_WORKSPACE_ROOT": str(workdir / "ws"), "AUTODEV_HOME": str(workdir / "home"),
+           "AUTODEV_WARM": "off" if args.no_warm else "on"}  # fmt: skip
     warm = run_batch(f"{backend}-warm", env, write_plan(workdir, "bench-warm", 3, "true"), 1, 3, workdir, server_pid)
     if warm.failures:
         print_batch(warm, None)
+    deadline = time.monotonic() + 60  # the warm-up run started autodev's warm process
+    while not args.no_warm and not socket_path(env).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     plan = write_plan(workdir, f"bench-{args.steps}", args.steps, args.command)
     batches: list[Batch] = []
     for k in args.levels:
@@ -283,6 +317,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--postgres", metavar="URL", help="also measure against this (empty) PostgreSQL database")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even when PostgreSQL binaries exist")
     parser.add_argument("--quick", action="store_true", help="levels 1,2: a smoke run")
+    parser.add_argument("--no-warm", action="store_true", help="AUTODEV_WARM=off: each run imports Prefect in its own process")
     args = parser.parse_args()
     args.levels = [1, 2] if args.quick else sorted({int(k) for k in args.levels.split(",") if k.strip()})
     if not args.levels or min(args.levels) < 1 or args.steps < 1:
@@ -306,6 +341,7 @@ def main() -> None:
                 with throwaway_postgres(bindir) as url:
                     results.append(bench_backend("postgres", url, api, server_pid, args, workdir))
     finally:
+        subprocess.run([*AUTODEV, "server", "stop"], env={**os.environ, "AUTODEV_HOME": str(workdir / "home")}, capture_output=True, timeout=60)
         for batches in results:
             summarize(batches)
     for scratch in ("ws", "server/prefect"):  # the logs and the SQLite store stay for a look

@@ -2,10 +2,11 @@
 
 Measured as a user meets it, one `autodev exec PLAN --json` process at a time (a one-step plan,
 `echo hi`), from just before the process is spawned to the step's `started_at` in the state
-store, in three set-ups:
-1. a warm Prefect server named by PREFECT_API_URL;
-2. no PREFECT_API_URL, autodev's local server: the first run (it starts the server) and the
-   runs after it (they reuse it);
+store, in these set-ups:
+1. a warm Prefect server named by PREFECT_API_URL, the command handed to autodev's warm process
+   (the default once one runs), and with AUTODEV_WARM=off (a process of its own imports Prefect);
+2. no PREFECT_API_URL, autodev's local server: the first run (it starts the server and the warm
+   process) and the runs after it (they reuse both);
 3. no PREFECT_API_URL and AUTODEV_PREFECT_SERVER=temporary: Prefect's temporary server per run.
 
 Targets (issue 14): warm server <= 1.5 s; the managed server's second run <= 3 s.
@@ -60,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from blocks.prefect_server import ManagedServer
+    from cli.warm_registry import socket_path
 
     with tempfile.TemporaryDirectory(prefix="autodev-first-") as tmp:
         workdir = Path(tmp)
@@ -74,17 +76,23 @@ def main() -> None:
         server = ManagedServer(workdir / "home" / "server")
         try:
             starting = first_command_s(env, plan, workdir)
+            deadline = time.monotonic() + 60  # the first run started the warm process in the background
+            while not socket_path(env).exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
             managed = [first_command_s(env, plan, workdir) for _ in range(args.runs)]
             warm_env = {**env, "PREFECT_API_URL": server.state().url or ""}
             warm = [first_command_s(warm_env, plan, workdir) for _ in range(args.runs)]
+            cold = [first_command_s({**warm_env, "AUTODEV_WARM": "off"}, plan, workdir) for _ in range(args.runs)]
+            server.stop()  # the warm process stays for the temporary server's runs
+            temporary_env = {**env, "AUTODEV_PREFECT_SERVER": "temporary"}
+            temporary = [first_command_s(temporary_env, plan, workdir) for _ in range(args.runs)]
         finally:
-            server.stop()
-        temporary_env = {**env, "AUTODEV_PREFECT_SERVER": "temporary"}
-        temporary = [first_command_s(temporary_env, plan, workdir) for _ in range(args.runs)]
+            subprocess.run([*AUTODEV, "server", "stop"], env=env, capture_output=True, timeout=60)
 
     print(f"time to the first command, {args.runs} runs each:")
-    print(f"  warm server (PREFECT_API_URL): {figures(warm)}  (target <= 1.5 s)")
-    print(f"  autodev's local server, first run (starts it): {starting:.2f} s")
+    print(f"  warm server (PREFECT_API_URL), autodev's warm process: {figures(warm)}  (target <= 1.5 s)")
+    print(f"  warm server (PREFECT_API_URL), AUTODEV_WARM=off: {figures(cold)}")
+    print(f"  autodev's local server, first run (starts it and the warm process): {starting:.2f} s")
     print(f"  autodev's local server, next runs: {figures(managed)}  (target <= 3 s)")
     print(f"  temporary server per run (AUTODEV_PREFECT_SERVER=temporary): {figures(temporary)}")
 
