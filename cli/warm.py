@@ -78,7 +78,7 @@ class WarmProcess:
         last_command = time.monotonic()
         try:
             with listener, wake_read, wake_write:
-                while not self.stopping and self._ours(listener) and time.monotonic() - last_command < self.idle_s:
+                while not self.stopping and self._ours() and time.monotonic() - last_command < self.idle_s:
                     ready, _, _ = select.select([listener, wake_read], [], [], 1.0)
                     if wake_read in ready:
                         wake_read.recv(4096)
@@ -87,9 +87,10 @@ class WarmProcess:
                     self._reap()
                     if self.commands:
                         last_command = time.monotonic()
-                self._let_go(listener)
+                self._let_go()
                 while self.commands:  # report the commands still running before leaving
-                    select.select([wake_read], [], [], 1.0)
+                    if select.select([wake_read], [], [], 1.0)[0]:
+                        wake_read.recv(4096)
                     self._reap()
         finally:
             signal.set_wakeup_fd(-1)
@@ -108,14 +109,14 @@ class WarmProcess:
         self.inode = self.path.stat().st_ino
         return listener
 
-    def _ours(self, listener: socket.socket) -> bool:
+    def _ours(self) -> bool:
         try:
             return self.path.stat().st_ino == self.inode
         except FileNotFoundError:
             return False
 
-    def _let_go(self, listener: socket.socket) -> None:
-        if self._ours(listener):
+    def _let_go(self) -> None:
+        if self._ours():
             self.path.unlink(missing_ok=True)
             self.path.with_suffix(".pid").unlink(missing_ok=True)
 
@@ -159,6 +160,7 @@ class WarmProcess:
 def become_command(forked: Forked) -> None:
     """In the forked copy: take on the command's streams, directory and environment, and run it."""
     request, conn = forked.request, forked.conn
+    conn.sendall((json.dumps({"pid": os.getpid()}) + "\n").encode())  # taken: it runs here, whatever happens
     for target, fd in enumerate(forked.fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -174,7 +176,6 @@ def become_command(forked: Forked) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=stream.isatty())
     _reload_prefect_settings()
-    conn.sendall((json.dumps({"pid": os.getpid()}) + "\n").encode())
     threading.Thread(target=_die_with_caller, args=(conn,), name="autodev-caller", daemon=True).start()
     from cli.main import main
 
