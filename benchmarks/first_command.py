@@ -71,7 +71,7 @@ def main() -> None:
         env.update(
             AUTODEV_HOME=str(workdir / "home"), AUTODEV_DATABASE_URL=f"sqlite:///{workdir / 'autodev.db'}",
             AUTODEV_WORKSPACE_ROOT=str(workdir / "ws"), AUTODEV_PREFECT_SERVER="managed",
-            PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", AUTODEV_WARM="on",
         )  # fmt: skip
         server = ManagedServer(workdir / "home" / "server")
         try:

@@ -39,7 +39,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def warm_process() -> Iterator[Path]:
     """autodev's warm process for the session: `autodev` commands the tests run go through it, as
     a user's do after their first command (tests/test_warm.py tests it, and the command run

@@ -37,7 +37,7 @@ def warm_env():
     """An autodev home of its own (a short path, as a Unix socket's must be) with a warm process
     in it; everything it started is stopped at the end."""
     home = Path(tempfile.mkdtemp(prefix="autodev-warm-"))
-    env = {**os.environ, "AUTODEV_HOME": str(home)}
+    env = {**os.environ, "AUTODEV_HOME": str(home), "AUTODEV_WARM": "on"}
     start_warm_process(socket_path(env), env)
     wait_for(lambda: socket_path(env).exists(), what="the warm process to listen")
     yield env
