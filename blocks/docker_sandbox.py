@@ -40,13 +40,24 @@ MARKER_VAR = "AUTODEV_STEP"  # set on every command; inherited by what it starts
 # $1 is the step's command, $2 the file for its exit status (may be empty); the wrapper exits
 # with the command's status, so Docker's exit code is the command's.
 STEP_WRAPPER = 'exec </dev/null 2>&1; /bin/sh -c "$1"; s=$?; [ -z "$2" ] || echo "$s" > "$2"; exit "$s"'
-# Kill every process whose environment carries the marker ($1, a fixed string); repeat while
-# new ones appear.
+# Kill every process whose environment carries the marker ($1, a fixed string), each with its
+# process group (a `docker exec` is one: the wrapper and what it started die at once, so the
+# wrapper cannot record a command as ended by a kill meant for both), and print the marker line
+# of each one killed, so a caller knows what still ran with no moment between looking and
+# killing in which a command could end unseen. Repeated while new ones appear. (`kill -SIG -N`
+# rather than `kill -SIG -- -N`: dash has no `--`.)
 KILL_MARKED = """
+mark=$1
 for round in 1 2 3 4 5; do
   found=
   for p in /proc/[0-9]*; do
-    grep -qaF "$1" "$p/environ" 2>/dev/null && kill -KILL "${p#/proc/}" 2>/dev/null && found=1
+    key=$(tr '\\0' '\\n' 2>/dev/null < "$p/environ" | grep -m1 -F "$mark") || continue
+    read -r stat 2>/dev/null < "$p/stat" || continue
+    set -- ${stat##*") "}
+    if { [ "$3" -gt 1 ] && kill -KILL "-$3"; } 2>/dev/null || kill -KILL "${p#/proc/}" 2>/dev/null; then
+      found=1
+      echo "$key"
+    fi
   done
   [ -z "$found" ] && exit 0
 done

@@ -17,13 +17,6 @@ from pathlib import Path
 from autodev.session import LeftAttempt, QueueEntry
 from blocks.docker_sandbox import ENGINE_ERRORS, KILL_MARKED, MARKER_VAR, docker_client, status_dir
 
-# The AUTODEV_STEP values of the processes of this run ($1: "<run>/") that still run.
-RUNNING_KEYS = """
-for p in /proc/[0-9]*; do
-  tr '\\0' '\\n' < "$p/environ" 2>/dev/null | grep -F "AUTODEV_STEP=$1"
-done | sort -u
-"""
-
 
 def attempt_key(run_id: str, step_id: str, attempt: int) -> str:
     """The mark an attempt's processes carry (the trailing slash keeps attempt 1 apart from 10)."""
@@ -80,12 +73,12 @@ def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:
         for container in client.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"}):
             try:
                 if container.status == "running":
-                    out = container.exec_run(["/bin/sh", "-c", RUNNING_KEYS, "autodev-find", f"{run_id}/"]).output
-                    for line in out.decode(errors="replace").split():
-                        _, step_id, attempt, _ = line.removeprefix(f"{MARKER_VAR}=").rsplit("/", 3)
-                        if attempt.isdigit():
+                    mark = f"{MARKER_VAR}={run_id}/"
+                    killed = container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", mark], stderr=False)
+                    for line in killed.output.decode(errors="replace").split():
+                        step_id, _, attempt = line.removeprefix(mark).rstrip("/").rpartition("/")
+                        if line.startswith(mark) and step_id and attempt.isdigit():
                             running.add((step_id, int(attempt)))
-                    container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", f"{MARKER_VAR}={run_id}/"])
                 container.remove(force=True)
             except ENGINE_ERRORS:  # it stopped or went away meanwhile: nothing of it runs
                 with contextlib.suppress(*ENGINE_ERRORS):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,21 +38,13 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def warm_process() -> Iterator[Path]:
-    """autodev's warm process for the session: `autodev` commands the tests run go through it, as
-    a user's do after their first command (tests/test_warm.py tests it, and the command run
-    without it). Stopped, and the session's autodev home removed, at the end."""
-    from cli.warm_registry import socket_path, start_warm_process, stop_warm_processes
+@pytest.fixture(scope="session", autouse=True)
+def autodev_home() -> Iterator[Path]:
+    """The session's autodev home: at the end, the warm processes commands run with
+    AUTODEV_WARM=on started there are stopped, and it is removed."""
+    yield Path(os.environ["AUTODEV_HOME"])
+    from cli.warm_registry import stop_warm_processes
 
-    path = socket_path()
-    start_warm_process(path)
-    deadline = time.monotonic() + 90
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if not path.exists():
-        pytest.fail(f"autodev's warm process did not start: {path.with_suffix('.log').read_text()[-2000:]}")
-    yield path
     stop_warm_processes()
     shutil.rmtree(os.environ["AUTODEV_HOME"], ignore_errors=True)
 

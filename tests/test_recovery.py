@@ -75,7 +75,8 @@ def test_kill_9_of_the_orchestrator_at_20_random_moments_then_resume(prefect_api
             numbers = sorted(a.attempt for a in attempts if a.step_id == step_id)
             assert numbers == list(range(1, len(numbers) + 1)), (trial, step_id, numbers)
         ran = (workspace / "ran.txt").read_text().split()
-        assert sorted(ran) == [f"s{n}" for n in range(1, 7)], f"trial {trial}: a step ran twice or not at all: {ran}"
+        told = [(a.step_id, a.attempt, a.result.status, a.result.exit_reason) for a in attempts]
+        assert sorted(ran) == [f"s{n}" for n in range(1, 7)], f"trial {trial} (killed after {moment:.2f}s): a step ran twice or not at all: {ran}; attempts: {told}"
         assert not containers_of(docker_engine, run_id), f"trial {trial}: a sandbox was left behind"
     print(f"killed after (s): {moments}; resumed {resumed_runs}, {mid_command} of them with a command left running")
     assert resumed_runs >= 15 and mid_command >= 5  # the kills landed in the run, and often mid-command

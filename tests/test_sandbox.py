@@ -256,3 +256,33 @@ def test_the_exit_status_is_written_to_the_workspace_for_a_later_orchestrator(do
         assert exit_file.read_text().strip() == "7"
     finally:
         session.close()
+
+
+def test_a_resumed_run_kills_what_its_dead_orchestrator_left_running_each_command_whole(docker_engine, tmp_path):
+    """What a resume finds still running is killed with everything it started at once: the
+    step's wrapper cannot outlive its command and record it as ended (exit 137), and a command
+    that would write after its `sleep` never gets to (a step run twice, on resume)."""
+    from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path
+
+    run_id = f"left-{uuid.uuid4().hex[:8]}"
+    session = DockerSandbox(image=IMAGE).open(tmp_path, run_id)
+    commands = {"build": "sleep 30; echo build >> after.txt", "serve": "setsid sleep 30 & sleep 30; echo serve >> after.txt"}
+    threads = []
+    for step_id, command in commands.items():
+        request = CommandRequest(command=command, timeout_s=60, stall_timeout_s=60, key=attempt_key(run_id, step_id, 1),
+                                 exit_path=str(exit_path(tmp_path, run_id, step_id, 1)))  # fmt: skip
+        threads.append(threading.Thread(target=session.run, args=(request, lambda _: None), daemon=True))
+        threads[-1].start()
+    deadline = time.monotonic() + 30
+    while sum("sleep 30" in " ".join(p) for p in session.container.top()["Processes"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        left = clear_leftovers(run_id, tmp_path, queued=[], recorded=set(), tail_bytes=1000)
+    finally:
+        for thread in threads:
+            thread.join(30)
+        session.close()
+    assert [(a.step_id, a.attempt, a.still_running, a.exit_code) for a in left] == [("build", 1, True, None), ("serve", 1, True, None)]
+    assert not (tmp_path / "after.txt").exists()
+    assert not list(exit_path(tmp_path, run_id, "build", 1).parent.glob("*.exit"))
+    assert not docker_engine.containers.list(all=True, filters={"label": f"autodev.run_id={run_id}"})
