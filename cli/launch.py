@@ -9,7 +9,7 @@ this process as before and a warm process is started in the background for the n
 
 One warm process serves one version of the code (its socket is named after it) and stops after
 AUTODEV_WARM_IDLE_S seconds without a command (default 900); `autodev server stop` stops it.
-It is opt-in (AUTODEV_WARM=on); without it every command runs in its own process.
+AUTODEV_WARM=off runs every command in its own process.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 
 def uses_warm_process(argv: list[str], env=os.environ) -> bool:
-    """With AUTODEV_WARM=on, every command but `autodev server ...` (it stops warm processes) goes to one.
-    Off by default: a fork outlives a `kill -9` of its `autodev` process by a moment, which
-    tests/test_recovery.py caught as a step run twice after a resume."""
-    return env.get("AUTODEV_WARM", "off").lower() in ("on", "1", "true", "yes") and argv[:1] != ["server"]
+    """Every command but `autodev server ...` (it stops warm processes) goes to one, unless AUTODEV_WARM=off."""
+    return env.get("AUTODEV_WARM", "on").lower() not in ("off", "0", "false", "no") and argv[:1] != ["server"]
 
 
 def send_command(path: Path, argv: list[str]) -> int | None:
