@@ -14,7 +14,9 @@ one store. For each batch:
   included, from wait4), and the Docker engine's (dockerd, containerd and the containers'
   shims, from /proc): with the server's, what the batch asks of this machine's cores;
 - lost results: steps of a run whose last recorded attempt is missing or not succeeded (all of a
-  run's steps when its process exits non-zero or prints no report).
+  run's steps when its process exits non-zero or prints no report);
+- when each run's first command started after the launch (min / median / max over the K runs,
+  from the store's first attempt of each run): K runs that start together should start soon.
 A warm-up run per backend (image layers, imports, the store's schema) is not counted.
 The summary adds the ceiling this machine puts on the speed-up: its cores over one run's CPU
 per step (runs, server and engine), times one run's seconds per step. Trivial steps make the
@@ -37,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ import threading
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +73,7 @@ class Child:
     rss_kib: int = 0
     cpu_s: float = 0.0
     run_id: str | None = None
+    first_command_s: float | None = None  # from the batch's launch to its first attempt's start
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Batch:
     rss_mb: list[float] = field(default_factory=list)
     runs_cpu_s: float = 0.0
     failures: list[Child] = field(default_factory=list)
+    first_command_s: list[float] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
@@ -176,12 +182,12 @@ def write_plan(workdir: Path, name: str, steps: int, command: str) -> Path:
     return plan
 
 
-def launch(env: dict[str, str], plan: Path, k: int, workdir: Path, tag: str) -> tuple[list[Child], float]:
-    """K `autodev exec` processes started at once; waits for all; (children, wall seconds)."""
+def launch(env: dict[str, str], plan: Path, k: int, workdir: Path, tag: str) -> tuple[list[Child], float, datetime]:
+    """K `autodev exec` processes started at once; waits for all; (children, wall seconds, launch time)."""
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     children: list[Child] = []
-    started = time.monotonic()
+    started, launched_at = time.monotonic(), datetime.now(UTC)
     for i in range(k):
         out, err = logs / f"{tag}-{i}.out", logs / f"{tag}-{i}.err"
         ws = workdir / "ws" / f"{tag}-{i}"
@@ -197,7 +203,7 @@ def launch(env: dict[str, str], plan: Path, k: int, workdir: Path, tag: str) -> 
     wall = time.monotonic() - started
     for child in children:
         child.run_id = report_run_id(child.out)
-    return children, wall
+    return children, wall, launched_at
 
 
 def report_run_id(out: Path) -> str | None:
@@ -211,8 +217,9 @@ def report_run_id(out: Path) -> str | None:
     return None
 
 
-def lost_steps(database_url: str, children: list[Child], steps: int) -> tuple[int, int]:
-    """(succeeded, lost) steps over the batch, from the store's recorded attempts."""
+def lost_steps(database_url: str, children: list[Child], steps: int, launched_at: datetime) -> tuple[int, int]:
+    """(succeeded, lost) steps over the batch, from the store's recorded attempts; sets each
+    child's first_command_s."""
     from blocks.state_store import StateStore
 
     store = StateStore(database_url=database_url).connect()
@@ -223,8 +230,11 @@ def lost_steps(database_url: str, children: list[Child], steps: int) -> tuple[in
                 lost += steps
                 continue
             last: dict[str, str] = {}
-            for attempt in store.attempts(child.run_id):  # ordered by id: the last one wins
+            attempts = store.attempts(child.run_id)
+            for attempt in attempts:  # ordered by id: the last one wins
                 last[attempt.step_id] = attempt.result.status
+            if attempts:
+                child.first_command_s = (min(a.result.started_at for a in attempts) - launched_at).total_seconds()
             ok = sum(1 for status in last.values() if status == "succeeded")
             succeeded, lost = succeeded + ok, lost + steps - ok
     finally:
@@ -236,17 +246,24 @@ def run_batch(backend: str, env: dict[str, str], plan: Path, k: int, steps: int,
     warm_pid = next(iter(running_warm_processes(env)), None)
     cpu_before, engine_before, warm_before = tree_cpu_s(server_pid), engine_cpu_s(), tree_cpu_s(warm_pid) or 0.0
     with forks_peak_rss(warm_pid) as fork_rss_kib:
-        children, wall = launch(env, plan, k, workdir, f"{backend}-k{k}")
+        children, wall, launched_at = launch(env, plan, k, workdir, f"{backend}-k{k}")
     cpu_after = tree_cpu_s(server_pid)
     batch = Batch(backend, k, steps, wall, engine_cpu_s=engine_cpu_s() - engine_before)
     if cpu_before is not None and cpu_after is not None:
         batch.server_cpu_s = cpu_after - cpu_before
-    batch.succeeded, batch.lost = lost_steps(env["AUTODEV_DATABASE_URL"], children, steps)
+    batch.succeeded, batch.lost = lost_steps(env["AUTODEV_DATABASE_URL"], children, steps, launched_at)
+    batch.first_command_s = sorted(c.first_command_s for c in children if c.first_command_s is not None)
     batch.rss_mb = [kib / 1024 for kib in (fork_rss_kib.values() if warm_pid else [c.rss_kib for c in children])] or [0.0]
     # With a warm process the runs are its forks: their CPU is its children's.
     batch.runs_cpu_s = sum(c.cpu_s for c in children) + ((tree_cpu_s(warm_pid) or 0.0) - warm_before)
     batch.failures = [c for c in children if c.code != 0 or c.run_id is None]
     return batch
+
+
+def first_commands(seconds: list[float]) -> str:
+    if not seconds:
+        return "n/a"
+    return f"{seconds[0]:.1f} / {statistics.median(seconds):.1f} / {seconds[-1]:.1f} s"
 
 
 def tail(path: Path, lines: int = 8) -> str:
@@ -261,7 +278,7 @@ def print_batch(batch: Batch, one_run: Batch | None) -> None:
     engine = f"{batch.engine_cpu_s / total * 1000:.0f} ms"
     print(f"{batch.backend:8s} K={batch.k:<3d} {batch.wall_s:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speedup:>6s}  "
           f"server CPU/step {cpu:>8s}  runs' CPU/step {runs_cpu:>6s}  engine CPU/step {engine:>6s}  RSS/run max {max(batch.rss_mb):.0f} MB (min {min(batch.rss_mb):.0f})  "
-          f"lost {batch.lost}/{total}", flush=True)
+          f"lost {batch.lost}/{total}  first command after {first_commands(batch.first_command_s)}", flush=True)
     if batch.failures:
         print(f"  exit codes: {[c.code for c in sorted(batch.failures, key=lambda c: c.index)]}"
               f" ({len(batch.failures)} of {batch.k} runs failed or printed no report)")

@@ -249,9 +249,11 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     assert attempt.result.output_tail == f"{256 * 1024 * 1024}\n"  # the block's memory limit
 
 
-def sandboxes_now(docker_engine) -> list[str]:
-    """The runs that have a sandbox container this moment."""
-    return [c.labels["autodev.run_id"] for c in docker_engine.containers.list(filters={"label": "autodev.run_id"})]
+def sandboxes_now(docker_engine, runs: list[str]) -> list[str]:
+    """Which of these runs have a sandbox container this moment (the engine may hold other
+    tests' sandboxes while they are removed)."""
+    labelled = docker_engine.containers.list(filters={"label": "autodev.run_id"})
+    return [c.labels["autodev.run_id"] for c in labelled if c.labels["autodev.run_id"] in runs]
 
 
 @pytest.mark.parametrize("prefect_server", ["sqlite"], indirect=True)
@@ -275,7 +277,7 @@ def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_serv
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[list[str]] = []
     try:
-        wait_completed(api, runs, timeout_s=400, pause_s=0.2, each=lambda: seen.append(sandboxes_now(docker_engine)))
+        wait_completed(api, runs, timeout_s=400, pause_s=0.2, each=lambda: seen.append(sandboxes_now(docker_engine, runs)))
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(30)
