@@ -27,10 +27,12 @@ something serializing the runs.
 Targets (issue 14): 8 runs at once >= 4x one run's throughput; lost results 0; peak RSS per
 run <= 150 MB.
 Run: .venv/bin/python benchmarks/concurrency.py [--levels 1,4,8,16] [--steps 30] [--command true]
-                                                [--postgres URL] [--no-postgres]
+                                                [--postgres URL] [--no-postgres] [--prefect-postgres]
      .venv/bin/python benchmarks/concurrency.py --quick  (levels 1,2: a smoke run)
 (uses PREFECT_API_URL if set, else starts a Prefect server as autodev starts its local one: a free
-loopback port, its own home, task-run states recorded in batches; stopped at the end).
+loopback port, its own home, task-run states recorded in batches; stopped at the end). That
+server's own database is SQLite, as autodev's local server's is; `--prefect-postgres` puts it
+on a throwaway PostgreSQL server instead (the remedy for many runs at once).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,6 +335,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--command", default="true", help="every step's command (default: true, a trivial step)")
     parser.add_argument("--postgres", metavar="URL", help="also measure against this (empty) PostgreSQL database")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even when PostgreSQL binaries exist")
+    parser.add_argument("--prefect-postgres", action="store_true",
+                        help="the Prefect server's own database on a throwaway PostgreSQL (default: SQLite, as autodev's local server)")
     parser.add_argument("--quick", action="store_true", help="levels 1,2: a smoke run")
     parser.add_argument("--no-warm", action="store_true", help="AUTODEV_WARM=off: each run imports Prefect in its own process")
     args = parser.parse_args()
@@ -349,8 +353,16 @@ def main() -> None:
     results: list[list[Batch]] = []
     print(f"levels {args.levels}, {args.steps} steps of {args.command!r} per plan, {os.cpu_count()} CPUs; logs in {workdir / 'logs'}", flush=True)
     try:
-        with prefect_server(workdir) as (api, server_pid):
-            print(f"Prefect server {api} ({'started here, pid ' + str(server_pid) if server_pid else 'PREFECT_API_URL'})", flush=True)
+        with ExitStack() as stack:
+            if args.prefect_postgres:
+                if postgres_bindir() is None:
+                    sys.exit("--prefect-postgres: no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+                prefect_db = stack.enter_context(throwaway_postgres(postgres_bindir(), database="prefect"))
+                # read by the server this script starts (its environment is this one's)
+                os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace("postgresql://", "postgresql+asyncpg://", 1)
+            api, server_pid = stack.enter_context(prefect_server(workdir))
+            where = f"started here, pid {server_pid}, on {'PostgreSQL' if args.prefect_postgres else 'SQLite'}" if server_pid else "PREFECT_API_URL"
+            print(f"Prefect server {api} ({where})", flush=True)
             results.append(bench_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", api, server_pid, args, workdir))
             if args.postgres:
                 results.append(bench_backend("postgres", args.postgres, api, server_pid, args, workdir))

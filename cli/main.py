@@ -81,13 +81,14 @@ def exec_plan(
         raise BadInput(f"--workspace {workspace}: exists and is not a directory")
 
     from flows.plan_flow import plan_parameter, run_plan  # imports Prefect's engine: only when a run starts
+    from flows.start import start_flow
 
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox container is removed and the run recorded.
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
     with prefect_api(settings):
-        state = run_plan(plan=plan_parameter(plan, workspace), workspace=str(workspace), return_state=True)
+        state = start_flow(run_plan, plan=plan_parameter(plan, workspace), workspace=str(workspace))
         finish(state, as_json)
 
 
@@ -121,6 +122,7 @@ def run_requirements(
         workspace = settings.new_workspace(wanted.project)
 
     from flows.develop import develop
+    from flows.start import start_flow
 
     signal.signal(signal.SIGTERM, _interrupt)
     if not as_json:
@@ -132,14 +134,11 @@ def run_requirements(
             made_by = "no model: a plan with manual guidance, agent steps wait for a person"
         err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
     with prefect_api(settings):
-        state = develop(
-            requirements=str(requirements),
-            workspace=str(workspace),
-            template=template,
-            confirm=not yes,
+        state = start_flow(
+            develop,
+            requirements=str(requirements), workspace=str(workspace), template=template, confirm=not yes,
             replay=str(replay) if replay else None,
-            return_state=True,
-        )
+        )  # fmt: skip
         finish(state, as_json)
 
 
@@ -288,6 +287,7 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
     # Nobody waits for a decision (it timed out, or the orchestrator died): continue here.
     from autodev.session import Decision
     from flows.plan_flow import plan_parameter, run_plan
+    from flows.start import start_flow
 
     settings = load_settings()
     preflight(session.plan.image or settings.image, settings.database_url)
@@ -295,9 +295,10 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
     if report.orchestrator_gone:
         mark_flow_run_crashed(session.flow_run_id, f"its orchestrator died; the run is continued by `autodev resume {run_id}`")
     signal.signal(signal.SIGTERM, _interrupt)
-    state = run_plan(
-        plan=plan_parameter(session.plan, Path(session.workspace)), workspace=session.workspace, continue_run=run_id, decision=Decision(**decision), return_state=True
-    )
+    state = start_flow(
+        run_plan,
+        plan=plan_parameter(session.plan, Path(session.workspace)), workspace=session.workspace, continue_run=run_id, decision=Decision(**decision),
+    )  # fmt: skip
     finish(state, as_json)
 
 

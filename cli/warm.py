@@ -30,9 +30,11 @@ from pathlib import Path
 
 # Modules every command imports before its first step (imported here once, for every fork);
 # not cli.*: its consoles look at the terminal when they are made, which each command has its own of.
+# fastapi.encoders: Prefect serializes a flow run's parameters with it (half a second to import).
 PRELOADED = (
     "docker", "yaml", "typer", "rich.console", "rich.table", "prefect.flow_engine", "prefect.task_engine",
-    "prefect.client.orchestration", "prefect.flow_runs", "flows.plan_flow", "flows.develop", "blocks.state_store",
+    "prefect.client.orchestration", "prefect.flow_runs", "fastapi.encoders", "flows.plan_flow", "flows.develop",
+    "flows.start", "blocks.state_store",
 )  # fmt: skip
 HANDSHAKE_TIMEOUT_S = 5
 
