@@ -30,7 +30,9 @@ def run_aider(tmp_path: Path, image: str, model: ScriptedChat, network: str | bo
         "network": network,
         "agent": "aider",
         "agent_args": f"--model openai/gpt-4o-mini --openai-api-base {model.base_url}",
-        "defaults": {"stall_timeout_s": 8, "max_stall_retries": 0},
+        # aider prints nothing until its imports are done: 4-5 s of CPU, over 8 s when the test
+        # session's own start shares the two cores (the preset's default is 600 s).
+        "defaults": {"stall_timeout_s": 20, "max_stall_retries": 0},
         "steps": [
             {"id": "greet", "kind": "agent", "instruction": "Create hello.py that prints hello."},
             {"id": "check", "run": "python3 hello.py | grep -q hello", "depends_on": ["greet"]},
