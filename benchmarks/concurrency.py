@@ -355,9 +355,10 @@ def main() -> None:
     try:
         with ExitStack() as stack:
             if args.prefect_postgres:
-                if postgres_bindir() is None:
+                prefect_bindir = postgres_bindir()
+                if prefect_bindir is None:
                     sys.exit("--prefect-postgres: no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
-                prefect_db = stack.enter_context(throwaway_postgres(postgres_bindir(), database="prefect"))
+                prefect_db = stack.enter_context(throwaway_postgres(prefect_bindir, database="prefect"))
                 # read by the server this script starts (its environment is this one's)
                 os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db.replace("postgresql://", "postgresql+asyncpg://", 1)
             api, server_pid = stack.enter_context(prefect_server(workdir))

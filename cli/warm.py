@@ -30,7 +30,7 @@ from pathlib import Path
 
 # Modules every command imports before its first step (imported here once, for every fork);
 # not cli.*: its consoles look at the terminal when they are made, which each command has its own of.
-# fastapi.encoders: Prefect serializes a flow run's parameters with it (half a second to import).
+# fastapi.encoders: Prefect serializes a flow run's parameters with it (about 0.1 s to import).
 PRELOADED = (
     "docker", "yaml", "typer", "rich.console", "rich.table", "prefect.flow_engine", "prefect.task_engine",
     "prefect.client.orchestration", "prefect.flow_runs", "fastapi.encoders", "flows.plan_flow", "flows.develop",
