@@ -20,32 +20,57 @@ def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
     with repo:
         # The sandbox writes the workspace as another user; git would refuse it as "dubious".
         repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        _read_only(repo)
         try:
             head = repo.head.commit.hexsha
         except ValueError:  # no commit yet
             head = None
         branch = None if repo.head.is_detached else repo.active_branch.name
-        conflicts = sorted(repo.index.unmerged_blobs())
-        dirty = sorted({d.a_path for d in repo.index.diff(None)} | ({d.a_path for d in repo.index.diff("HEAD")} if head else set()))
+        changes = _status(repo)
         commits = 0
         diff_stat = ""
         if head and start_head and start_head != head:
             commits = int(repo.git.rev_list("--count", f"{start_head}..{head}"))
         if head and start_head:
-            diff_stat = repo.git.diff("--shortstat", start_head).strip()
+            diff_stat = repo.git.diff_index("--shortstat", start_head).strip()  # plumbing: `git diff` writes the index
         return GitState(
             is_repo=True,
             branch=branch,
             head=head,
-            dirty_files=[p for p in dirty if p not in conflicts and _is_work(p)],
-            untracked_files=sorted(p for p in repo.untracked_files if _is_work(p)),
-            conflicts=conflicts,
+            dirty_files=[p for p in changes.get("dirty", []) if _is_work(p)],
+            untracked_files=[p for p in changes.get("untracked", []) if _is_work(p)],
+            conflicts=changes.get("conflict", []),
             commits_since_start=commits,
             diff_stat=diff_stat,
         )
 
 
 AUTODEV_ACTOR = git.Actor("autodev", "autodev@localhost")
+
+
+UNMERGED = {"DD", "AU", "UD", "UA", "DU", "AA", "UU"}  # `git status`'s two letters for a conflict
+
+
+def _status(repo: git.Repo) -> dict[str, list[str]]:
+    """The changed paths by kind ("dirty", "untracked", "conflict"), sorted, from one `git status`
+    (which, unlike gitpython's index diffs, leaves the index as it is when reading)."""
+    entries = iter(repo.git.status("--porcelain=v1", "-z", "--untracked-files=all").split("\0"))
+    kinds: dict[str, list[str]] = {}
+    for entry in entries:
+        if not entry:
+            continue
+        letters, path = entry[:2], entry[3:]
+        if letters[0] in "RC":
+            next(entries, None)  # a rename's or copy's former path follows
+        kind = "untracked" if letters == "??" else "conflict" if letters in UNMERGED else "dirty"
+        kinds.setdefault(kind, []).append(path)
+    return {kind: sorted(paths) for kind, paths in kinds.items()}
+
+
+def _read_only(repo: git.Repo) -> None:
+    """A read takes no lock: `git status` would otherwise refresh the index under index.lock,
+    and a commit made at that moment (a step in the sandbox, the user in their checkout) fails."""
+    repo.git.update_environment(GIT_OPTIONAL_LOCKS="0")
 
 
 def _is_work(path: str) -> bool:
@@ -80,6 +105,7 @@ def read_repo_map(path: Path) -> RepoMap:
     """What the decomposer is told of a repository: its tracked files (capped), the head of its
     README, its language and test command, and the uncommitted changes a worktree leaves out."""
     with git.Repo(path) as repo:
+        _read_only(repo)
         files = repo.git.ls_files().splitlines()
         left_out = sorted({line[3:] for line in repo.git.status("--porcelain").splitlines() if line[3:]})
     readme = next((f for f in files if f.lower() in ("readme.md", "readme.rst", "readme.txt", "readme")), None)

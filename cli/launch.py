@@ -76,6 +76,12 @@ def _forward(pid: int, signum: int) -> None:
 
 
 def main() -> None:
+    # The temporary server Prefect starts when no PREFECT_API_URL is set would try to send
+    # usage telemetry (and log an ERROR for each try on a machine with no internet), and its
+    # client announces its own on a terminal when it is imported; autodev sends nothing
+    # anywhere unless asked. Set here, before anything imports Prefect, for every process.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     argv = sys.argv[1:]
     if uses_warm_process(argv):
         path = socket_path()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -50,11 +49,6 @@ EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
 
 
 def main() -> None:
-    # The temporary server Prefect starts when no PREFECT_API_URL is set would try to send
-    # usage telemetry (and log an ERROR for each try on a machine with no internet), and its
-    # client announces its own; autodev sends nothing anywhere unless asked.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
         app()  # usage errors exit 2 and typer.Exit codes are honoured by click itself
     except AutodevError as exc:

@@ -151,3 +151,16 @@ def test_next_actions_follow_every_iteration_between_full_computations(prefect_a
     reader = next(s for s in report.steps if s.id == "reader")
     assert reader.status == "succeeded", reader.output_tail
     assert "broken.1.log" in reader.output_tail and "nothing to do yet" not in reader.output_tail, reader.output_tail
+
+
+def test_reading_the_git_state_never_takes_the_index_lock(repo, tmp_path):
+    """The advice reads the git state while a step may commit in the sandbox: a `git status`
+    that refreshed the index would hold index.lock, and the step's `git commit` would fail."""
+    import os
+
+    index = tmp_path / ".git" / "index"
+    os.utime(tmp_path / "app.py", (1_000_000_000, 1_000_000_000))  # the same content, stale stat data
+    before = index.read_bytes(), index.stat().st_mtime_ns
+    state = read_git_state(tmp_path, repo.head.commit.hexsha)
+    assert state.dirty_files == [] and state.untracked_files == []
+    assert (index.read_bytes(), index.stat().st_mtime_ns) == before  # the index was not rewritten
