@@ -73,6 +73,10 @@ def docker_client(timeout: int = 30) -> docker.DockerClient:
     """A client for a reachable engine, or EnvironmentProblem with the fix."""
     try:
         client = docker.from_env(timeout=timeout)
+        if client.api.base_url.startswith("http+docker://"):
+            # A local socket, which no proxy or .netrc applies to: requests would look both up
+            # in the environment for every call (a few per step).
+            client.api.trust_env = False
         client.ping()
         return client
     except ENGINE_ERRORS as exc:
@@ -81,6 +85,15 @@ def docker_client(timeout: int = 30) -> docker.DockerClient:
             "start one (`dockerd &`, or `bash scripts/quickstart.sh` installs and starts it), "
             "or point DOCKER_HOST at one",
         ) from exc
+
+
+def read_exit_status(path: Path) -> int | None:
+    """The exit status the step wrapper wrote to `path`; None when there is none (yet)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
 class DockerSandbox(Block):
@@ -224,7 +237,7 @@ class DockerSandboxSession(SandboxSession):
                     # The sink says whether the chunk shows progress (a repeated line does not).
                     if chunk:
                         clock.output_seen(progress=on_output(chunk) is not False)
-            exit_code, reason = self._exit_code(exec_id), None
+            exit_code, reason = self._exit_code(exec_id, request.exit_path), None
         except ENGINE_ERRORS as exc:
             exit_code, reason, lost = None, f"docker engine lost: {exc.__class__.__name__}: {exc}", True
         finally:
@@ -274,8 +287,13 @@ class DockerSandboxSession(SandboxSession):
         counts = [int(part) for line in out.splitlines() if (part := line.split()[-1]).isdigit()]
         return max(counts, default=0)
 
-    def _exit_code(self, exec_id: str) -> int | None:
-        # The stream can end a moment before Docker records the exit; poll briefly.
+    def _exit_code(self, exec_id: str, exit_path: str | None) -> int | None:
+        """The wrapper's exit status file holds it once the output ended (the wrapper wrote it
+        before exiting), without a request to the engine; else (a kill ended the wrapper too, a
+        file system that shows the file late) the engine's record of the exec. The stream can
+        end a moment before Docker records the exit; poll briefly."""
+        if exit_path and (recorded := read_exit_status(Path(exit_path))) is not None:
+            return recorded
         for _ in range(1000):
             info = self.api.exec_inspect(exec_id)
             if not info["Running"] and info["ExitCode"] is not None:

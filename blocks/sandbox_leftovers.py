@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autodev.session import LeftAttempt, QueueEntry
-from blocks.docker_sandbox import ENGINE_ERRORS, KILL_MARKED, MARKER_VAR, docker_client, status_dir
+from blocks.docker_sandbox import ENGINE_ERRORS, KILL_MARKED, MARKER_VAR, docker_client, read_exit_status, status_dir
 
 
 def attempt_key(run_id: str, step_id: str, attempt: int) -> str:
@@ -91,9 +91,8 @@ def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:
 def _left(workspace: Path, run_id: str, step_id: str, attempt: int, was_running: bool, tail_bytes: int) -> LeftAttempt:
     status = exit_path(workspace, run_id, step_id, attempt)
     log = status_dir(workspace, run_id) / f"{step_id}.{attempt}.log"
-    exit_code, finished_at = None, None
-    if status.is_file() and (text := status.read_text().strip()).lstrip("-").isdigit():
-        exit_code = int(text)
+    finished_at = None
+    if (exit_code := read_exit_status(status)) is not None:
         finished_at = datetime.fromtimestamp(status.stat().st_mtime, UTC)
     tail = ""
     if log.is_file():

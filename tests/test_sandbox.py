@@ -25,9 +25,10 @@ pytestmark = pytest.mark.docker
 IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
 
 
-def run(session, command: str, timeout_s: float = 30, stall_timeout_s: float = 30, log_path: Path | None = None):
+def run(session, command: str, timeout_s: float = 30, stall_timeout_s: float = 30, log_path: Path | None = None, exit_path: Path | None = None):
     capture = OutputCapture(64 * 1024, log_path)
-    result = session.run(CommandRequest(command=command, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s), capture.feed)
+    request = CommandRequest(command=command, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s, exit_path=exit_path and str(exit_path))
+    result = session.run(request, capture.feed)
     capture.close()
     return result.model_copy(update={"output_bytes": capture.total_bytes, "output_tail": capture.tail})
 
@@ -53,9 +54,18 @@ def session(docker_engine, workspace):
         ("kill -9 $$", 137, "failed"),
     ],
 )
-def test_exit_codes_come_from_docker(session, command, code, status):
-    result = run(session, command)
+@pytest.mark.parametrize("exit_file", [False, True], ids=["engine", "exit-file"])
+def test_exit_codes_come_from_the_exit_file_or_the_engine(session, workspace, monkeypatch, command, code, status, exit_file):
+    """With an exit status file (every plan step has one) the code is read from it, with no
+    request to the engine after the output ended; without one the engine's record gives it."""
+    asked = []
+    inspect = session.api.exec_inspect
+    monkeypatch.setattr(session.api, "exec_inspect", lambda exec_id: asked.append(exec_id) or inspect(exec_id))
+    exit_path = workspace / ".autodev" / f"{uuid.uuid4().hex}.exit" if exit_file else None
+    result = run(session, command, exit_path=exit_path)
     assert (result.exit_code, result.status) == (code, status)
+    if code != 137:  # (a kill's evidence probe runs a command of its own)
+        assert bool(asked) is not exit_file
 
 
 def test_output_only_on_stderr_is_captured(session):
