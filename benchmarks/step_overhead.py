@@ -5,7 +5,8 @@
    alternating rounds: the bare Prefect peer (what a user would write instead: a Prefect 3
    flow whose tasks docker-exec each command and log its output) and raw `docker exec`
    (docker SDK `exec_run`), the floor. Per-step ratios against both, with the median and
-   every round's figure.
+   every round's figure; and the time between one command's end and the next one's start in
+   both flows (what the loop itself costs, apart from the engine's exec time, which is noisy).
 2. A 1,000-step plan: mean step-to-step interval of the last 100 steps over the first 100
    (does the loop slow down as a run grows?).
 3. Peak RSS of this process.
@@ -85,16 +86,22 @@ def raw_docker_exec(n: int, workdir: Path) -> float:
         client.close()
 
 
-def bare_prefect_peer(n: int) -> float:
+def bare_prefect_peer(n: int) -> tuple[float, float]:
     """Seconds per command through a plain Prefect flow: one task per command, each docker-execs
-    it in a container of the same image and logs its output, one after another."""
+    it in a container of the same image and logs its output, one after another; and the mean
+    seconds between one command's end and the next one's start."""
     from prefect import flow, get_run_logger, task
 
     from blocks.docker_sandbox import docker_client
 
+    spans: list[tuple[float, float]] = []
+
     @task(persist_result=False)
     def docker_exec(container_id: str, command: str) -> int:
-        result = client.containers.get(container_id).exec_run(["sh", "-c", command])
+        container = client.containers.get(container_id)
+        begun = time.perf_counter()
+        result = container.exec_run(["sh", "-c", command])
+        spans.append((begun, time.perf_counter()))
         get_run_logger().info(result.output.decode(errors="replace"))
         return result.exit_code
 
@@ -108,7 +115,8 @@ def bare_prefect_peer(n: int) -> float:
     client = docker_client()
     container = reference_container(client)
     try:
-        return peer(container.id)
+        per_step = peer(container.id)
+        return per_step, statistics.mean(b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False))
     finally:
         container.remove(force=True)
         client.close()
@@ -126,6 +134,13 @@ def child_cpu_s() -> float | None:
         return total
     except OSError:
         return None
+
+
+def between_commands(attempts: list) -> float:
+    """Mean seconds from one step's command ending to the next one's starting: the loop's own time."""
+    return statistics.mean(
+        (b.result.started_at - a.result.finished_at).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)
+    )
 
 
 def intervals(attempts: list) -> list[float]:
@@ -152,24 +167,32 @@ def main() -> None:
         os.environ.setdefault("AUTODEV_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
         through_autodev(5, workdir)  # warm up: server, image layers, imports
         # Rounds alternate: the references, then autodev, then the references again (ratio_line).
-        raws, peers = [raw_docker_exec(args.steps, workdir)], [bare_prefect_peer(args.steps)]
+        raws = [raw_docker_exec(args.steps, workdir)]
+        peer_step, peer_gap = bare_prefect_peer(args.steps)
+        peers, peer_gaps = [peer_step], [peer_gap]
         ours: list[float] = []
+        our_gaps: list[float] = []
         server_cpu = 0.0
         for _ in range(args.rounds):
             cpu_before = child_cpu_s()
-            per_step, _, wall = through_autodev(args.steps, workdir)
+            per_step, attempts, wall = through_autodev(args.steps, workdir)
+            our_gaps.append(between_commands(attempts))
             cpu_after = child_cpu_s()
             if cpu_before is not None and cpu_after is not None:
                 server_cpu += cpu_after - cpu_before
             ours.append(per_step)
             raws.append(raw_docker_exec(args.steps, workdir))
-            peers.append(bare_prefect_peer(args.steps))
+            peer_step, peer_gap = bare_prefect_peer(args.steps)
+            peers.append(peer_step)
+            peer_gaps.append(peer_gap)
         ms = lambda values: " / ".join(f"{v * 1000:.1f}" for v in values)
         print(f"per step, {args.rounds} rounds of {args.steps} trivial steps: autodev {ms(ours)} ms; "
               f"bare Prefect peer {ms(peers)} ms; raw docker exec {ms(raws)} ms")
         print(f"  flow wall time incl. sandbox start/stop (last round): {wall:.2f} s")
         print(f"against the bare Prefect peer: {ratio_line(ours, peers)}  (target <= 1.0)")
         print(f"against raw docker exec (the floor): {ratio_line(ours, raws)}")
+        print(f"between one command's end and the next one's start: autodev {ms(our_gaps)} ms; "
+              f"bare Prefect peer {ms(peer_gaps)} ms")
         if server_cpu:  # the temporary server shares this machine's cores with the steps
             print(f"  temporary Prefect server's CPU: {server_cpu / (args.rounds * args.steps) * 1000:.1f} ms per step")
 
