@@ -4,12 +4,17 @@ repository that exists: its map, the run's worktree and branch, a commit per age
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import git
 
 from autodev.models import GitState
 from autodev.repository import FILE_LIMIT, BranchChanges, RepoMap, detect
+
+T = TypeVar("T")
 
 
 def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
@@ -129,9 +134,11 @@ def open_worktree(repo_path: Path, branch: str, worktree: Path) -> str:
 
 def commit_round(workspace: Path, message: str) -> str | None:
     """Commit what an agent round changed in the workspace (autodev's own files and Python's
-    caches left out); the new commit's sha, or None when nothing changed."""
+    caches left out); the new commit's sha, or None when nothing changed. RoundNotCommitted
+    when git refused it."""
     with git.Repo(workspace) as repo:
         repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        _read_only(repo)
         entries = iter(repo.git.status("--porcelain", "-z", "-uall").split("\0"))
         changed = []
         for entry in entries:  # "XY path"; a rename or copy is followed by its old path
@@ -142,8 +149,38 @@ def commit_round(workspace: Path, message: str) -> str | None:
         work = [path for path in changed if path and _is_work(path)]
         if not work:
             return None
-        repo.git.add("-A", "--", *work)
-        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+        try:
+            return _while_locked(lambda: _add_and_commit(repo, work, message))
+        except (git.GitCommandError, OSError) as exc:
+            detail = exc.stderr.strip().removeprefix("stderr: '") if isinstance(exc, git.GitCommandError) else str(exc)
+            raise RoundNotCommitted(detail.splitlines()[0][:300] if detail else str(exc)) from exc
+
+
+class RoundNotCommitted(Exception):
+    """git refused an agent round's commit (another git process kept a lock, a broken index);
+    the changes stay in the workspace, for the next round's commit."""
+
+
+def _add_and_commit(repo: git.Repo, paths: list[str], message: str) -> str:
+    repo.git.add("-A", "--", *paths)
+    return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+LOCK_WAIT_S = 10.0  # how long a commit waits for another git process in the workspace
+
+
+def _while_locked(work: Callable[[], T]) -> T:
+    """`work()`, tried again while another git process holds the index or a ref: git takes
+    its locks without waiting, so a commit made while a step's git runs in the sandbox would
+    fail at once. After LOCK_WAIT_S the lock's error is raised."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return work()
+        except (git.GitCommandError, OSError) as exc:  # gitpython's own ref locks raise OSError
+            if ".lock" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def change_digest(workspace: Path, sha: str) -> str:

@@ -39,7 +39,7 @@ from autodev.secrets import lift_env_secrets, secret_names
 from autodev.session import Decision, Lease, LLMCall, MetadataChanges, Pause, RunOrigin, SessionMetadata, SessionRecord
 from autodev.settings import Settings, load_settings
 from blocks.docker_sandbox import status_dir
-from blocks.git_state import branch_changes, change_digest, commit_round
+from blocks.git_state import RoundNotCommitted, branch_changes, change_digest, commit_round
 from blocks.llm import LLM
 from blocks.sandbox import SandboxSession
 from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path, remove_run_containers
@@ -364,7 +364,14 @@ class Loop:
             return None
         if self.engine.plan.step(finished.step_id).kind != "agent" or not (workspace / ".git").exists():
             return None
-        sha = commit_round(workspace, f"autodev: {finished.step_id} (attempt {finished.attempt})")
+        try:
+            sha = commit_round(workspace, f"autodev: {finished.step_id} (attempt {finished.attempt})")
+        except RoundNotCommitted as exc:
+            self.recorder.logger.warning(
+                "could not commit what %s changed (git: %s); the changes stay in the workspace for the next commit",
+                finished.step_id, exc,
+            )
+            return None
         if sha:
             self.recorder.logger.info("committed what %s changed: %s", finished.step_id, sha[:8])
             return change_digest(workspace, sha)

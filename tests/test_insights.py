@@ -164,3 +164,25 @@ def test_reading_the_git_state_never_takes_the_index_lock(repo, tmp_path):
     state = read_git_state(tmp_path, repo.head.commit.hexsha)
     assert state.dirty_files == [] and state.untracked_files == []
     assert (index.read_bytes(), index.stat().st_mtime_ns) == before  # the index was not rewritten
+
+
+def test_a_rounds_commit_waits_for_a_git_process_holding_the_index_lock(repo, tmp_path, monkeypatch):
+    """A step's git in the sandbox may hold index.lock when the host commits an agent round:
+    the commit waits for it to go, and when it stays, says so instead of crashing the run."""
+    import threading
+
+    from blocks import git_state
+
+    (tmp_path / "app.py").write_text("print('changed')\n")
+    lock = tmp_path / ".git" / "index.lock"
+    lock.touch()
+    threading.Timer(0.5, lock.unlink).start()
+    sha = git_state.commit_round(tmp_path, "round 1")
+    assert sha and repo.head.commit.hexsha == sha and "app.py" in repo.head.commit.stats.files
+
+    (tmp_path / "app.py").write_text("print('changed again')\n")
+    lock.touch()
+    monkeypatch.setattr(git_state, "LOCK_WAIT_S", 0.3)
+    with pytest.raises(git_state.RoundNotCommitted, match="index.lock"):
+        git_state.commit_round(tmp_path, "round 2")
+    assert repo.head.commit.hexsha == sha and repo.is_dirty()  # nothing lost: the change waits in the workspace
