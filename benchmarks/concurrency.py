@@ -18,6 +18,9 @@ one store. For each batch:
 - when each run's first command started after the launch (min / median / max over the K runs,
   from the store's first attempt of each run): K runs that start together should start soon.
 A warm-up run per backend (image layers, imports, the store's schema) is not counted.
+First, the floor at each level: K threads of raw `docker exec` (docker SDK), each in a container
+of the sandbox image and as many commands long as a plan; its speed-up is what the engine alone
+reaches on this machine's cores, with no orchestrator at all.
 The summary adds the ceiling this machine puts on the speed-up: its cores over one run's CPU
 per step (runs, server and engine), times one run's seconds per step. Trivial steps make the
 runs CPU-bound, so the speed-up stops at that ceiling; steps that wait (`--command "sleep 1"`,
@@ -55,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.references import execs_at_once, reference_containers  # noqa: E402
 from cli.warm_registry import running_warm_processes, socket_path  # noqa: E402
 from tests.services import postgres_bindir, throwaway_postgres  # noqa: E402
 
@@ -309,10 +313,33 @@ def bench_backend(backend: str, database_url: str, api: str, server_pid: int | N
     return batches
 
 
+def bench_raw_exec(args) -> list[Batch]:
+    """The floor: at each level, K threads of raw docker exec, each in a container of its own
+    and `--steps` commands long, with no orchestrator at all."""
+    batches: list[Batch] = []
+    for k in args.levels:
+        with reference_containers(k) as containers:
+            engine_before = engine_cpu_s()
+            wall = execs_at_once(containers, args.steps, args.command)
+            engine_s = engine_cpu_s() - engine_before
+        batch = Batch("raw", k, args.steps, wall, succeeded=k * args.steps, engine_cpu_s=engine_s)
+        one_run = batches[0] if batches and batches[0].k == 1 else batch if k == 1 else None
+        speedup = f"{batch.per_s / one_run.per_s:.2f}x" if one_run else "n/a"
+        print(f"{'raw':8s} K={k:<3d} {wall:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speedup:>6s}  "
+              f"engine CPU/step {batch.engine_cpu_s / (k * args.steps) * 1000:.0f} ms  (docker exec alone)", flush=True)
+        batches.append(batch)
+    return batches
+
+
 def summarize(batches: list[Batch]) -> None:
     one_run = next((b for b in batches if b.k == 1), None)
     eight = next((b for b in batches if b.k == 8), None)
     backend = batches[0].backend
+    if backend == "raw":
+        top = eight or max(batches, key=lambda b: b.k)
+        ratio = f"{top.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
+        print(f"raw docker exec, {top.k} at once: {ratio} one's throughput (what the engine alone reaches on these cores)")
+        return
     if one_run and one_run.per_s:
         cpu_per_step = (one_run.runs_cpu_s + one_run.engine_cpu_s + (one_run.server_cpu_s or 0)) / one_run.succeeded
         ceiling = (os.cpu_count() or 1) / cpu_per_step / one_run.per_s
@@ -364,6 +391,7 @@ def main() -> None:
             api, server_pid = stack.enter_context(prefect_server(workdir))
             where = f"started here, pid {server_pid}, on {'PostgreSQL' if args.prefect_postgres else 'SQLite'}" if server_pid else "PREFECT_API_URL"
             print(f"Prefect server {api} ({where})", flush=True)
+            results.append(bench_raw_exec(args))
             results.append(bench_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", api, server_pid, args, workdir))
             if args.postgres:
                 results.append(bench_backend("postgres", args.postgres, api, server_pid, args, workdir))

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from benchmarks.references import raw_docker_exec, reference_container
+
 
 def plan_of(n: int, project: str):
     from autodev.plan import validate_plan
@@ -59,31 +61,6 @@ def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     store.close()
     first, last = attempts[0].result.started_at, attempts[-1].result.finished_at
     return (last - first).total_seconds() / n, attempts, elapsed
-
-
-def reference_container(client):
-    """A container of the sandbox image for the references to exec in (no network, as a sandbox)."""
-    from autodev.settings import load_settings
-
-    return client.containers.run(load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none")
-
-
-def raw_docker_exec(n: int, workdir: Path) -> float:
-    """Seconds per command with the docker SDK alone, in a container of the same image."""
-    from blocks.docker_sandbox import docker_client
-
-    client = docker_client()
-    container = reference_container(client)
-    try:
-        container.exec_run(["true"])  # warm up
-        started = time.perf_counter()
-        for _ in range(n):
-            result = container.exec_run(["sh", "-c", "true"])
-            assert result.exit_code == 0
-        return (time.perf_counter() - started) / n
-    finally:
-        container.remove(force=True)
-        client.close()
 
 
 def bare_prefect_peer(n: int) -> tuple[float, float]:
@@ -167,7 +144,7 @@ def main() -> None:
         os.environ.setdefault("AUTODEV_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
         through_autodev(5, workdir)  # warm up: server, image layers, imports
         # Rounds alternate: the references, then autodev, then the references again (ratio_line).
-        raws = [raw_docker_exec(args.steps, workdir)]
+        raws = [raw_docker_exec(args.steps)]
         peer_step, peer_gap = bare_prefect_peer(args.steps)
         peers, peer_gaps = [peer_step], [peer_gap]
         ours: list[float] = []
@@ -181,7 +158,7 @@ def main() -> None:
             if cpu_before is not None and cpu_after is not None:
                 server_cpu += cpu_after - cpu_before
             ours.append(per_step)
-            raws.append(raw_docker_exec(args.steps, workdir))
+            raws.append(raw_docker_exec(args.steps))
             peer_step, peer_gap = bare_prefect_peer(args.steps)
             peers.append(peer_step)
             peer_gaps.append(peer_gap)

@@ -8,11 +8,16 @@ began a minute late. A refusal like this is over in milliseconds. Calling a flow
 run inside Prefect's engine, where no wait can be shortened; here the flow run is created first,
 by a client whose refusals carry a Retry-After of tenths of a second (an httpx response hook;
 Prefect's client honours the header), and then the engine runs that flow run, as it runs one a
-worker was given. A server still refusing after those quick tries gets Prefect's own waits.
+worker was given. Each wait is drawn at random below its bound, so runs refused together do not
+all come back together; while the other runs' steps keep writing (16 runs at once on two cores),
+a creation may be refused a dozen times, so the quick tries go on for up to QUICK_FOR_S. A server
+still refusing after that gets Prefect's own waits.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 import httpx
@@ -25,7 +30,9 @@ from prefect.flow_engine import run_flow
 from prefect.states import Pending, State
 from prefect.utilities.callables import get_call_parameters
 
-QUICK_WAITS_S = (0.1, 0.2, 0.4, 0.8, 1.6)  # one per retry of Prefect's client (5 by default): 3.1 s, not 62
+QUICK_WAIT_S = 0.1  # the first wait's bound; doubled after each refusal, up to QUICK_WAIT_MAX_S
+QUICK_WAIT_MAX_S = 0.5
+QUICK_FOR_S = 60.0  # then Prefect's own waits (2, 4, 8, 16, 32 s)
 
 
 def start_flow(flow: Flow, **parameters: Any) -> State:
@@ -37,20 +44,28 @@ def start_flow(flow: Flow, **parameters: Any) -> State:
 
 def create_flow_run(flow: Flow, parameters: dict[str, Any]) -> FlowRun:
     """The new flow run, Pending, as the engine would create it; refusals tried again quickly."""
-    waits = iter(QUICK_WAITS_S)
+    refusals = 0
 
     def sooner(response: httpx.Response) -> None:
+        nonlocal refusals
         if response.status_code == 503 and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(next(waits, QUICK_WAITS_S[-1]))
+            bound = min(QUICK_WAIT_S * 2**refusals, QUICK_WAIT_MAX_S)
+            response.headers["Retry-After"] = f"{random.uniform(bound / 2, bound):.3f}"
+            refusals += 1
 
+    deadline = time.monotonic() + QUICK_FOR_S
     quick = get_client(sync_client=True, httpx_settings={"event_hooks": {"response": [sooner]}})
-    try:
-        with quick:
-            return _create(quick, flow, parameters)
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code != 503:
-            raise
-    # Still refused: what the engine would have done, Prefect's own waits (2, 4, 8, 16, 32 s).
+    with quick:
+        while True:  # each call is tried again up to PREFECT_CLIENT_MAX_RETRIES times (5)
+            try:
+                return _create(quick, flow, parameters)
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 503:
+                    raise
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(float(exc.response.headers.get("Retry-After", QUICK_WAIT_MAX_S)))  # its last refusal's wait
+    # Still refused: what the engine would have done, Prefect's own waits.
     with SyncClientContext.get_or_create() as context:
         return _create(context.client, flow, parameters)
 
