@@ -276,8 +276,17 @@ def tail(path: Path, lines: int = 8) -> str:
     return "\n".join("      " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def one_run_of(earlier: list[Batch], batch: Batch) -> Batch | None:
+    """The K=1 batch of a series: among the earlier ones, or this one."""
+    return next((b for b in earlier if b.k == 1), batch if batch.k == 1 else None)
+
+
+def speed_up(batch: Batch, one_run: Batch | None) -> str:
+    return f"{batch.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
+
+
 def print_batch(batch: Batch, one_run: Batch | None) -> None:
-    speedup = f"{batch.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
+    speedup = speed_up(batch, one_run)
     total = batch.k * batch.steps
     cpu = f"{batch.server_cpu_s / total * 1000:.1f} ms" if batch.server_cpu_s is not None else "n/a"
     runs_cpu = f"{batch.runs_cpu_s / total * 1000:.0f} ms"  # the autodev processes, start-up included
@@ -307,8 +316,7 @@ def bench_backend(backend: str, database_url: str, api: str, server_pid: int | N
     batches: list[Batch] = []
     for k in args.levels:
         batch = run_batch(backend, env, plan, k, args.steps, workdir, server_pid)
-        one_run = next((b for b in batches if b.k == 1), None)
-        print_batch(batch, one_run if one_run else batch if k == 1 else None)
+        print_batch(batch, one_run_of(batches, batch))
         batches.append(batch)
     return batches
 
@@ -323,9 +331,7 @@ def bench_raw_exec(args) -> list[Batch]:
             wall = execs_at_once(containers, args.steps, args.command)
             engine_s = engine_cpu_s() - engine_before
         batch = Batch("raw", k, args.steps, wall, succeeded=k * args.steps, engine_cpu_s=engine_s)
-        one_run = batches[0] if batches and batches[0].k == 1 else batch if k == 1 else None
-        speedup = f"{batch.per_s / one_run.per_s:.2f}x" if one_run else "n/a"
-        print(f"{'raw':8s} K={k:<3d} {wall:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speedup:>6s}  "
+        print(f"{'raw':8s} K={k:<3d} {wall:7.1f} s  {batch.per_s:6.1f} steps/s  speed-up {speed_up(batch, one_run_of(batches, batch)):>6s}  "
               f"engine CPU/step {batch.engine_cpu_s / (k * args.steps) * 1000:.0f} ms  (docker exec alone)", flush=True)
         batches.append(batch)
     return batches
@@ -337,8 +343,7 @@ def summarize(batches: list[Batch]) -> None:
     backend = batches[0].backend
     if backend == "raw":
         top = eight or max(batches, key=lambda b: b.k)
-        ratio = f"{top.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
-        print(f"raw docker exec, {top.k} at once: {ratio} one's throughput (what the engine alone reaches on these cores)")
+        print(f"raw docker exec, {top.k} at once: {speed_up(top, one_run)} one's throughput (what the engine alone reaches on these cores)")
         return
     if one_run and one_run.per_s:
         cpu_per_step = (one_run.runs_cpu_s + one_run.engine_cpu_s + (one_run.server_cpu_s or 0)) / one_run.succeeded
@@ -349,8 +354,7 @@ def summarize(batches: list[Batch]) -> None:
         print(f"{backend}: 8 at once: {eight.per_s / one_run.per_s:.2f}x one run's throughput (target >= 4x)")
     else:
         top = max(batches, key=lambda b: b.k)
-        ratio = f"{top.per_s / one_run.per_s:.2f}x" if one_run and one_run.per_s else "n/a"
-        print(f"{backend}: 8 at once: not measured (levels {[b.k for b in batches]}; {top.k} at once: {ratio}) (target >= 4x)")
+        print(f"{backend}: 8 at once: not measured (levels {[b.k for b in batches]}; {top.k} at once: {speed_up(top, one_run)}) (target >= 4x)")
     print(f"{backend}: lost results: {sum(b.lost for b in batches)} (target 0)")
     print(f"{backend}: RSS per run: max {max(max(b.rss_mb) for b in batches):.0f} MB (target <= 150 MB)")
 
