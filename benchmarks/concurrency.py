@@ -58,8 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autodev.cli.warm_registry import running_warm_processes, socket_path  # noqa: E402
 from benchmarks.references import execs_at_once, reference_containers  # noqa: E402
-from cli.warm_registry import running_warm_processes, socket_path  # noqa: E402
 from tests.services import postgres_bindir, throwaway_postgres  # noqa: E402
 
 _CLI = Path(sys.executable).with_name("autodev")
@@ -109,7 +109,7 @@ def prefect_server(workdir: Path):
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"], None
         return
-    from blocks.prefect_server import ManagedServer
+    from autodev.blocks.prefect_server import ManagedServer
 
     server = ManagedServer(workdir / "server")
     try:
@@ -226,7 +226,7 @@ def report_run_id(out: Path) -> str | None:
 def lost_steps(database_url: str, children: list[Child], steps: int, launched_at: datetime) -> tuple[int, int]:
     """(succeeded, lost) steps over the batch, from the store's recorded attempts; sets each
     child's first_command_s."""
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     store = StateStore(database_url=database_url).connect()
     succeeded = lost = 0

@@ -35,7 +35,7 @@ PLAN = "project: first\nsteps:\n  - {id: hello, run: 'echo hi'}\n"
 
 def first_command_s(env: dict[str, str], plan: Path, workdir: Path) -> float:
     """Seconds from spawning `autodev exec` to its step's start, as the state store recorded it."""
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     spawned = time.time()
     done = subprocess.run([*AUTODEV, "exec", str(plan), "--json"], env=env, capture_output=True, text=True, timeout=300)
@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per set-up")
     args = parser.parse_args()
 
-    from blocks.prefect_server import ManagedServer
-    from cli.warm_registry import socket_path
+    from autodev.blocks.prefect_server import ManagedServer
+    from autodev.cli.warm_registry import socket_path
 
     with tempfile.TemporaryDirectory(prefix="autodev-first-") as tmp:
         workdir = Path(tmp)

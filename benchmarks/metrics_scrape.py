@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autodev.models import utcnow
-from autodev.plan import validate_plan
-from blocks.state_store import ATTEMPT_COLUMNS, StateStore
-from cli.exporter import serve
+from autodev.blocks.state_store import ATTEMPT_COLUMNS, StateStore
+from autodev.cli.exporter import serve
+from autodev.core.models import utcnow
+from autodev.core.plan import validate_plan
 
 SIZES = (1_000, 10_000, 100_000)
 STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "stalled", "timed_out")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 def reference_container(client):
     """A container of the sandbox image for a reference to exec in (no network, as a sandbox)."""
-    from autodev.settings import load_settings
+    from autodev.core.settings import load_settings
 
     return client.containers.run(load_settings().image, ["sleep", "infinity"], detach=True, init=True, network_mode="none")
 
@@ -19,7 +19,7 @@ def reference_container(client):
 @contextmanager
 def reference_containers(k: int) -> Iterator[list]:
     """K running containers of the sandbox image, each already exec'd into once; removed after."""
-    from blocks.docker_sandbox import docker_client
+    from autodev.blocks.docker_sandbox import docker_client
 
     client = docker_client()
     containers = []

@@ -29,9 +29,9 @@ STALL_S = 1.0
 
 
 def detection_latencies(trials: int, workdir: Path) -> list[float]:
-    from autodev.models import CommandRequest
-    from autodev.settings import load_settings
-    from blocks.docker_sandbox import DockerSandbox
+    from autodev.blocks.docker_sandbox import DockerSandbox
+    from autodev.core.models import CommandRequest
+    from autodev.core.settings import load_settings
 
     latencies = []
     with DockerSandbox(image=load_settings().image).open(workdir, "stall-bench") as sandbox:
@@ -62,11 +62,11 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def notification_delays(trials: int, workdir: Path) -> tuple[list[float], dict]:
-    from autodev.plan import validate_plan
-    from autodev.settings import load_settings
-    from blocks.state_store import StateStore
-    from flows.automations import apply
-    from flows.plan_flow import run_plan
+    from autodev.blocks.state_store import StateStore
+    from autodev.core.plan import validate_plan
+    from autodev.core.settings import load_settings
+    from autodev.flows.automations import apply
+    from autodev.flows.plan_flow import run_plan
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()

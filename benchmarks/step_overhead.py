@@ -39,7 +39,7 @@ from benchmarks.references import raw_docker_exec, reference_container
 
 
 def plan_of(n: int, project: str):
-    from autodev.plan import validate_plan
+    from autodev.core.plan import validate_plan
 
     return validate_plan(
         {"project": project, "steps": [{"id": f"s{i:04d}", "run": "true"} for i in range(n)]}, source="benchmark"
@@ -48,9 +48,9 @@ def plan_of(n: int, project: str):
 
 def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     """Seconds per step through the plan flow, and the recorded attempts."""
-    from autodev.settings import load_settings
-    from blocks.state_store import StateStore
-    from flows.plan_flow import plan_parameter, run_plan
+    from autodev.blocks.state_store import StateStore
+    from autodev.core.settings import load_settings
+    from autodev.flows.plan_flow import plan_parameter, run_plan
 
     started = time.perf_counter()
     workspace = workdir / f"ws-{n}"
@@ -69,7 +69,7 @@ def bare_prefect_peer(n: int) -> tuple[float, float]:
     seconds between one command's end and the next one's start."""
     from prefect import flow, get_run_logger, task
 
-    from blocks.docker_sandbox import docker_client
+    from autodev.blocks.docker_sandbox import docker_client
 
     spans: list[tuple[float, float]] = []
 

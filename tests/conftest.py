@@ -43,7 +43,7 @@ def autodev_home() -> Iterator[Path]:
     """The session's autodev home: at the end, the warm processes commands run with
     AUTODEV_WARM=on started there are stopped, and it is removed."""
     yield Path(os.environ["AUTODEV_HOME"])
-    from cli.warm_registry import stop_warm_processes
+    from autodev.cli.warm_registry import stop_warm_processes
 
     stop_warm_processes()
     shutil.rmtree(os.environ["AUTODEV_HOME"], ignore_errors=True)
@@ -67,7 +67,7 @@ def docker_engine():
     """The real Docker engine and the sandbox image; scripts/test.sh starts and builds them."""
     import docker.errors
 
-    from blocks.docker_sandbox import docker_client
+    from autodev.blocks.docker_sandbox import docker_client
 
     client = docker_client()
     try:
@@ -124,7 +124,7 @@ def model_server():
 def worker_image(docker_engine) -> str:
     """The Docker work pool's image (`autodev image build --worker`), built when it is missing
     or was built from other source than this checkout's."""
-    from blocks.worker_image import build_worker_image, worker_image_is_current
+    from autodev.blocks.worker_image import build_worker_image, worker_image_is_current
 
     tag = "autodev-worker:latest"
     if not worker_image_is_current(tag):
@@ -138,8 +138,8 @@ def agent_image(docker_engine):
     (`autodev image build --agent`), built from its registry when it is missing."""
     import docker.errors
 
-    from autodev.agents import PRESETS
-    from blocks.agent_image import agent_image_tag, build_agent_image
+    from autodev.blocks.agent_image import agent_image_tag, build_agent_image
+    from autodev.core.agents import PRESETS
 
     def ensure(name: str) -> str:
         tag = agent_image_tag(IMAGE, PRESETS[name])

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from autodev.errors import RunFailed
-from autodev.models import RunReport, utcnow
-from autodev.plan import parse_plan
-from autodev.settings import load_settings
-from blocks.llm import LLM
-from blocks.replay import ModelServer
-from blocks.state_store import StateStore
+from autodev.blocks.llm import LLM
+from autodev.blocks.replay import ModelServer
+from autodev.blocks.state_store import StateStore
+from autodev.core.errors import RunFailed
+from autodev.core.models import RunReport, utcnow
+from autodev.core.plan import parse_plan
+from autodev.core.settings import load_settings
 from tests.services import free_port
 
 AUTODEV = [str(Path(sys.executable).with_name("autodev"))]  # the installed command, as a user runs it
@@ -29,7 +29,7 @@ AUTODEV = [str(Path(sys.executable).with_name("autodev"))]  # the installed comm
 
 def run(plan_text: str, workspace, **options) -> tuple[object, RunReport]:
     """Run a plan through the flow (`options`: block names...); its final state and report."""
-    from flows.plan_flow import run_plan
+    from autodev.flows.plan_flow import run_plan
 
     state = run_plan(plan=parse_plan(plan_text), workspace=str(workspace), return_state=True, **options)
     outcome = state.result(raise_on_failure=False)

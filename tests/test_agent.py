@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from autodev.agent import AgentEdits, agent_cli_command, agent_request, check_edits, failure_evidence
-from autodev.errors import BadInput
+from autodev.core.agent import AgentEdits, agent_cli_command, agent_request, check_edits, failure_evidence
+from autodev.core.errors import BadInput
 
 
 def edits(*paths: str) -> AgentEdits:
@@ -51,7 +51,7 @@ def test_the_request_shows_the_evidence_only_on_a_retry():
 
 
 def test_the_agents_commit_holds_only_its_own_files(tmp_path):
-    from autodev.agent import apply_edits_command
+    from autodev.core.agent import apply_edits_command
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout

@@ -7,15 +7,15 @@ import shlex
 
 import pytest
 
-from autodev.agents import AgentStream, agent_template
-from autodev.errors import BadInput, EnvironmentProblem
-from autodev.models import CommandResult, utcnow
-from autodev.outcomes import Rules
-from autodev.plan import parse_plan
-from autodev.progress import ProgressMeter
-from autodev.run_engine import RunEngine
-from autodev.secrets import SecretNames, lift_env_secrets, secret_names
-from blocks.secrets import resolve_secrets
+from autodev.blocks.secrets import resolve_secrets
+from autodev.core.agents import AgentStream, agent_template
+from autodev.core.errors import BadInput, EnvironmentProblem
+from autodev.core.models import CommandResult, utcnow
+from autodev.core.outcomes import Rules
+from autodev.core.plan import parse_plan
+from autodev.core.progress import ProgressMeter
+from autodev.core.run_engine import RunEngine
+from autodev.core.secrets import SecretNames, lift_env_secrets, secret_names
 
 CODEX_PLAN = """
 project: p
@@ -195,7 +195,7 @@ def test_a_step_whose_budget_is_spent_blocks_for_a_person_with_the_figures_and_r
     (blocker,) = held.changes.blockers
     assert blocker.kind == "budget" and "step edit's budget is spent: 350 tokens of 300" in blocker.summary
     assert "--step edit --action retry" in blocker.suggested_action
-    from autodev.session import Decision
+    from autodev.core.session import Decision
 
     engine.decide(Decision(action="retry", step="edit"))
     assert [d.step.id for d in engine.dispatch().started] == ["edit"]  # one more budget's worth (600)
@@ -208,7 +208,7 @@ def test_the_runs_budget_stops_every_step_and_survives_a_restart():
     out = agent_round(engine, "edit", 1, 1200)
     held = engine.dispatch()
     assert held.step_states == {"test": "blocked"} and "the run's budget is spent: 1,200 tokens of 1,000" in held.changes.blockers[0].summary
-    from autodev.session import SessionMetadata
+    from autodev.core.session import SessionMetadata
 
     again = RunEngine(plan, "r", "/ws", Rules(), SessionMetadata(spent=out.changes.spent))
     assert again.budget.over(plan.step("test")) is not None
@@ -252,7 +252,7 @@ def test_aiders_lines_give_its_edits_tokens_and_cost():
 
 
 def test_an_agent_that_exits_0_after_provider_errors_having_changed_nothing_failed():
-    from autodev.policy import judge
+    from autodev.core.policy import judge
 
     stream = AgentStream("aider")
     for line in ("litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect", "API key provided"):
@@ -274,7 +274,7 @@ def test_an_agent_that_exits_0_after_provider_errors_having_changed_nothing_fail
     ],
 )
 def test_the_advice_tells_an_agents_troubles_apart(tail, advice):
-    from autodev.diagnosis import diagnose
+    from autodev.core.diagnosis import diagnose
 
     now = utcnow()
     result = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now, output_tail=tail)

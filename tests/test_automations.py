@@ -59,7 +59,7 @@ def receiver():
 def test_a_blocked_run_notifies_with_the_evidence_and_apply_is_idempotent(prefect_api, docker_engine, receiver, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.automations import apply
+    from autodev.flows.automations import apply
 
     names = apply(receiver.url, "http://127.0.0.1:4200")
     apply(receiver.url, "http://127.0.0.1:4200")  # a second apply updates, never duplicates
@@ -103,7 +103,7 @@ def test_a_run_whose_heartbeats_stop_is_reported_late(prefect_api, receiver):
 
     from prefect.events import emit_event
 
-    from flows.automations import apply
+    from autodev.flows.automations import apply
 
     apply(receiver.url, "http://127.0.0.1:4200", heartbeat_late_s=10)
     time.sleep(2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autodev.settings import load_settings
+from autodev.core.settings import load_settings
 from tests.helpers import AUTODEV, exec_json, store
 from tests.scripted_responses import ScriptedResponses, codex_config_args, http_error, message, shell, silent
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autodev.scaffold import load_manifest, parse_requirements, render_template
-from blocks.llm import LLM
-from tasks.decomposer import plan_for
+from autodev.blocks.llm import LLM
+from autodev.core.scaffold import load_manifest, parse_requirements, render_template
+from autodev.tasks.decomposer import plan_for
 
 REQUIREMENTS = parse_requirements(Path("docs/weather_bot_requirements.md").read_text(), "weather.md")
 MANIFEST = load_manifest("weather-bot")
@@ -97,7 +97,7 @@ INVENTORY = parse_requirements(
 
 
 def test_requirements_no_template_matches_get_the_generic_test_first_plan_without_a_model():
-    from tasks.decomposer import decompose_requirements
+    from autodev.tasks.decomposer import decompose_requirements
 
     made = decompose_requirements(INVENTORY, None, None, LOG)
     assert made.source == "template" and made.template == "python-package"
@@ -111,7 +111,7 @@ def test_requirements_no_template_matches_get_the_generic_test_first_plan_withou
 
 
 def test_the_model_may_pick_a_template_and_says_why(model_server):
-    from tasks.decomposer import decompose_requirements
+    from autodev.tasks.decomposer import decompose_requirements
 
     model_server.replies.append((200, json.dumps({"template": "word-stats", "why": "it is a word-counting command line tool"})))
     model_server.replies.append((200, json.dumps(GOOD | {"project": "inventory-tracker"})))
@@ -123,7 +123,7 @@ def test_the_model_may_pick_a_template_and_says_why(model_server):
 
 
 def test_a_model_that_picks_no_listed_template_leaves_the_generic_one(model_server):
-    from tasks.decomposer import decompose_requirements
+    from autodev.tasks.decomposer import decompose_requirements
 
     model_server.replies.append((200, json.dumps({"template": "django-site", "why": "a web app"})))
     model_server.replies.append((200, json.dumps(GOOD | {"project": "inventory-tracker"})))

@@ -201,7 +201,7 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
         for w in workers:
             w.wait(30)
 
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     store = StateStore(database_url=fresh_postgres_url).connect()
     try:
@@ -218,7 +218,7 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
 def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_server, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    for module in ("blocks.docker_sandbox", "blocks.state_store", "blocks.llm"):
+    for module in ("autodev.blocks.docker_sandbox", "autodev.blocks.state_store", "autodev.blocks.llm"):
         prefect(env, "block", "register", "-m", module)
     types = {t["name"] for t in httpx.post(f"{api}/block_types/filter", json={}).json()}
     assert {"autodev Docker sandbox", "autodev state store", "autodev LLM"} <= types
@@ -239,7 +239,7 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
     prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=240)
 
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     store = StateStore(database_url=f"sqlite:///{team_db}").connect()
     try:
@@ -282,7 +282,7 @@ def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_serv
         worker.send_signal(signal.SIGINT)
         worker.wait(30)
 
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     store = StateStore(database_url=env["AUTODEV_DATABASE_URL"]).connect()
     try:

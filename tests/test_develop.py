@@ -9,7 +9,7 @@ import git
 import httpx
 import pytest
 
-from autodev.errors import RunFailed
+from autodev.core.errors import RunFailed
 from tests.helpers import autodev_events, run, store
 from tests.test_cli import autodev, write
 
@@ -20,7 +20,7 @@ WEATHER_REPLAY = "examples/replay/weather-bot.yaml"
 
 
 def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engine, tmp_path):
-    from flows.develop import develop
+    from autodev.flows.develop import develop
 
     workspace = tmp_path / "weather"
     state = develop(requirements=WEATHER, workspace=str(workspace), replay=WEATHER_REPLAY, return_state=True)
@@ -189,7 +189,7 @@ def test_bad_requirements_exit_2_before_anything_runs(tmp_path):
 
 
 def test_the_nightly_suite_develops_three_projects_and_a_task_in_a_repository(prefect_api, docker_engine, tmp_path):
-    from flows.experiments import SUITE, nightly_experiments
+    from autodev.flows.experiments import SUITE, nightly_experiments
 
     state = nightly_experiments(workspace_root=str(tmp_path / "night"), return_state=True)
     run_ids = state.result()
@@ -208,9 +208,9 @@ def test_the_nightly_suite_develops_three_projects_and_a_task_in_a_repository(pr
 
 
 def test_the_develop_flow_also_runs_an_explicit_plan(prefect_api, docker_engine, tmp_path):
-    from autodev.errors import BadInput
-    from autodev.plan import parse_plan
-    from flows.develop import develop
+    from autodev.core.errors import BadInput
+    from autodev.core.plan import parse_plan
+    from autodev.flows.develop import develop
 
     plan = parse_plan("project: given\nsteps:\n  - {id: hello, run: 'echo given > out.txt'}\n")
     report = develop(plan=plan, workspace=str(tmp_path / "ws"), return_state=True).result()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from autodev.evaluation import evaluate, render_report
-from autodev.models import CommandResult, StepAttempt, utcnow
-from autodev.plan import parse_plan
-from autodev.session import Intervention, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
+from autodev.core.evaluation import evaluate, render_report
+from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.plan import parse_plan
+from autodev.core.session import Intervention, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
 
 PLAN = parse_plan(
     "project: demo\nsteps:\n  - {id: impl, kind: agent, instruction: do}\n  - {id: test, run: pytest, depends_on: [impl], feedback_to: impl}\n"

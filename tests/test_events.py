@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from autodev.events import InsightChanged, RunBlocked, RunEvent, StepNotice
-from flows.automations import REACTIVE, payload_template
+from autodev.core.events import InsightChanged, RunBlocked, RunEvent, StepNotice
+from autodev.flows.automations import REACTIVE, payload_template
 
 
 def all_events(base: type[RunEvent] = RunEvent) -> list[type[RunEvent]]:

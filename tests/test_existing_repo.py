@@ -85,7 +85,7 @@ def scripted_model(request: dict) -> tuple[int, str]:
 
 
 def test_a_task_that_blocks_does_not_hold_back_the_other(prefect_api, docker_engine, tmp_path, monkeypatch):
-    from blocks.replay import ModelServer as Server
+    from autodev.blocks.replay import ModelServer as Server
 
     repo = shelf_repository(tmp_path)
     with Server(scripted_model) as model:
@@ -141,8 +141,8 @@ def remove(stock, name, count):
 
 def generic_model(request: dict) -> tuple[int, str]:
     """A model that picks no template, keeps the generic test-first plan and writes tests, then code."""
-    from autodev.decomposition import template_plan
-    from autodev.scaffold import load_manifest, parse_requirements
+    from autodev.core.decomposition import template_plan
+    from autodev.core.scaffold import load_manifest, parse_requirements
 
     prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
     if "You choose the scaffold" in prompt:
@@ -158,7 +158,7 @@ def generic_model(request: dict) -> tuple[int, str]:
 
 
 def test_requirements_no_template_fits_are_developed_test_first(prefect_api, docker_engine, tmp_path, monkeypatch):
-    from blocks.replay import ModelServer as Server
+    from autodev.blocks.replay import ModelServer as Server
 
     (tmp_path / "inventory.md").write_text(INVENTORY)
     with Server(generic_model) as model:

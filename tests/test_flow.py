@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from cli.exporter import StoreCollector
+from autodev.cli.exporter import StoreCollector
 from tests.helpers import autodev_events, containers_of, run, store, task_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

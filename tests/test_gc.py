@@ -13,8 +13,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from autodev.models import CommandResult, StepAttempt, utcnow
-from autodev.settings import load_settings
+from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.settings import load_settings
 from tests.conftest import IMAGE
 from tests.helpers import AUTODEV, containers_of, run, store
 from tests.test_store import new_run, open_store

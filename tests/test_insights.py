@@ -5,10 +5,10 @@ from __future__ import annotations
 import git
 import pytest
 
-from autodev.insights import advise, changed
-from autodev.models import Blocker, GitState, utcnow
-from autodev.plan import parse_plan
-from blocks.git_state import read_git_state
+from autodev.blocks.git_state import read_git_state
+from autodev.core.insights import advise, changed
+from autodev.core.models import Blocker, GitState, utcnow
+from autodev.core.plan import parse_plan
 
 PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: test, run: pytest, depends_on: [build]}\n")
 DONE = {"build": "succeeded", "test": "succeeded"}
@@ -171,7 +171,7 @@ def test_a_rounds_commit_waits_for_a_git_process_holding_the_index_lock(repo, tm
     the commit waits for it to go, and when it stays, says so instead of crashing the run."""
     import threading
 
-    from blocks import git_state
+    from autodev.blocks import git_state
 
     (tmp_path / "app.py").write_text("print('changed')\n")
     lock = tmp_path / ".git" / "index.lock"

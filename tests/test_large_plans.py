@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from autodev.insights import advise
-from autodev.models import CommandResult, GitState, utcnow
-from autodev.outcomes import Rules
-from autodev.plan import load_plan, validate_plan
-from autodev.run_engine import RunEngine
-from autodev.session import SessionMetadata
-from flows.plan_flow import PLAN_PARAMETER_BYTES, plan_parameter
+from autodev.core.insights import advise
+from autodev.core.models import CommandResult, GitState, utcnow
+from autodev.core.outcomes import Rules
+from autodev.core.plan import load_plan, validate_plan
+from autodev.core.run_engine import RunEngine
+from autodev.core.session import SessionMetadata
+from autodev.flows.plan_flow import PLAN_PARAMETER_BYTES, plan_parameter
 from tests.helpers import AUTODEV
 
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from autodev.models import GitState, LLMUsage
-from autodev.plan import parse_plan
-from blocks.llm import LLM
-from tasks.insights import compute_insight
+from autodev.blocks.llm import LLM
+from autodev.core.models import GitState, LLMUsage
+from autodev.core.plan import parse_plan
+from autodev.tasks.insights import compute_insight
 from tests.helpers import FakeModelServer
 
 PLAN = parse_plan("project: p\nsteps:\n  - {id: build, run: make}\n  - {id: lint, run: ruff .}\n")
@@ -59,8 +59,8 @@ def test_garbage_or_failure_leaves_the_rules_advice(model_server, tmp_path, repl
 
 
 def test_tokens_and_cost_are_recorded_and_exported(tmp_path):
-    from blocks.state_store import StateStore
-    from cli.exporter import StoreCollector
+    from autodev.blocks.state_store import StateStore
+    from autodev.cli.exporter import StoreCollector
 
     store = StateStore(database_url=f"sqlite:///{tmp_path / 's.db'}").connect()
     run_id = uuid.uuid4().hex

@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autodev.models import CommandResult, StepAttempt, utcnow
-from autodev.plan import parse_plan
-from blocks.state_store import StateStore
-from cli.exporter import serve
+from autodev.blocks.state_store import StateStore
+from autodev.cli.exporter import serve
+from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.plan import parse_plan
 
 PLAN = parse_plan("project: metered\nsteps:\n  - {id: a, run: 'true'}\n")
 
@@ -82,7 +82,7 @@ def test_exporter_counts_from_the_store_and_reads_only_new_rows(database_url):
 @pytest.mark.slow
 @pytest.mark.docker
 def test_a_real_prometheus_scrapes_the_failures_of_real_commands(prefect_api, docker_engine, tmp_path):
-    from autodev.settings import load_settings
+    from autodev.core.settings import load_settings
     from tests.helpers import run
 
     _, report = run(

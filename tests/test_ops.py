@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autodev.plan import parse_plan
-from blocks.state_store import StateStore
-from cli.exporter import StoreCollector
+from autodev.blocks.state_store import StateStore
+from autodev.cli.exporter import StoreCollector
+from autodev.core.plan import parse_plan
 
 OPS = Path(__file__).resolve().parents[1] / "ops"
 

@@ -3,8 +3,8 @@ task's log lines."""
 
 import logging
 
-import tasks.run_command  # noqa: F401 - installs the step tasks' log filters
-from autodev.output import OutputCapture
+import autodev.tasks.run_command  # noqa: F401 - installs the step tasks' log filters
+from autodev.core.output import OutputCapture
 
 
 def test_tail_is_capped_and_bytes_are_counted(tmp_path):

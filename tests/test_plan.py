@@ -2,8 +2,8 @@
 
 import pytest
 
-from autodev.errors import BadInput
-from autodev.plan import load_plan, parse_plan
+from autodev.core.errors import BadInput
+from autodev.core.plan import load_plan, parse_plan
 
 GOOD = """
 project: demo
@@ -96,8 +96,8 @@ def test_a_missing_file_is_bad_input(tmp_path):
 
 
 def test_a_test_first_check_sits_between_the_agent_that_writes_tests_and_the_one_that_implements():
-    from autodev.errors import BadInput
-    from autodev.plan import parse_plan
+    from autodev.core.errors import BadInput
+    from autodev.core.plan import parse_plan
 
     good = """
 project: p

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from autodev.diagnosis import diagnose, fingerprint
-from autodev.models import CommandResult, StepDefaults, utcnow
-from autodev.policy import FailureBreaker, next_move
+from autodev.core.diagnosis import diagnose, fingerprint
+from autodev.core.models import CommandResult, StepDefaults, utcnow
+from autodev.core.policy import FailureBreaker, next_move
 
 LIMITS = StepDefaults(retries=2, max_stall_retries=1)
 
@@ -84,8 +84,8 @@ def test_fingerprints_ignore_numbers_but_not_the_failure():
 
 
 def test_heartbeat_delay():
-    from autodev.policy import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
-    from autodev.session import Heartbeat, SessionMetadata
+    from autodev.core.policy import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
+    from autodev.core.session import Heartbeat, SessionMetadata
 
     now = utcnow()
     assert heartbeat_delay_s(SessionMetadata(), now) == float("inf")
@@ -95,7 +95,7 @@ def test_heartbeat_delay():
 
 
 def test_an_agent_that_made_no_edits_is_not_blamed_on_docker():
-    from autodev.agent import AGENT_FAILED
+    from autodev.core.agent import AGENT_FAILED
 
     lost = diagnose("agent: do it", result(exit_code=None, reason=f"{AGENT_FAILED}model m failed: Timeout"))
     assert "coding agent produced no usable edits" in lost.suggested_action and "Docker" not in lost.suggested_action
@@ -104,13 +104,13 @@ def test_an_agent_that_made_no_edits_is_not_blamed_on_docker():
 
 
 def step_of(**fields):
-    from autodev.models import Step
+    from autodev.core.models import Step
 
     return Step(id="s", run="python -m pytest -q", **fields)
 
 
 def test_a_test_first_check_succeeds_only_when_the_tests_fail():
-    from autodev.policy import judge
+    from autodev.core.policy import judge
 
     red = judge(step_of(expect="tests-fail"), result(exit_code=1, tail="1 failed\n"))
     assert red.status == "succeeded" and "as they must" in red.exit_reason
@@ -123,7 +123,7 @@ def test_a_test_first_check_succeeds_only_when_the_tests_fail():
 
 
 def test_failures_the_baseline_had_are_not_the_runs():
-    from autodev.policy import judge
+    from autodev.core.policy import judge
 
     baseline = "FAILED tests/test_old.py::test_flaky - assert 1 == 2\n1 failed, 9 passed\n"
     old_only = judge(step_of(baseline="base"), result(exit_code=1, tail="FAILED tests/test_old.py::test_flaky\n1 failed\n"), baseline)

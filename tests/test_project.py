@@ -1,6 +1,7 @@
 """Project files that users and Prefect read: prefect.yaml entrypoints, the sample plan."""
 
 import ast
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import yaml
 from prefect import Flow
 from prefect.utilities.importtools import import_object
 
-from autodev.plan import load_plan
+from autodev.core.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,24 +28,37 @@ def test_the_sample_plans_are_valid():
         assert load_plan(path).steps, path
 
 
+def test_only_the_autodev_package_lands_in_site_packages():
+    """No top-level `cli`, `tasks` or `flows` package to collide with another project's."""
+    distribution = importlib.metadata.distribution("autodev")
+    assert (distribution.read_text("top_level.txt") or "").split() == ["autodev"]
+
+
 # --- the layout shows the architecture (docs/architecture.md, "What each folder may import") ---
 
-PACKAGES = ("autodev", "blocks", "tasks", "flows", "cli")
-MAY_IMPORT = {  # first-party packages each layer may import, lazily or not
-    "autodev": {"autodev"},
-    "blocks": {"autodev", "blocks"},
-    "tasks": {"autodev", "blocks", "tasks"},
-    "flows": {"autodev", "blocks", "tasks", "flows"},
-    "cli": set(PACKAGES),
+PACKAGE = ROOT / "src" / "autodev"
+LAYERS = ("core", "blocks", "tasks", "flows", "cli")
+MAY_IMPORT = {  # the layers of autodev each layer may import, lazily or not
+    "core": {"core"},
+    "blocks": {"core", "blocks"},
+    "tasks": {"core", "blocks", "tasks"},
+    "flows": {"core", "blocks", "tasks", "flows"},
+    "cli": set(LAYERS),
 }
 # The core is plain Python: models and rules. These clients belong to blocks/ and above.
 NOT_IN_THE_CORE = {"prefect", "docker", "psycopg", "git", "litellm", "typer", "rich", "prometheus_client", "httpx", "requests"}
-SOURCE = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+SOURCE = sorted(PACKAGE.rglob("*.py"))
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(path: Path) -> str:
+    """The layer a source file belongs to (a module at the package's top: `autodev` itself)."""
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else "autodev"
 
 
 def imports_of(path: Path) -> set[str]:
@@ -62,12 +76,13 @@ def imports_of(path: Path) -> set[str]:
 def test_each_layer_imports_only_the_layers_below_it():
     wrong = []
     for path in SOURCE:
-        layer = path.relative_to(ROOT).parts[0]
+        layer = layer_of(path)
         for name in imports_of(path):
-            top = name.split(".")[0]
-            if top in PACKAGES and top not in MAY_IMPORT[layer]:
+            parts = name.split(".")
+            imported = parts[1] if parts[0] == "autodev" and len(parts) > 1 else None
+            if imported in LAYERS and imported not in MAY_IMPORT.get(layer, {"core"}):
                 wrong.append(f"{path.relative_to(ROOT)} imports {name}")
-            if layer == "autodev" and top in NOT_IN_THE_CORE:
+            if layer == "core" and parts[0] in NOT_IN_THE_CORE:
                 wrong.append(f"{path.relative_to(ROOT)} (the core) imports {name}")
     assert not wrong, "\n".join(wrong)
 
@@ -107,8 +122,8 @@ def test_no_file_over_450_lines_and_no_function_over_60():
 
 def test_the_run_engine_decides_without_prefect_docker_or_a_database():
     for name in ("run_engine", "outcomes", "recovery", "scheduling", "policy", "diagnosis"):
-        imported = imports_of(ROOT / "autodev" / f"{name}.py")
-        assert {m.split(".")[0] for m in imported} & set(PACKAGES) <= {"autodev"}, name
+        imported = imports_of(PACKAGE / "core" / f"{name}.py")
+        assert {m.split(".")[1] for m in imported if m.startswith("autodev.")} <= {"core"}, name
         assert not {m.split(".")[0] for m in imported} & NOT_IN_THE_CORE, name
 
 

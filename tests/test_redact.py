@@ -2,8 +2,8 @@
 
 import pytest
 
-from autodev.output import OutputCapture
-from autodev.redact import Redactor
+from autodev.core.output import OutputCapture
+from autodev.core.redact import Redactor
 
 
 def test_secret_names_and_url_passwords_are_found():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from autodev.errors import BadInput
-from blocks.replay import Cassette, ReplayServer, load_cassette
+from autodev.blocks.replay import Cassette, ReplayServer, load_cassette
+from autodev.core.errors import BadInput
 
 CASSETTE = Cassette.model_validate(
     {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from autodev.plan import parse_plan
-from autodev.repository import RepoMap, detect, repository_plan, tasks_of, with_baseline
-from autodev.scaffold import parse_requirements
+from autodev.core.plan import parse_plan
+from autodev.core.repository import RepoMap, detect, repository_plan, tasks_of, with_baseline
+from autodev.core.scaffold import parse_requirements
 
 
 def test_the_language_and_the_test_command_come_from_the_files():

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from autodev.events import BreakerTripped, CommandFailed, FeedbackRound, RunBlocked, RunResumed, StepStalled
-from autodev.models import CommandRequest, CommandResult, StepAttempt, utcnow
-from autodev.outcomes import Dispatch, Outcome, Rules
-from autodev.plan import parse_plan
-from autodev.recovery import orchestrator_lost
-from autodev.run_engine import RunEngine
-from autodev.session import Decision, Heartbeat, LeftAttempt, QueueEntry, SessionMetadata, SessionRecord
-from blocks.sandbox import SandboxSession
+from autodev.blocks.sandbox import SandboxSession
+from autodev.core.events import BreakerTripped, CommandFailed, FeedbackRound, RunBlocked, RunResumed, StepStalled
+from autodev.core.models import CommandRequest, CommandResult, StepAttempt, utcnow
+from autodev.core.outcomes import Dispatch, Outcome, Rules
+from autodev.core.plan import parse_plan
+from autodev.core.recovery import orchestrator_lost
+from autodev.core.run_engine import RunEngine
+from autodev.core.session import Decision, Heartbeat, LeftAttempt, QueueEntry, SessionMetadata, SessionRecord
 
 
 @dataclass

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from autodev.errors import EnvironmentProblem
-from autodev.models import CommandRequest, CommandResult
-from autodev.output import OutputCapture
-from blocks.docker_sandbox import DockerSandbox
+from autodev.blocks.docker_sandbox import DockerSandbox
+from autodev.core.errors import EnvironmentProblem
+from autodev.core.models import CommandRequest, CommandResult
+from autodev.core.output import OutputCapture
 
 pytestmark = pytest.mark.docker
 IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
@@ -272,7 +272,7 @@ def test_a_resumed_run_kills_what_its_dead_orchestrator_left_running_each_comman
     """What a resume finds still running is killed with everything it started at once: the
     step's wrapper cannot outlive its command and record it as ended (exit 137), and a command
     that would write after its `sleep` never gets to (a step run twice, on resume)."""
-    from blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path
+    from autodev.blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path
 
     run_id = f"left-{uuid.uuid4().hex[:8]}"
     session = DockerSandbox(image=IMAGE).open(tmp_path, run_id)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import git
 import pytest
 
-from autodev.errors import BadInput
-from autodev.scaffold import (
+from autodev.core.errors import BadInput
+from autodev.core.scaffold import (
     TODO_MARKER,
     choose_template,
     find_todos,
@@ -116,7 +116,7 @@ def test_manual_guidance_lists_todos_and_requirements():
 
 
 def test_scaffold_writes_the_files_and_makes_the_first_commit(prefect_api, tmp_path):
-    from tasks.scaffold import scaffold
+    from autodev.tasks.scaffold import scaffold
 
     manifest = load_manifest("weather-bot")
     files = render_template(manifest, {})

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blocks.prefect_server import ManagedServer
-from cli.warm_registry import stop_warm_processes
+from autodev.blocks.prefect_server import ManagedServer
+from autodev.cli.warm_registry import stop_warm_processes
 from tests.helpers import AUTODEV
 
 PLAN = "project: served\nsteps:\n  - {id: hello, run: 'echo hello'}\n"
@@ -74,7 +74,7 @@ def test_runs_share_one_local_server_that_stop_stops(docker_engine, managed_env,
 
 def test_a_server_that_cannot_start_says_so_with_its_log(tmp_path, monkeypatch):
     """A Prefect that exits at once (here: a bad setting) is an environment problem with the log's end."""
-    from autodev.errors import EnvironmentProblem
+    from autodev.core.errors import EnvironmentProblem
 
     monkeypatch.setenv("PREFECT_SERVER_API_PORT", "not-a-port")
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "not-a-level")

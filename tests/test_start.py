@@ -1,4 +1,4 @@
-"""Starting a run's flow (flows/start.py): the flow run it creates is run, and a creation the
+"""Starting a run's flow (src/autodev/flows/start.py): the flow run it creates is run, and a creation the
 Prefect server refuses is tried again within tenths of a second, not after Prefect's 2, 4, 8 s,
 however many times it is refused in a row.
 The refusals come from a loopback proxy in front of the session's real Prefect server: it answers
@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.start import create_flow_run, start_flow
+from autodev.flows.start import create_flow_run, start_flow
 
 HOP_BY_HOP = {"host", "content-length", "connection", "accept-encoding", "transfer-encoding"}
 

@@ -13,10 +13,10 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from autodev.models import CommandResult, StepAttempt, utcnow
-from autodev.plan import parse_plan
-from autodev.session import LastCommandResult, QueueEntry
-from blocks.state_store import SCHEMA_VERSION, StateStore
+from autodev.blocks.state_store import SCHEMA_VERSION, StateStore
+from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.plan import parse_plan
+from autodev.core.session import LastCommandResult, QueueEntry
 
 pytestmark = pytest.mark.postgres
 PLAN = parse_plan("project: p\nsteps:\n  - {id: a, run: 'echo a'}\n  - {id: b, run: 'exit 1'}")
@@ -142,7 +142,7 @@ def test_concurrent_writers_in_several_processes_lose_nothing(database_url):
 
 
 def test_password_never_shown_and_unreachable_database_is_an_environment_problem():
-    from autodev.errors import EnvironmentProblem
+    from autodev.core.errors import EnvironmentProblem
 
     with pytest.raises(EnvironmentProblem) as info:
         open_store("postgresql://me:s3cret@127.0.0.1:1/none")
@@ -151,7 +151,7 @@ def test_password_never_shown_and_unreachable_database_is_an_environment_problem
 
 
 def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monkeypatch):
-    import blocks.store_base as store_base
+    import autodev.blocks.store_base as store_base
 
     monkeypatch.setattr(store_base, "MIGRATIONS", store_base.MIGRATIONS[:1])
     old = open_store(database_url)
@@ -185,8 +185,8 @@ def test_an_old_schema_is_upgraded_in_place_keeping_its_data(database_url, monke
 
 
 def test_one_process_at_a_time_holds_a_run_and_a_dead_ones_hold_runs_out(database_url):
-    from autodev.session import Lease
-    from blocks.store_base import LeaseLost
+    from autodev.blocks.store_base import LeaseLost
+    from autodev.core.session import Lease
 
     store = open_store(database_url)
     run_id = uuid.uuid4().hex
@@ -210,7 +210,7 @@ def test_one_process_at_a_time_holds_a_run_and_a_dead_ones_hold_runs_out(databas
 
 
 def test_two_resumes_at_once_one_wins(database_url):
-    from autodev.session import Lease
+    from autodev.core.session import Lease
 
     store = open_store(database_url)
     run_id = new_run(store)
@@ -232,7 +232,7 @@ def test_two_resumes_at_once_one_wins(database_url):
 
 
 def test_a_run_stored_before_v7_reads_its_advice_in_the_new_layout():
-    from autodev.session import SessionMetadata
+    from autodev.core.session import SessionMetadata
 
     old = {"phase": "done", "next_actions": ["fix it  ->  make"], "insight": {"recommendations": [], "confidence": 0.5, "evidence": {}}}
     meta = SessionMetadata.model_validate(old)

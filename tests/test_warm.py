@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks.sandbox_leftovers import remove_run_containers
-from cli.warm_registry import code_version, running_warm_processes, socket_path, start_warm_process
+from autodev.blocks.sandbox_leftovers import remove_run_containers
+from autodev.cli.warm_registry import code_version, running_warm_processes, socket_path, start_warm_process
 from tests.helpers import AUTODEV
 
 SLEEPY_PLAN = "project: warm\nsteps:\n  - {id: nap, run: 'sleep 60'}\n"
@@ -50,7 +50,7 @@ def autodev(env: dict[str, str], *args: str, **options) -> subprocess.CompletedP
 
 
 def latest_session(database_url: str):
-    from blocks.state_store import StateStore
+    from autodev.blocks.state_store import StateStore
 
     store = StateStore(database_url=database_url).connect()
     try:
@@ -183,12 +183,12 @@ def test_a_warm_process_stops_by_itself_when_idle():
 
 
 def test_another_version_of_the_code_has_a_warm_process_of_its_own(tmp_path, monkeypatch):
-    import cli.warm_registry
+    from autodev.cli import warm_registry
 
-    for package in cli.warm_registry.PACKAGES:
+    for package in warm_registry.PACKAGES:
         (tmp_path / package).mkdir()
         (tmp_path / package / "module.py").write_text("")
-    monkeypatch.setattr(cli.warm_registry, "CODE_ROOT", tmp_path)
+    monkeypatch.setattr(warm_registry, "CODE_ROOT", tmp_path)
     before = code_version()
     edited = tmp_path / "flows" / "module.py"
     later = edited.stat().st_mtime_ns + 10**9

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from autodev.models import utcnow
-from autodev.plan import parse_plan
-from autodev.session import Heartbeat, QueueEntry
-from autodev.settings import load_settings
+from autodev.core.models import utcnow
+from autodev.core.plan import parse_plan
+from autodev.core.session import Heartbeat, QueueEntry
+from autodev.core.settings import load_settings
 from tests.helpers import autodev_events, store
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -39,7 +39,7 @@ def forged_session(minutes_ago: float) -> tuple[str, str]:
 
 
 def test_the_watchdog_blocks_runs_whose_heartbeat_is_stale_and_alerts(prefect_api, docker_engine):
-    from flows.watchdog import watchdog
+    from autodev.flows.watchdog import watchdog
 
     stale, stale_flow_run = forged_session(minutes_ago=10)
     fresh, _ = forged_session(minutes_ago=0)

@@ -1,0 +1,1 @@
+"""autodev: an orchestrator for unattended software development, built on Prefect 3."""

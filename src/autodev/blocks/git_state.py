@@ -1,0 +1,202 @@
+"""A workspace's git state with gitpython: read for insights, the scaffold's first commit, and a
+repository that exists: its map, the run's worktree and branch, a commit per agent round."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import git
+
+from autodev.core.models import GitState
+from autodev.core.repository import FILE_LIMIT, BranchChanges, RepoMap, detect
+
+T = TypeVar("T")
+
+
+def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
+    try:
+        repo = git.Repo(workspace)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return GitState()
+    with repo:
+        # The sandbox writes the workspace as another user; git would refuse it as "dubious".
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        _read_only(repo)
+        try:
+            head = repo.head.commit.hexsha
+        except ValueError:  # no commit yet
+            head = None
+        branch = None if repo.head.is_detached else repo.active_branch.name
+        changes = _status(repo)
+        commits = 0
+        diff_stat = ""
+        if head and start_head and start_head != head:
+            commits = int(repo.git.rev_list("--count", f"{start_head}..{head}"))
+        if head and start_head:
+            diff_stat = repo.git.diff_index("--shortstat", start_head).strip()  # plumbing: `git diff` writes the index
+        return GitState(
+            is_repo=True,
+            branch=branch,
+            head=head,
+            dirty_files=[p for p in changes.get("dirty", []) if _is_work(p)],
+            untracked_files=[p for p in changes.get("untracked", []) if _is_work(p)],
+            conflicts=changes.get("conflict", []),
+            commits_since_start=commits,
+            diff_stat=diff_stat,
+        )
+
+
+AUTODEV_ACTOR = git.Actor("autodev", "autodev@localhost")
+
+
+UNMERGED = {"DD", "AU", "UD", "UA", "DU", "AA", "UU"}  # `git status`'s two letters for a conflict
+
+
+def _status(repo: git.Repo) -> dict[str, list[str]]:
+    """The changed paths by kind ("dirty", "untracked", "conflict"), sorted, from one `git status`
+    (which, unlike gitpython's index diffs, leaves the index as it is when reading)."""
+    entries = iter(repo.git.status("--porcelain=v1", "-z", "--untracked-files=all").split("\0"))
+    kinds: dict[str, list[str]] = {}
+    for entry in entries:
+        if not entry:
+            continue
+        letters, path = entry[:2], entry[3:]
+        if letters[0] in "RC":
+            next(entries, None)  # a rename's or copy's former path follows
+        kind = "untracked" if letters == "??" else "conflict" if letters in UNMERGED else "dirty"
+        kinds.setdefault(kind, []).append(path)
+    return {kind: sorted(paths) for kind, paths in kinds.items()}
+
+
+def _read_only(repo: git.Repo) -> None:
+    """A read takes no lock: `git status` would otherwise refresh the index under index.lock,
+    and a commit made at that moment (a step in the sandbox, the user in their checkout) fails."""
+    repo.git.update_environment(GIT_OPTIONAL_LOCKS="0")
+
+
+def _is_work(path: str) -> bool:
+    """Not autodev's own files or Python's caches (which a repository may not ignore)."""
+    parts = path.split("/")
+    return not ({"__pycache__", ".pytest_cache", ".autodev"} & set(parts) or path.endswith(".pyc"))
+
+
+def commit_all(workspace: Path, message: str) -> str:
+    """Make `workspace` a git repository (when it is not one) and commit every file in it;
+    the new commit's sha."""
+    try:
+        repo = git.Repo(workspace)
+    except git.InvalidGitRepositoryError:
+        repo = git.Repo.init(workspace, initial_branch="main")
+    with repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        repo.git.add(A=True)
+        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+def has_commits(path: Path) -> bool:
+    """`path` is the top of a git repository with at least one commit."""
+    try:
+        with git.Repo(path) as repo:
+            return Path(repo.working_tree_dir or "").resolve() == path.resolve() and repo.head.is_valid()
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return False
+
+
+def read_repo_map(path: Path) -> RepoMap:
+    """What the decomposer is told of a repository: its tracked files (capped), the head of its
+    README, its language and test command, and the uncommitted changes a worktree leaves out."""
+    with git.Repo(path) as repo:
+        _read_only(repo)
+        files = repo.git.ls_files().splitlines()
+        left_out = sorted({line[3:] for line in repo.git.status("--porcelain").splitlines() if line[3:]})
+    readme = next((f for f in files if f.lower() in ("readme.md", "readme.rst", "readme.txt", "readme")), None)
+    head = "\n".join((path / readme).read_text(errors="replace").splitlines()[:40]) if readme else ""
+    telling = {name: (path / name).read_text(errors="replace") for name in ("package.json", "Makefile") if name in files}
+    found = detect(files, telling)
+    return RepoMap(
+        files=files[:FILE_LIMIT], file_count=len(files), readme=head, language=found.language,
+        test_command=found.test_command, left_out=left_out,
+    )
+
+
+def open_worktree(repo_path: Path, branch: str, worktree: Path) -> str:
+    """A new branch `branch` from the checkout's HEAD, checked out in a worktree at `worktree`
+    (the checkout, its branch and its working tree are not touched); the base commit's sha."""
+    with git.Repo(repo_path) as repo:
+        base = repo.head.commit.hexsha
+        repo.git.worktree("add", "-b", branch, str(worktree), base)
+    return base
+
+
+def commit_round(workspace: Path, message: str) -> str | None:
+    """Commit what an agent round changed in the workspace (autodev's own files and Python's
+    caches left out); the new commit's sha, or None when nothing changed. RoundNotCommitted
+    when git refused it."""
+    with git.Repo(workspace) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        _read_only(repo)
+        entries = iter(repo.git.status("--porcelain", "-z", "-uall").split("\0"))
+        changed = []
+        for entry in entries:  # "XY path"; a rename or copy is followed by its old path
+            if entry:
+                changed.append(entry[3:])
+                if entry[0] in "RC":
+                    changed.append(next(entries, ""))
+        work = [path for path in changed if path and _is_work(path)]
+        if not work:
+            return None
+        try:
+            return _while_locked(lambda: _add_and_commit(repo, work, message))
+        except (git.GitCommandError, OSError) as exc:
+            detail = exc.stderr.strip().removeprefix("stderr: '") if isinstance(exc, git.GitCommandError) else str(exc)
+            raise RoundNotCommitted(detail.splitlines()[0][:300] if detail else str(exc)) from exc
+
+
+class RoundNotCommitted(Exception):
+    """git refused an agent round's commit (another git process kept a lock, a broken index);
+    the changes stay in the workspace, for the next round's commit."""
+
+
+def _add_and_commit(repo: git.Repo, paths: list[str], message: str) -> str:
+    repo.git.add("-A", "--", *paths)
+    return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+
+
+LOCK_WAIT_S = 10.0  # how long a commit waits for another git process in the workspace
+
+
+def _while_locked(work: Callable[[], T]) -> T:
+    """`work()`, tried again while another git process holds the index or a ref: git takes
+    its locks without waiting, so a commit made while a step's git runs in the sandbox would
+    fail at once. After LOCK_WAIT_S the lock's error is raised."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return work()
+        except (git.GitCommandError, OSError) as exc:  # gitpython's own ref locks raise OSError
+            if ".lock" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+def change_digest(workspace: Path, sha: str) -> str:
+    """What a commit changes, as a short digest of its patch (blob ids left out), so a round
+    that makes the same change as an earlier one is known."""
+    with git.Repo(workspace) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        patch = repo.git.show("--format=", "--no-color", sha)
+    lines = [line for line in patch.splitlines() if not line.startswith("index ")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def branch_changes(worktree: Path, base: str) -> BranchChanges:
+    """The commits a run made on its branch and what they change, against `base`."""
+    with git.Repo(worktree) as repo:
+        repo.git.set_persistent_git_options(c=f"safe.directory={Path(worktree).resolve()}")
+        log = repo.git.log("--reverse", "--format=%h %s", f"{base}..HEAD")
+        stat = repo.git.diff("--shortstat", base, "HEAD").strip()
+    return BranchChanges(commits=log.splitlines(), diff_stat=stat)

@@ -1,0 +1,38 @@
+"""The sandbox interface: a place where a run's commands execute, one after another or side by side.
+
+One abstract session interface, one file per backend (Docker: `src/autodev/blocks/docker_sandbox.py`).
+A session lives as long as one run; files and installed packages persist between its commands.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from autodev.core.models import CommandRequest, CommandResult
+
+# Takes each chunk of output; False when the chunk shows no progress (it leaves the stall clock as
+# it is), anything else when it does.
+OutputSink = Callable[[bytes], bool | None]
+
+
+class SandboxSession(ABC):
+    """A running sandbox for one run."""
+
+    @abstractmethod
+    def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
+        """Run one command to its end, handing each output chunk to `on_output` as it arrives;
+        `on_started` is called once the command runs, before any of its output is handed over.
+
+        Never raises for what the command does; a lost engine gives exit_code None with a reason.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the sandbox and remove it. Safe to call twice."""
+
+    def __enter__(self) -> SandboxSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

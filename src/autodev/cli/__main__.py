@@ -1,0 +1,3 @@
+from autodev.cli.launch import main
+
+main()

@@ -1,0 +1,125 @@
+"""`autodev gc`: remove what old runs left, so a store used every night does not grow forever.
+
+A finished run (succeeded or failed) not written for DAYS loses its record in the state store
+(session, attempts, step states, model usage), its log and exit-status files under the
+workspace's `.autodev/logs/<run>/`, and any sandbox container still labelled with it. Blocked and
+running runs are kept whatever their age: they can still be resumed. Workspaces are the user's
+code and are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from autodev.blocks.state_store import StateStore
+from autodev.blocks.store_sqlite import SQLiteBackend
+from autodev.core.errors import BadInput
+from autodev.core.models import utcnow
+from autodev.core.session import SessionRecord
+from autodev.core.settings import load_settings
+
+err = Console(stderr=True)
+FINISHED = ("succeeded", "failed")
+RESUMABLE = ("blocked", "running")
+
+
+class GcReport(BaseModel):
+    """What `autodev gc` removed (or, with --dry-run, would remove)."""
+
+    older_than_days: float
+    dry_run: bool
+    runs: int = 0
+    attempts: int = 0
+    log_files: int = 0
+    log_bytes: int = 0
+    containers: int = 0
+    database_bytes_before: int | None = None  # SQLite only: the file's size
+    database_bytes_after: int | None = None
+    kept_resumable: int = 0  # blocked or running runs this old, kept because they can be resumed
+
+
+def gc(
+    older_than: Annotated[float, typer.Option("--older-than", help="Remove finished runs not written for this many days.", metavar="DAYS")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (what was removed).")] = False,
+) -> None:
+    """Remove old finished runs: their state store records, log files and leftover sandbox containers."""
+    if older_than < 0:
+        raise BadInput(f"--older-than {older_than:g}: days must be 0 or more")
+    report = GcReport(older_than_days=older_than, dry_run=dry_run)
+    cutoff = utcnow() - timedelta(days=older_than)
+    store = StateStore(database_url=load_settings().database_url).connect()
+    db_file = store.path if isinstance(store, SQLiteBackend) else None  # PostgreSQL's size is the server's
+    report.database_bytes_before = _size(db_file)
+    try:
+        old = store.sessions(FINISHED, quiet_since=cutoff)
+        report.kept_resumable = len(store.sessions(RESUMABLE, quiet_since=cutoff))
+        for session in old:
+            collect_run(store, session, report, dry_run)
+        if old and not dry_run:
+            report.containers = _remove_containers({s.run_id for s in old})
+            store.compact()
+    finally:
+        store.close()
+    report.database_bytes_after = _size(db_file)
+    _show(report, as_json)
+
+
+def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) -> None:
+    """Count (and unless dry_run, remove) one run's log files and store records."""
+    from autodev.blocks.docker_sandbox import status_dir  # the docker SDK, only when there is a run to collect
+
+    logs = status_dir(Path(session.workspace), session.run_id)
+    files = [f for f in logs.rglob("*") if f.is_file()] if logs.is_dir() else []
+    report.runs += 1
+    report.log_files += len(files)
+    report.log_bytes += sum(f.stat().st_size for f in files)
+    if dry_run:
+        report.attempts += len(store.attempts(session.run_id))
+        return
+    shutil.rmtree(logs, ignore_errors=True)
+    report.attempts += store.delete_run(session.run_id)
+
+
+def _remove_containers(run_ids: set[str]) -> int:
+    from autodev.blocks.sandbox_leftovers import remove_containers_of
+
+    return remove_containers_of(run_ids)
+
+
+def _size(path: Path | None) -> int | None:
+    return path.stat().st_size if path is not None and path.exists() else None
+
+
+def _show(report: GcReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json")))
+        return
+    verb = "would remove" if report.dry_run else "removed"
+    err.print(
+        f"{verb} {report.runs} finished run(s) older than {report.older_than_days:g} days: {report.attempts} attempt(s), "
+        f"{report.log_files} log file(s) ({_size_text(report.log_bytes)})"
+        + ("" if report.dry_run else f", {report.containers} leftover container(s)"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if report.database_bytes_before is not None and not report.dry_run:
+        err.print(f"state store: {_size_text(report.database_bytes_before)} -> {_size_text(report.database_bytes_after or 0)}", highlight=False, soft_wrap=True)
+    if report.kept_resumable:
+        err.print(
+            f"kept {report.kept_resumable} blocked or running run(s) that old: `autodev resume RUN_ID --action abort` ends one",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"

@@ -1,0 +1,177 @@
+"""Reading a failed command's evidence: an error summary, a suggested action, a fingerprint.
+
+Pure rules over the exit code, the status and the output tail, so a notification can say what
+broke and what to try, and the failure breaker (`src/autodev/core/policy.py`) can tell the same failure
+from a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from autodev.core.agent import AGENT_FAILED
+from autodev.core.models import CommandResult, summarise_output
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    summary: str  # what happened, with the last meaningful output
+    suggested_action: str  # what a person (or the next attempt) should try
+    evidence: list[str] = field(default_factory=list)  # the output lines the rule matched
+
+
+_NOT_FOUND = re.compile(r"(?:^|\s)(?:sh: \d+: )?([\w./+-]+): (?:command )?not found", re.M)
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '?([\w.]+)'?")
+_FAILED_TEST = re.compile(r"^FAILED (\S+::\S+)", re.M)
+_ERROR_TEST = re.compile(r"^ERROR (\S+)", re.M)
+
+
+def diagnose(
+    command: str, result: CommandResult, stall_timeout_s: float | None = None, baseline_output: str | None = None
+) -> Diagnosis:
+    """What broke and what to try. With `baseline_output` (the same tests before any change), the
+    failing tests that were failing there already are told apart from those the run broke."""
+    tail = result.output_tail
+    code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
+    reason = f" ({result.exit_reason})" if result.exit_reason else ""
+    summary = f"{result.status} with {code}{reason}: {summarise_output(tail)}"
+
+    def found(action: str, *evidence: str) -> Diagnosis:
+        return Diagnosis(summary, action, [e for e in evidence if e])
+
+    if command.startswith("agent:") and (trouble := _agent_trouble(tail)):
+        return found(*trouble)
+    if ended := _how_it_ended(result, stall_timeout_s):
+        return found(ended)
+    if m := _NO_MODULE.search(tail):
+        return found(
+            f"Python module {m.group(1)!r} is missing: install it in an earlier step "
+            f"(python -m pip install {m.group(1).split('.')[0]}) or add it to the project's dependencies",
+            m.group(0),
+        )
+    if result.exit_code == 127 or _NOT_FOUND.search(tail):
+        m = _NOT_FOUND.search(tail)
+        name = m.group(1) if m else command.split()[0]
+        return found(
+            f"command {name!r} is not installed in the sandbox image: install it in an earlier step, "
+            "use an image that has it (plan `image:`), or fix the command's name",
+            m.group(0).strip() if m else "",
+        )
+    if failed := _FAILED_TEST.findall(tail) or _ERROR_TEST.findall(tail):
+        before = failed_tests(baseline_output) if baseline_output else set()
+        broken = [t for t in failed if t not in before]
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        old = sorted(set(failed) & before)
+        if old:
+            return found(
+                f"fix the tests this run broke: {shown}; already failing before the run (not this run's): {', '.join(old[:5])}",
+                *broken[:5],
+            )
+        return found(f"fix the failing tests: {shown}", *failed[:5])
+    if "Permission denied" in tail or "Operation not permitted" in tail:
+        line = next(ln for ln in tail.splitlines() if "Permission denied" in ln or "Operation not permitted" in ln)
+        return found(
+            "the sandbox runs as a non-root user with no capabilities: write inside /workspace or /tmp, "
+            "and do not rely on sudo or root-owned paths",
+            line.strip(),
+        )
+    if "No space left on device" in tail:
+        return found("the disk is full: free space on the Docker host or clean the workspace")
+    if re.search(r"Temporary failure in name resolution|Network is unreachable|Could not resolve host", tail):
+        return found("the command needs a network: set `network: true` in the plan, or vendor what it downloads")
+    if result.exit_code in (137, 143):  # not out of memory (the cgroup counted no OOM kill): a signal from inside
+        return found(
+            f"the command was killed ({result.exit_reason or f'exit {result.exit_code}'}): something it ran sent the signal "
+            "(a test runner's timeout, a kill in a script); read the step's log for who"
+        )
+    log = f" ({result.log_path})" if result.log_path else ""
+    return found(f"read the step's full log{log} for the first error, fix it, then retry the step")
+
+
+# What coding-agent CLIs print when their model provider cannot be used (Codex's JSON errors,
+# litellm's and Anthropic's messages).
+_AGENT_AUTH = re.compile(
+    r".*(?:401 Unauthorized|API Error: 401|Incorrect API key|invalid[_ ]api[_ ]key|authentication_(?:error|failed)"
+    r"|Missing environment variable).*",
+    re.I,
+)
+_WANTS_A_TERMINAL = re.compile(
+    r".*(?:stdin is not a (?:terminal|tty)|not a tty|Raw mode is not supported|requires an interactive terminal"
+    r"|Inappropriate ioctl for device).*",
+    re.I,
+)
+_AGENT_QUOTA = re.compile(r".*(?:429 Too Many Requests|rejected \(429\)|rate[_ ]limit(?:ed)?\b|insufficient_quota).*", re.I)
+_AGENT_UNREACHABLE = re.compile(
+    r".*(?:Reconnecting\.\.\.|stream disconnected before completion|error sending request|Connection failed"
+    r"|APIConnectionError|Connection refused|Connection error|Network is unreachable|APITimeoutError).*",
+    re.I,
+)
+
+
+def _agent_trouble(tail: str) -> tuple[str, str] | None:
+    """The action (and the line that shows it) when an agent's model provider refused or could
+    not be reached; the last such line counts."""
+    rules = [
+        (_WANTS_A_TERMINAL, "the agent CLI wants a terminal, and the sandbox has none (stdin is /dev/null): run it "
+         "in its non-interactive mode, with a preset (`agent: codex | claude | aider`) or its own exec/print flag"),
+        (_AGENT_AUTH, "the agent's model provider refused its credentials: check the API key the step gets "
+         "(list its name under `secrets:` and set it where autodev runs, or in a Prefect Secret block), then retry"),
+        (_AGENT_QUOTA, "the model provider rate-limited the agent (429) or its quota is spent: wait or raise the quota, "
+         "then retry the step (or give it `retries`)"),
+        (_AGENT_UNREACHABLE, "the agent could not reach its model: the sandbox has no network unless the plan sets "
+         "`network` (`true` needs a Docker bridge; else `host` or a named network); check the provider's base URL, "
+         "then retry the step"),
+    ]
+    for pattern, action in rules:
+        if matches := pattern.findall(tail):
+            return action, matches[-1].strip()[:300]
+    return None
+
+
+def _how_it_ended(result: CommandResult, stall_timeout_s: float | None) -> str | None:
+    """The action for what the status and the exit reason alone say (the output aside)."""
+    reason = result.exit_reason or ""
+    if result.status == "stalled" and "lines that repeat" in reason:
+        return (
+            f"it printed only lines that repeat for {stall_timeout_s or 0:g}s (a reconnect or retry loop, a spinner): "
+            "read the log for what it waits on (a model or server it cannot reach, a lock); if a count changing on "
+            "one line is its progress, set `stall_clock: output` on the step"
+        )
+    if result.status == "stalled":
+        return (
+            f"the command printed nothing new for {stall_timeout_s or 0:g}s: check that it does not wait for input, "
+            "a network (the sandbox has none unless the plan sets network: true) or a lock; "
+            "if it is legitimately quiet, raise the step's stall_timeout_s"
+        )
+    if result.status == "timed_out":
+        return "the command ran past its timeout_s: raise the step's timeout_s or split the step"
+    if result.exit_code is None and reason.startswith(AGENT_FAILED):
+        return (
+            "the coding agent produced no usable edits: check the model (AUTODEV_LLM_MODEL, its endpoint and key) "
+            "and the step's files, then retry the step"
+        )
+    if result.exit_code is None:
+        return f"the Docker engine went away ({reason}); run `autodev doctor`, then retry the step"
+    if reason.startswith("out of memory"):
+        return "the command ran out of memory: raise AUTODEV_SANDBOX_MEMORY or make the command use less memory"
+    return None
+
+
+# Failed tests as test runners print them: pytest, go test, cargo test, jest/vitest.
+_FAILED_ANYWHERE = re.compile(
+    r"^(?:FAILED|ERROR) (\S+)|^--- FAIL: (\S+)|^test (\S+) \.\.\. FAILED|^\s*[✕×] (.+?)(?: \(\d+ ?m?s\))?$", re.M
+)
+
+
+def failed_tests(output: str) -> set[str]:
+    """The names of the tests an output says failed (empty when it names none)."""
+    return {next(group for group in m.groups() if group) for m in _FAILED_ANYWHERE.finditer(output)}
+
+
+def fingerprint(command: str, result: CommandResult) -> str:
+    """Same command, same exit code, same output tail (digits ignored: timings and pids vary)."""
+    tail = re.sub(r"\d+", "#", result.output_tail[-4096:])
+    key = f"{command}\0{result.exit_code}\0{result.status}\0{tail}"
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]

@@ -1,0 +1,405 @@
+"""Typed data shared by every layer: plans, command requests and results, advice, reports.
+
+Defined once here and reused by the CLI, the flows, the tasks and the blocks, so a plan read
+from YAML, a result stored in the database and the `--json` output are the same objects. A
+run's session record and its metadata document are in `src/autodev/core/session.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+# Final statuses of the contract, plus the two a step has while its run is still going.
+StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "blocked", "pending", "running"]
+RunStatus = Literal["running", "succeeded", "failed", "blocked"]
+CommandStatus = Literal["succeeded", "failed", "stalled", "timed_out"]
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "stalled", "timed_out"})  # a command that did not succeed
+AgentName = Literal["codex", "claude", "aider"]  # the coding-agent CLIs autodev has presets for (src/autodev/core/agents.py)
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    """Plan files are written by people: an unknown or misspelt key is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepDefaults(_Strict):
+    stall_timeout_s: float = Field(300, gt=0, description="Kill a step that prints nothing for this long.")
+    timeout_s: float = Field(1800, gt=0, description="Hard limit on one attempt of a step.")
+    retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed or timed-out one.")
+    max_stall_retries: int = Field(1, ge=0, le=10, description="Attempts after a stall before the run blocks.")
+    stall_clock: Literal["progress", "output"] = Field(
+        "progress",
+        description="progress: output resets the stall clock only when it shows progress (a line that repeats, "
+        "digits aside, such as a reconnect loop or a spinner, does not); output: any output resets it.",
+    )
+
+
+class Budget(_Strict):
+    """What a plan or a step may spend before a person is asked whether to go on."""
+
+    usd: float | None = Field(None, gt=0, description="Model cost, as the agents report it.")
+    tokens: int | None = Field(None, gt=0, description="Model tokens, input and output.")
+    wall_s: float | None = Field(None, gt=0, description="Seconds of work (the plan's: since the run began or went on).")
+
+
+def _check_agent_command(template: str | None) -> str | None:
+    if template is not None and "{instruction}" not in template:
+        raise ValueError("needs an {instruction} placeholder where the instruction goes")
+    if template is not None and re.search(r"""["']\{instruction\}|\{instruction\}["']""", template):
+        raise ValueError("leave {instruction} unquoted: autodev quotes it for the shell itself")
+    return template
+
+
+def workspace_relative(path: str) -> str:
+    """`path` normalised as a path inside the workspace; ValueError when it would leave the
+    workspace (absolute, `..`) or touch git's or autodev's own files."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] in (".git", ".autodev"):
+        raise ValueError(f"path {path!r} would leave the workspace (or touch .git/.autodev): refused")
+    return str(pure)
+
+
+class Step(_Strict):
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    kind: Literal["command", "agent"] = Field(
+        "command", description="command: run a shell command; agent: a coding agent follows `instruction`."
+    )
+    run: str | None = Field(None, description="Shell command, run by /bin/sh -c in the sandbox's /workspace.")
+    instruction: str | None = Field(None, description="What an agent step's coding agent is asked to do.")
+    agent: AgentName | None = Field(
+        None, description="An agent step's coding-agent CLI, run unattended with the flags its preset sets."
+    )
+    agent_args: str | None = Field(None, description="Extra arguments for the agent CLI (model, provider settings).")
+    agent_command: str | None = Field(
+        None, description="An agent step's external CLI, with {instruction} where the instruction goes "
+        "(e.g. `my-agent --yes {instruction}`); unset with no `agent`: the built-in agent (needs a model)."
+    )
+    files: list[str] = Field(
+        default_factory=list, description="Files the built-in agent may edit (default: those with TODO markers)."
+    )
+    context: list[str] = Field(default_factory=list, description="Files the built-in agent reads but does not edit.")
+    feedback_to: str | None = Field(
+        None, description="When this step fails, send the run back to that earlier (agent) step with the evidence."
+    )
+    depends_on: list[str] = Field(default_factory=list)
+    expect: Literal["success", "tests-fail", "any"] = Field(
+        "success",
+        description="tests-fail: a check that succeeds when the tests fail (exit code 1 or 2), run after an agent wrote "
+        "them and before one implements the code (test-first: the tests show they can fail). any: a baseline that "
+        "records how the tests stand before any change; its exit code does not count.",
+    )
+    baseline: str | None = Field(
+        None, description="A step that ran the same tests before any change: failures it saw too are not this step's."
+    )
+    task: str | None = Field(None, description="The task of the requirements this step serves (shown in the report).")
+    stall_timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=10)
+    max_stall_retries: int | None = Field(None, ge=0, le=10)
+    stall_clock: Literal["progress", "output"] | None = None
+    budget: Budget | None = Field(None, description="What this step's attempts may spend in all.")
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("run", "instruction")
+    @classmethod
+    def _not_blank(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if text is not None and not text.strip():
+            raise ValueError("command is empty" if info.field_name == "run" else "instruction is empty")
+        return text
+
+    @field_validator("agent_command")
+    @classmethod
+    def _has_placeholder(cls, template: str | None) -> str | None:
+        return _check_agent_command(template)
+
+    @field_validator("files", "context")
+    @classmethod
+    def _inside_workspace(cls, paths: list[str]) -> list[str]:
+        return [workspace_relative(path) for path in paths]
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> Step:
+        if self.kind == "command":
+            if self.run is None:
+                raise ValueError("missing required field 'run' (or give `kind: agent` and an `instruction`)")
+            if self.instruction is not None or self.agent_command is not None or self.agent is not None:
+                raise ValueError("`instruction`, `agent` and `agent_command` belong to steps of kind agent")
+        else:
+            if self.run is not None:
+                raise ValueError("an agent step has `instruction`, not `run`")
+            if self.instruction is None:
+                raise ValueError("an agent step needs `instruction`")
+        _one_agent(self.agent, self.agent_command, self.agent_args)
+        return self
+
+    @property
+    def command(self) -> str:
+        """What the step runs, as shown and stored: the shell command, or the agent's instruction."""
+        if self.kind == "command":
+            return self.run  # type: ignore[return-value]
+        first_line = self.instruction.strip().splitlines()[0]  # type: ignore[union-attr]
+        if len(first_line) > 200:
+            first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
+        return f"agent: {first_line}"
+
+
+def _one_agent(agent: str | None, agent_command: str | None, agent_args: str | None) -> None:
+    if agent is not None and agent_command is not None:
+        raise ValueError("give `agent` (a preset) or `agent_command` (your own CLI), not both")
+    if agent_args is not None and agent is None:
+        raise ValueError("`agent_args` goes with `agent` (in an agent_command, write the arguments into it)")
+
+
+NetworkMode = bool | str  # false, true, "host" or a Docker network's name
+
+
+class Plan(_Strict):
+    project: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    image: str | None = None
+    network: NetworkMode = Field(
+        False,
+        description="The sandbox's network: false (none, the default), true (Docker's default bridge), "
+        "host (the host's), or the name of a Docker network.",
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Names of environment variables (API keys) passed to every step from autodev's environment "
+        "or a Prefect Secret block; their values are never stored, logged or sent.",
+    )
+    max_parallel: int = Field(1, ge=1, le=32, description="How many independent steps may run at once.")
+    max_feedback_rounds: int = Field(
+        2, ge=0, le=10, description="How many times failed checks may send the run back to an agent step."
+    )
+    agent: AgentName | None = Field(None, description="Default coding-agent CLI (a preset) for agent steps.")
+    agent_args: str | None = Field(None, description="Extra arguments for the default agent CLI.")
+    agent_command: str | None = Field(None, description="Default external agent CLI for agent steps.")
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    budget: Budget | None = Field(None, description="What the whole run may spend.")
+    steps: list[Step] = Field(min_length=1)
+
+    @field_validator("agent_command")
+    @classmethod
+    def _has_placeholder(cls, template: str | None) -> str | None:
+        return _check_agent_command(template)
+
+    @field_validator("network")
+    @classmethod
+    def _network_name(cls, network: NetworkMode) -> NetworkMode:
+        if isinstance(network, str) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", network):
+            raise ValueError(f"{network!r}: use false, true, host or the name of a Docker network")
+        return False if network == "none" else network
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.match(SECRET_NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not an environment variable name (list names here, not values)")
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _one_default_agent(self) -> Plan:
+        _one_agent(self.agent, self.agent_command, self.agent_args)
+        return self
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id; KeyError when there is none."""
+        steps, by_id = self._step_index
+        if steps is not self.steps:  # a copy with other steps (model_copy) carries the old index
+            del self.__dict__["_step_index"]
+            steps, by_id = self._step_index
+        return by_id[step_id]
+
+    @cached_property
+    def _step_index(self) -> tuple[list[Step], dict[str, Step]]:
+        # Not a field: pydantic leaves it out of equality, dumps and schemas.
+        return self.steps, {s.id: s for s in self.steps}
+
+    def limits_for(self, step: Step) -> StepDefaults:
+        """A step's clocks and retry budgets: its own values over the plan's defaults."""
+        own = {k: v for k, v in step.model_dump(include=set(StepDefaults.model_fields)).items() if v is not None}
+        return self.defaults.model_copy(update=own)
+
+
+class CommandRequest(BaseModel):
+    """One command for a sandbox to run."""
+
+    command: str
+    timeout_s: float
+    stall_timeout_s: float
+    env: dict[str, str] = Field(default_factory=dict)
+    log_path: str | None = Field(None, description="Host file that receives the full output.")
+    key: str | None = Field(
+        None, description="Names the attempt across processes: every process it starts carries it (run/step/attempt/)."
+    )
+    exit_path: str | None = Field(
+        None, description="Workspace file the sandbox writes the exit status to, so it outlives the orchestrator."
+    )
+
+
+class AgentReport(BaseModel):
+    """What a coding-agent CLI reported in its event stream: the evidence of one agent round."""
+
+    agent: AgentName
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None  # when the agent says (Claude Code's total_cost_usd)
+    files_changed: list[str] = Field(default_factory=list)  # the files its edit tools changed
+    commands: int = 0  # shell commands it ran (they may have changed files too)
+    last_message: str | None = None
+    errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
+    events: int = 0  # how many events it printed
+
+    @property
+    def changed_nothing(self) -> bool:
+        """Neither an edit nor a command: as far as its events tell, the round did nothing."""
+        return not (self.files_changed or self.commands)
+
+
+class CommandResult(BaseModel):
+    """What happened to one command; the exit code comes from Docker or is None with a reason."""
+
+    status: CommandStatus
+    exit_code: int | None
+    exit_reason: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    output_bytes: int = 0
+    output_tail: str = ""
+    log_path: str | None = None
+    sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
+    agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
+    round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class StepAttempt(BaseModel):
+    """One attempt of one step, as kept in the results table."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    command: str
+    result: CommandResult
+    breaker_tripped: bool = False  # this attempt was the failure that tripped the breaker
+
+
+class Blocker(BaseModel):
+    """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
+
+    step_id: str
+    command: str
+    exit_code: int | None
+    summary: str
+    suggested_action: str = ""
+    # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
+    # budget: a plan's or step's budget is spent
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "budget"] = "failure"
+    ts: datetime
+
+    @property
+    def stops_the_run(self) -> bool:
+        return self.kind != "failure"
+
+
+class GitState(BaseModel):
+    is_repo: bool = False
+    branch: str | None = None
+    head: str | None = None
+    dirty_files: list[str] = Field(default_factory=list)  # tracked files changed, staged or not
+    untracked_files: list[str] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)  # unmerged paths
+    commits_since_start: int = 0  # commits made after `start_head`
+    diff_stat: str = ""  # `git diff --shortstat start_head` (committed and uncommitted)
+
+
+class Recommendation(BaseModel):
+    action: str
+    reason: str
+    command: str | None = None
+
+
+class Insight(BaseModel):
+    recommendations: list[Recommendation]
+    confidence: float = Field(ge=0, le=1)
+    evidence: dict[str, Any]
+
+
+class LLMUsage(BaseModel):
+    """What one model call cost."""
+
+    model: str
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class RepositoryReport(BaseModel):
+    """A run on a repository that exists: where its work went and what it changed."""
+
+    repository: str  # the user's repository (its checkout is never touched)
+    branch: str  # the new branch the work is on
+    worktree: str  # the git worktree the run works in
+    base: str  # the commit the branch starts from (the checkout's HEAD)
+    left_out: list[str] = Field(default_factory=list)  # uncommitted changes of the checkout, not on the branch
+    commits: list[str] = Field(default_factory=list)  # "sha subject" of the branch's commits, oldest first
+    diff_stat: str = ""  # `git diff --shortstat base..branch`
+    tests_before: str | None = None  # the baseline's last line
+    tests_after: str | None = None  # the last check's last line
+
+
+class TaskReport(BaseModel):
+    """How one task of the requirements went: its steps' outcome."""
+
+    task: str
+    status: StepStatus
+    steps: list[str]
+
+
+class StepReport(BaseModel):
+    id: str
+    command: str
+    status: StepStatus
+    exit_code: int | None
+    duration_s: float
+    attempts: int
+    output_tail: str
+    waits_for: list[str] = Field(default_factory=list)  # the blocked steps this one waits on (upstream)
+
+
+class RunReport(BaseModel):
+    """The contract's `--json` object."""
+
+    run_id: str
+    status: RunStatus
+    steps: list[StepReport]
+    success_rate: float
+    interventions: int = 0
+    next_actions: list[str] = Field(default_factory=list)
+    blockers: list[Blocker] = Field(default_factory=list)  # what stopped each blocked step, in plan order
+    tasks: list[TaskReport] = Field(default_factory=list)  # each task's outcome, when the plan names tasks
+    repository: RepositoryReport | None = None  # set for a run on a repository that exists
+    orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died
+
+
+def summarise_output(tail: str, limit: int = 300) -> str:
+    """The last meaningful lines of an output tail, for blockers and notifications."""
+    lines = [ln for ln in re.split(r"\r?\n", tail) if ln.strip()]
+    text = " | ".join(lines[-3:])
+    return text[-limit:] if text else "(no output)"

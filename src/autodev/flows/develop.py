@@ -1,0 +1,218 @@
+"""The development flow: a requirements document becomes a plan, a scaffolded workspace and a run.
+
+It reads like the process: read the requirements, pick the template and render it, ask for a
+plan (the model's, or the template's with manual guidance), have a person confirm a plan no
+model made, scaffold the workspace as its first git commit, then run the plan flow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, pause_flow_run, runtime
+from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
+from prefect.states import Failed
+from pydantic import Field
+
+from autodev.blocks.git_state import has_commits, open_worktree, read_repo_map
+from autodev.blocks.replay import REPLAY_MODEL
+from autodev.core.decomposition import Decomposition
+from autodev.core.errors import AutodevError, BadInput, RunFailed
+from autodev.core.models import Plan, RepositoryReport, utcnow
+from autodev.core.plan import load_plan
+from autodev.core.scaffold import (
+    Requirements,
+    check_new_workspace,
+    parse_requirements,
+)
+from autodev.core.session import Pause, RunOrigin
+from autodev.core.settings import load_settings
+from autodev.flows.dashboard import artifact_key
+from autodev.flows.decision import back_to_running
+from autodev.flows.plan_flow import run_plan
+from autodev.flows.resources import model_for
+from autodev.tasks.decomposer import decompose, decompose_repository
+from autodev.tasks.scaffold import scaffold
+
+
+class Confirmation(RunInput):
+    """A person's go-ahead for a plan that no model made."""
+
+    run: bool = Field(True, description="run this plan (untick to stop here)")
+    note: str = Field("", description="why; kept with the run")
+
+
+class NotConfirmed(AutodevError):
+    """Nobody confirmed the template's plan in time, or a person declined it (exit 3)."""
+
+    exit_code = 3
+
+
+def _flow_run_name() -> str:
+    parameters = runtime.flow_run.parameters
+    plan = parameters.get("plan")
+    if plan is not None:
+        source = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
+    else:
+        source = Path(str(parameters.get("requirements") or "requirements")).stem
+    return f"develop-{source}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def read_requirements(path: str) -> Requirements:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read requirements {path}: {exc.strerror or exc}") from exc
+    return parse_requirements(text, source=path)
+
+
+@flow(name="autodev-develop", flow_run_name=_flow_run_name, persist_result=False)
+def develop(
+    requirements: str | None = None,
+    plan: Plan | str | None = None,
+    workspace: str | None = None,
+    template: str | None = None,
+    confirm: bool = True,
+    replay: str | None = None,
+    sandbox_block: str | None = None,
+    state_store_block: str | None = None,
+    llm_block: str | None = None,
+):
+    """Develop `requirements` (a markdown file) in `workspace` and run the plan.
+
+    A `workspace` that is a git repository with commits is worked on as it is: on a new branch
+    `autodev/<project>-<time>` in a git worktree (the checkout is never touched), with no
+    scaffold, planned from a map of the repository. Otherwise `workspace` is a new directory
+    (default: one under AUTODEV_WORKSPACE_ROOT), scaffolded from a template first.
+
+    `template` overrides the one the requirements name; `confirm=False` runs a plan no model
+    made without asking; `replay` names a file of stored model responses, used when no model
+    is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
+    instead of requirements (a plan, or a plan file's path), it runs that plan as `autodev exec`
+    does (the workspace may exist).
+    """
+    blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
+    if (requirements is None) == (plan is None):
+        raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
+    if plan is not None:
+        plan = load_plan(plan) if isinstance(plan, str) else plan  # a plan file's path, or a plan
+        workspace = workspace or str(load_settings().new_workspace(plan.project))
+        return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
+    wanted = read_requirements(requirements)
+    repository = Path(workspace) if workspace and is_repository(Path(workspace)) else None
+    workspace = workspace or str(load_settings().new_workspace(wanted.project))
+    if repository is None:
+        check_new_workspace(Path(workspace))  # before any model call or question
+    repo_map = read_repo_map(repository) if repository else None
+    with model_for(llm_block, replay) as llm:
+        decomposition = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
+    show_plan(decomposition)
+    pauses: list[Pause] = []
+    if decomposition.source == "template" and confirm:
+        try:
+            pauses.append(ask_for_confirmation(decomposition))
+        except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
+            get_run_logger().error(str(exc))
+            return Failed(message=str(exc), data=exc)
+    if repository is None:
+        scaffold(workspace, wanted, decomposition.template, decomposition.files)
+        branch = None
+    else:
+        branch = open_branch(repository, wanted.project, repo_map.left_out)
+        workspace = branch.worktree
+    origin = origin_of(decomposition, requirements)
+    state = run_plan(
+        plan=decomposition.plan, workspace=workspace, origin=origin, pauses=pauses, replay=replay, repository=branch,
+        return_state=True, **blocks,
+    )
+    return outcome_of(state)
+
+
+def is_repository(path: Path) -> bool:
+    """A git repository with commits: worked on in place, on a branch of its own."""
+    return path.is_dir() and has_commits(path)
+
+
+def open_branch(repository: Path, project: str, left_out: list[str]) -> RepositoryReport:
+    """The run's branch, in a worktree of its own under AUTODEV_WORKSPACE_ROOT; `left_out` are
+    the checkout's uncommitted changes, which the branch does not have."""
+    logger = get_run_logger()
+    worktree = load_settings().new_workspace(project)
+    branch = f"autodev/{worktree.name}"
+    base = open_worktree(repository, branch, worktree)
+    if left_out:
+        logger.warning("left out of branch %s (uncommitted in your checkout): %s", branch, ", ".join(left_out[:20]))
+    logger.info("working on branch %s (from %s) in %s; your checkout is not touched", branch, base[:8], worktree)
+    return RepositoryReport(repository=str(repository.resolve()), branch=branch, worktree=str(worktree), base=base, left_out=left_out)
+
+
+def origin_of(decomposition: Decomposition, requirements: str) -> RunOrigin:
+    """Where the run's plan came from, as kept with the run."""
+    replayed = any(u.model == REPLAY_MODEL for u in decomposition.usage)
+    return RunOrigin(
+        source="replay" if replayed and decomposition.source == "model" else decomposition.source,
+        requirements=requirements,
+        template=decomposition.template,
+        template_reason=decomposition.template_reason,
+        reason=decomposition.reason,
+        usage=decomposition.usage,
+    )
+
+
+def outcome_of(state):
+    """This flow's return for the plan flow's final state: its report, or a Failed state
+    carrying it (so this flow run ends Failed too)."""
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, RunFailed):
+        return Failed(message=str(outcome), data=outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def show_plan(decomposition: Decomposition) -> None:
+    plan = decomposition.plan
+    rows = "\n".join(f"| {s.id} | {s.kind} | {', '.join(s.depends_on)} | `{s.command}` |" for s in plan.steps)
+    models = sorted({u.model for u in decomposition.usage})
+    if decomposition.source == "template":
+        made_by = f"the `{decomposition.template}` template's default steps ({decomposition.reason})"
+    elif models == [REPLAY_MODEL]:
+        made_by = f"stored model responses, replayed ({len(decomposition.usage)} call(s)); no live model"
+    else:
+        made_by = f"the model ({', '.join(models)}, {len(decomposition.usage)} call(s))"
+    template = f"Template: `{decomposition.template}` ({decomposition.template_reason})."
+    markdown = (
+        f"# Plan for {plan.project}\n\nMade by {made_by}.\n\n{template}\n\n"
+        f"| step | kind | after | does |\n|---|---|---|---|\n{rows}\n"
+    )
+    if decomposition.guidance:
+        markdown += "\n" + decomposition.guidance
+    create_markdown_artifact(key=f"plan-{artifact_key(plan.project)}", markdown=markdown, description=f"{plan.project}: the plan")
+
+
+def ask_for_confirmation(decomposition: Decomposition) -> Pause:
+    """Pause until a person confirms the template's plan (Prefect UI or `prefect flow-run resume`)."""
+    timeout = int(load_settings().decision_timeout_s)
+    get_run_logger().warning(
+        "the plan is the %s template's, not a model's: confirm it in the Prefect UI within %ss (or run with --yes)",
+        decomposition.template, timeout,
+    )
+    description = (
+        f"No model made this plan: {decomposition.reason}. It is the `{decomposition.template}` template's default plan; "
+        "the manual guidance is in the plan artifact. Run it?"
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=Confirmation.with_initial_data(description=description, run=True),
+            timeout=timeout,
+            poll_interval=max(1, min(10, timeout // 4 or 1)),
+        )
+    except FlowPauseTimeout as exc:
+        back_to_running("nobody confirmed the plan in time")
+        raise NotConfirmed(f"nobody confirmed the template's plan within {timeout}s; run again with --yes to skip asking") from exc
+    if not answer.run:
+        raise NotConfirmed(f"a person declined the template's plan{': ' + answer.note if answer.note else ''}")
+    return Pause(kind="confirmation", ts=utcnow())
