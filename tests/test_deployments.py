@@ -226,7 +226,7 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     team_db = tmp_path / "team.db"
     subprocess.run(  # as a person would in the UI: save a sandbox and a state store under names
         [sys.executable, "-c",
-         "from blocks.docker_sandbox import DockerSandbox; from blocks.state_store import StateStore; "
+         "from autodev.blocks.docker_sandbox import DockerSandbox; from autodev.blocks.state_store import StateStore; "
          "DockerSandbox(image='autodev-sandbox:latest', memory='256m').save('small'); "
          f"StateStore(database_url='sqlite:///{team_db}').save('team')"],
         env=env, cwd=ROOT, check=True, timeout=60,
