@@ -226,7 +226,7 @@ def report_run_id(out: Path) -> str | None:
 def lost_steps(database_url: str, children: list[Child], steps: int, launched_at: datetime) -> tuple[int, int]:
     """(succeeded, lost) steps over the batch, from the store's recorded attempts; sets each
     child's first_command_s."""
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     store = StateStore(database_url=database_url).connect()
     succeeded = lost = 0
@@ -236,7 +236,7 @@ def lost_steps(database_url: str, children: list[Child], steps: int, launched_at
                 lost += steps
                 continue
             last: dict[str, str] = {}
-            attempts = store.attempts(child.run_id)
+            attempts = store.attempts.of(child.run_id)
             for attempt in attempts:  # ordered by id: the last one wins
                 last[attempt.step_id] = attempt.result.status
             if attempts:

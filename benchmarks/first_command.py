@@ -35,7 +35,7 @@ PLAN = "project: first\nsteps:\n  - {id: hello, run: 'echo hi'}\n"
 
 def first_command_s(env: dict[str, str], plan: Path, workdir: Path) -> float:
     """Seconds from spawning `autodev exec` to its step's start, as the state store recorded it."""
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     spawned = time.time()
     done = subprocess.run([*AUTODEV, "exec", str(plan), "--json"], env=env, capture_output=True, text=True, timeout=300)
@@ -44,7 +44,7 @@ def first_command_s(env: dict[str, str], plan: Path, workdir: Path) -> float:
     run_id = json.loads(done.stdout)["run_id"]
     store = StateStore(database_url=env["AUTODEV_DATABASE_URL"]).connect()
     try:
-        (attempt,) = store.attempts(run_id)
+        (attempt,) = store.attempts.of(run_id)
     finally:
         store.close()
     return attempt.result.started_at.timestamp() - spawned

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autodev.blocks.state_store import ATTEMPT_COLUMNS, StateStore
+from autodev.blocks.store import ATTEMPT_COLUMNS, StateStore
 from autodev.cli.exporter import serve
 from autodev.core.models import utcnow
 from autodev.core.plan import validate_plan
@@ -54,7 +54,7 @@ def scrape_ms(port: int) -> float:
 def measure(url: str, label: str) -> None:
     store = StateStore(database_url=url).connect()
     run_id = uuid.uuid4().hex
-    store.create_session(run_id, validate_plan({"project": "bench", "steps": [{"id": "s", "run": "true"}]}), "/tmp", None)
+    store.sessions.create(run_id, validate_plan({"project": "bench", "steps": [{"id": "s", "run": "true"}]}), "/tmp", None)
     stored = 0
     try:
         for size in SIZES:

@@ -19,7 +19,7 @@ def reference_container(client):
 @contextmanager
 def reference_containers(k: int) -> Iterator[list]:
     """K running containers of the sandbox image, each already exec'd into once; removed after."""
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
 
     client = docker_client()
     containers = []

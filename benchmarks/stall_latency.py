@@ -29,7 +29,7 @@ STALL_S = 1.0
 
 
 def detection_latencies(trials: int, workdir: Path) -> list[float]:
-    from autodev.blocks.docker_sandbox import DockerSandbox
+    from autodev.blocks.sandbox.docker import DockerSandbox
     from autodev.core.models import CommandRequest
     from autodev.core.settings import load_settings
 
@@ -62,7 +62,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def notification_delays(trials: int, workdir: Path) -> tuple[list[float], dict]:
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
     from autodev.core.plan import validate_plan
     from autodev.core.settings import load_settings
     from autodev.flows.automations import apply
@@ -83,7 +83,7 @@ def notification_delays(trials: int, workdir: Path) -> tuple[list[float], dict]:
             state = run_plan(plan=plan, workspace=str(workdir / f"n{i}"), return_state=True)
             run_id = state.result(raise_on_failure=False).report.run_id
             store = StateStore(database_url=load_settings().database_url).connect()
-            killed_at = store.attempts(run_id)[-1].result.finished_at.timestamp()
+            killed_at = store.attempts.of(run_id)[-1].result.finished_at.timestamp()
             store.close()
             deadline = time.time() + 120
             while time.time() < deadline:

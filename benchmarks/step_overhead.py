@@ -48,7 +48,7 @@ def plan_of(n: int, project: str):
 
 def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     """Seconds per step through the plan flow, and the recorded attempts."""
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
     from autodev.core.settings import load_settings
     from autodev.flows.plan_flow import plan_parameter, run_plan
 
@@ -57,7 +57,7 @@ def through_autodev(n: int, workdir: Path) -> tuple[float, list]:
     report = run_plan(plan=plan_parameter(plan_of(n, f"bench-{n}"), workspace), workspace=str(workspace))
     elapsed = time.perf_counter() - started
     store = StateStore(database_url=load_settings().database_url).connect()
-    attempts = store.attempts(report.run_id)
+    attempts = store.attempts.of(report.run_id)
     store.close()
     first, last = attempts[0].result.started_at, attempts[-1].result.finished_at
     return (last - first).total_seconds() / n, attempts, elapsed
@@ -69,7 +69,7 @@ def bare_prefect_peer(n: int) -> tuple[float, float]:
     seconds between one command's end and the next one's start."""
     from prefect import flow, get_run_logger, task
 
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
 
     spans: list[tuple[float, float]] = []
 

@@ -67,7 +67,7 @@ def docker_engine():
     """The real Docker engine and the sandbox image; scripts/test.sh starts and builds them."""
     import docker.errors
 
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
 
     client = docker_client()
     try:

@@ -17,7 +17,7 @@ import httpx
 
 from autodev.blocks.llm import LLM
 from autodev.blocks.replay import ModelServer
-from autodev.blocks.state_store import StateStore
+from autodev.blocks.store import StateStore
 from autodev.core.errors import RunFailed
 from autodev.core.models import RunReport, utcnow
 from autodev.core.plan import parse_plan

@@ -9,13 +9,16 @@ import pytest
 
 from autodev.blocks.secrets import resolve_secrets
 from autodev.core.agents import AgentStream, agent_template
+from autodev.core.engine.effects import Policy
+from autodev.core.engine.inputs import AttemptEnded, Begin, DecisionTaken
+from autodev.core.engine.machine import RunEngine
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.models import CommandResult, utcnow
-from autodev.core.outcomes import Rules
 from autodev.core.plan import parse_plan
 from autodev.core.progress import ProgressMeter
-from autodev.core.run_engine import RunEngine
 from autodev.core.secrets import SecretNames, lift_env_secrets, secret_names
+from autodev.core.session import Decision, SessionMetadata
+from autodev.testing import scripted_engine
 
 CODEX_PLAN = """
 project: p
@@ -43,8 +46,7 @@ CODEX_RECONNECTING = [
 
 def test_a_preset_runs_the_agent_unattended_with_the_instruction_quoted_once():
     plan = parse_plan(CODEX_PLAN)
-    engine = RunEngine(plan, "r", "/ws", Rules())
-    (started,) = engine.dispatch().started
+    (started,) = scripted_engine(plan).handle(Begin()).started
     words = shlex.split(started.command)
     assert words[:2] == ["codex", "exec"] and "--json" in words and "--skip-git-repo-check" in words
     assert "--dangerously-bypass-approvals-and-sandbox" in words and words[-3:-1] == ["-c", "model=gpt-5.5"]
@@ -55,15 +57,15 @@ def test_a_preset_runs_the_agent_unattended_with_the_instruction_quoted_once():
 
 def test_the_stall_timeout_a_person_set_wins_over_the_presets():
     explicit = parse_plan(CODEX_PLAN.replace("agent_args", "defaults: {stall_timeout_s: 45}\nagent_args"))
-    assert RunEngine(explicit, "r", "/ws", Rules()).dispatch().started[0].limits.stall_timeout_s == 45
-    from_env = RunEngine(parse_plan(CODEX_PLAN), "r", "/ws", Rules(stall_timeout_s=7))
-    assert from_env.dispatch().started[0].limits.stall_timeout_s == 7
+    assert scripted_engine(explicit).handle(Begin()).started[0].limits.stall_timeout_s == 45
+    from_env = scripted_engine(CODEX_PLAN, Policy(stall_timeout_s=7))
+    assert from_env.handle(Begin()).started[0].limits.stall_timeout_s == 7
 
 
 def test_a_steps_own_agent_command_wins_over_the_plans_preset():
     plan = parse_plan(CODEX_PLAN.replace('instruction: "add', 'agent_command: "my-agent {instruction}", instruction: "add'))
     assert agent_template(plan, plan.step("edit")) == "my-agent {instruction}"
-    assert RunEngine(plan, "r", "/ws", Rules()).dispatch().started[0].agent_stream is None
+    assert scripted_engine(plan).handle(Begin()).started[0].agent_stream is None
 
 
 @pytest.mark.parametrize(
@@ -120,13 +122,13 @@ def test_claude_code_stream_json_gives_cost_files_and_result():
 
 
 def test_an_agent_rounds_tokens_are_recorded_and_a_round_that_changed_nothing_is_noted():
-    engine = RunEngine(parse_plan(CODEX_PLAN), "r", "/ws", Rules())
-    engine.dispatch()
+    engine = scripted_engine(CODEX_PLAN)
+    engine.handle(Begin())
     stream = AgentStream("codex")
     stream.feed(CODEX_WORKS[-1])
     now = utcnow()
     result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now, agent=stream.report)
-    out = engine.on_result("edit", 1, result)
+    out = engine.handle(AttemptEnded(step_id="edit", attempt=1, result=result))
     (call,) = out.model_calls
     assert (call.purpose, call.model, call.tokens) == ("agent:edit", "codex cli", 220)
     assert any("changed nothing" in note.text for note in out.notes)
@@ -149,8 +151,7 @@ def test_a_steps_environment_gets_the_plans_secrets_and_its_agents_keys_and_mask
     plan = parse_plan(CODEX_PLAN.replace("agent: codex", "agent: codex\nsecrets: [GH_PAT]"))
     assert secret_names(plan) == SecretNames(required=["GH_PAT"], optional=["OPENAI_API_KEY", "CODEX_API_KEY"])
     values = resolve_secrets(secret_names(plan), {"GH_PAT": "ghp_abcdef123", "OPENAI_API_KEY": "sk-xyz-98765"}, blocks=False)
-    engine = RunEngine(plan, "r", "/ws", Rules(), secrets=values)
-    (edit,) = engine.dispatch().started
+    (edit,) = scripted_engine(plan, secrets=values).handle(Begin()).started
     assert edit.env == {"GH_PAT": "ghp_abcdef123", "OPENAI_API_KEY": "sk-xyz-98765"}
     assert edit.redactor.text("echo ghp_abcdef123 sk-xyz-98765") == "echo *** ***"
 
@@ -180,38 +181,32 @@ def agent_round(engine: RunEngine, step_id: str, attempt: int, tokens: int, stat
     report = AgentStream("codex").report.model_copy(update={"input_tokens": tokens, "commands": 1})
     now = utcnow()
     result = CommandResult(status=status, exit_code=0 if status == "succeeded" else 1, started_at=now, finished_at=now, agent=report)
-    return engine.on_result(step_id, attempt, result)
+    return engine.handle(AttemptEnded(step_id=step_id, attempt=attempt, result=result))
 
 
 def test_a_step_whose_budget_is_spent_blocks_for_a_person_with_the_figures_and_retry_grants_more():
-    engine = RunEngine(parse_plan(BUDGET_PLAN), "r", "/ws", Rules())
-    engine.dispatch()
+    engine = scripted_engine(BUDGET_PLAN)
+    engine.handle(Begin())
     agent_round(engine, "edit", 1, 350)
-    (test,) = engine.dispatch().started
-    failed = agent_round(engine, "test", 1, 0, status="failed")  # sends the run back to edit
-    assert failed.changes.spent["edit"].tokens == 350
-    held = engine.dispatch()
-    assert not held.started and held.step_states == {"edit": "blocked"}
-    (blocker,) = held.changes.blockers
+    held = agent_round(engine, "test", 1, 0, status="failed")  # sends the run back to edit, whose budget is spent
+    assert engine.state.doc.spent["edit"].tokens == 350
+    assert not held.started and held.step_states["edit"] == "blocked"
+    blocker = engine.state.doc.blockers[-1]
     assert blocker.kind == "budget" and "step edit's budget is spent: 350 tokens of 300" in blocker.summary
     assert "--step edit --action retry" in blocker.suggested_action
-    from autodev.core.session import Decision
-
-    engine.decide(Decision(action="retry", step="edit"))
-    assert [d.step.id for d in engine.dispatch().started] == ["edit"]  # one more budget's worth (600)
+    decided = engine.handle(DecisionTaken(decision=Decision(action="retry", step="edit")))
+    assert [s.step.id for s in decided.started] == ["edit"]  # one more budget's worth (600)
 
 
 def test_the_runs_budget_stops_every_step_and_survives_a_restart():
     plan = parse_plan(BUDGET_PLAN.replace("budget: {tokens: 300}", "budget: {tokens: 5000}"))
-    engine = RunEngine(plan, "r", "/ws", Rules())
-    engine.dispatch()
-    out = agent_round(engine, "edit", 1, 1200)
-    held = engine.dispatch()
-    assert held.step_states == {"test": "blocked"} and "the run's budget is spent: 1,200 tokens of 1,000" in held.changes.blockers[0].summary
-    from autodev.core.session import SessionMetadata
-
-    again = RunEngine(plan, "r", "/ws", Rules(), SessionMetadata(spent=out.changes.spent))
-    assert again.budget.over(plan.step("test")) is not None
+    engine = scripted_engine(plan)
+    engine.handle(Begin())
+    held = agent_round(engine, "edit", 1, 1200)
+    assert held.step_states["test"] == "blocked"
+    assert "the run's budget is spent: 1,200 tokens of 1,000" in engine.state.doc.blockers[-1].summary
+    again = scripted_engine(plan, doc=SessionMetadata(spent=engine.state.doc.spent))
+    assert again.budget.over(plan.step("test"), utcnow()) is not None
 
 
 def test_a_feedback_loop_whose_agent_changes_nothing_new_trips_the_breaker():
@@ -219,18 +214,17 @@ def test_a_feedback_loop_whose_agent_changes_nothing_new_trips_the_breaker():
         "project: p\nagent: codex\nmax_feedback_rounds: 5\nsteps:\n  - {id: edit, kind: agent, instruction: fix it}\n"
         "  - {id: test, run: pytest, depends_on: [edit], feedback_to: edit}\n"
     )
-    engine = RunEngine(plan, "r", "/ws", Rules(breaker_threshold=3))
+    engine = scripted_engine(plan, Policy(breaker_threshold=3))
+    engine.handle(Begin())
     now = utcnow()
     failing = CommandResult(status="failed", exit_code=1, started_at=now, finished_at=now, output_tail="FAILED t.py::x\n")
     outcomes = []
     for attempt, digest in enumerate(["3f2a", "", "3f2a"], start=1):  # new, nothing, the first round's change again
-        engine.dispatch()
         done = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now, round_digest=digest)
-        engine.on_result("edit", attempt, done)
-        engine.dispatch()
-        outcomes.append(engine.on_result("test", attempt, failing))
+        engine.handle(AttemptEnded(step_id="edit", attempt=attempt, result=done))
+        outcomes.append(engine.handle(AttemptEnded(step_id="test", attempt=attempt, result=failing)))
     assert [o.step_states.get("test") for o in outcomes[:2]] == ["pending", "pending"]  # sent back to edit
-    assert outcomes[2].step_states == {"test": "blocked"} and outcomes[2].changes.blockers[-1].kind == "breaker"
+    assert outcomes[2].step_states == {"test": "blocked"} and engine.state.doc.blockers[-1].kind == "breaker"
 
 
 AIDER_WORKS = """Aider v0.86.2
@@ -252,7 +246,7 @@ def test_aiders_lines_give_its_edits_tokens_and_cost():
 
 
 def test_an_agent_that_exits_0_after_provider_errors_having_changed_nothing_failed():
-    from autodev.core.policy import judge
+    from autodev.core.engine.judge import judge
 
     stream = AgentStream("aider")
     for line in ("litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect", "API key provided"):

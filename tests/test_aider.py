@@ -49,7 +49,7 @@ def test_aider_does_the_step_and_its_tokens_are_kept(prefect_api, aider_image, t
     assert model.completions[0].headers["authorization"] == f"Bearer {SECRET}"
     assert not list((tmp_path / "ws").glob(".aider*"))  # no history files left in the workspace
     s = store()
-    agent = s.attempts(report["run_id"])[0].result.agent
+    agent = s.attempts.of(report["run_id"])[0].result.agent
     s.close()
     assert agent.files_changed == ["hello.py"] and agent.input_tokens > 0 and agent.output_tokens > 0
 

@@ -48,8 +48,8 @@ def test_claude_code_does_the_step_and_its_cost_is_kept(prefect_api, claude_imag
     assert (tmp_path / "ws" / "hello.txt").read_text() == "hello\n"
     assert model.turn_requests[0].headers["x-api-key"] == SECRET  # the preset passed the key through
     s = store()
-    agent = s.attempts(report["run_id"])[0].result.agent
-    usage = s.llm_usage(report["run_id"])
+    agent = s.attempts.of(report["run_id"])[0].result.agent
+    usage = s.attempts.model_calls(report["run_id"])
     s.close()
     assert agent.files_changed == ["hello.txt"] and agent.last_message == "Created hello.txt."
     assert agent.cost_usd and agent.cost_usd > 0 and usage[0].cost_usd == agent.cost_usd

@@ -64,8 +64,8 @@ def test_codex_does_the_step_and_its_key_is_never_kept(prefect_api, codex_image,
     assert model.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # and the key from autodev's environment
 
     s = store()
-    (attempt, _) = s.attempts(report["run_id"])
-    usage = s.llm_usage(report["run_id"])
+    (attempt, _) = s.attempts.of(report["run_id"])
+    usage = s.attempts.model_calls(report["run_id"])
     s.close()
     agent = attempt.result.agent
     assert (agent.input_tokens, agent.output_tokens, agent.last_message) == (200, 20, "Created hello.txt.")
@@ -113,8 +113,8 @@ def test_codex_reconnecting_to_a_silent_model_is_a_stall_not_progress(prefect_ap
     greet = report["steps"][0]
     assert greet["status"] == "blocked" and "Reconnecting... 2/30" in greet["output_tail"]
     s = store()
-    (attempt,) = s.attempts(report["run_id"])
-    blocker = s.get_session(report["run_id"]).metadata.blockers[-1]
+    (attempt,) = s.attempts.of(report["run_id"])
+    blocker = s.sessions.get(report["run_id"]).metadata.blockers[-1]
     s.close()
     assert 6 <= attempt.result.duration_s < 6 + 10, attempt.result.duration_s  # Codex printed all along
     assert "only lines that repeat" in attempt.result.exit_reason

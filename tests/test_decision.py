@@ -27,7 +27,7 @@ def wait_until_blocked(timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = store()
-        session = s.latest_session()
+        session = s.sessions.latest()
         s.close()
         if session and session.status == "blocked" and session.metadata.phase.startswith("waiting for a decision"):
             return session.run_id
@@ -62,7 +62,7 @@ def test_a_decision_from_the_cli_reaches_the_waiting_run(prefect_api, docker_eng
     finally:
         proc.kill()
     s = store()
-    meta = s.get_session(run_id).metadata
+    meta = s.sessions.get(run_id).metadata
     s.close()
     (intervention,) = meta.interventions
     assert (intervention.step_id, intervention.action, intervention.note) == ("stuck", "retry", "the sleep was a placeholder")

@@ -201,15 +201,15 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
         for w in workers:
             w.wait(30)
 
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     store = StateStore(database_url=fresh_postgres_url).connect()
     try:
         for n, run_id in enumerate(runs):
-            attempts = store.attempts(run_id)
+            attempts = store.attempts.of(run_id)
             assert [(a.step_id, a.attempt) for a in attempts] == [(f"s{i}", 1) for i in range(5)]
             assert [a.result.output_tail for a in attempts] == [f"run {n} step {i}\n" for i in range(5)]
-            assert store.get_session(run_id).status == "succeeded"
+            assert store.sessions.get(run_id).status == "succeeded"
     finally:
         store.close()
 
@@ -218,7 +218,7 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
 def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_server, tmp_path):
     env = prefect_server
     api = env["PREFECT_API_URL"]
-    for module in ("autodev.blocks.docker_sandbox", "autodev.blocks.state_store", "autodev.blocks.llm"):
+    for module in ("autodev.blocks.sandbox.docker", "autodev.blocks.store", "autodev.blocks.llm"):
         prefect(env, "block", "register", "-m", module)
     types = {t["name"] for t in httpx.post(f"{api}/block_types/filter", json={}).json()}
     assert {"autodev Docker sandbox", "autodev state store", "autodev LLM"} <= types
@@ -226,7 +226,7 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     team_db = tmp_path / "team.db"
     subprocess.run(  # as a person would in the UI: save a sandbox and a state store under names
         [sys.executable, "-c",
-         "from autodev.blocks.docker_sandbox import DockerSandbox; from autodev.blocks.state_store import StateStore; "
+         "from autodev.blocks.sandbox.docker import DockerSandbox; from autodev.blocks.store import StateStore; "
          "DockerSandbox(image='autodev-sandbox:latest', memory='256m').save('small'); "
          f"StateStore(database_url='sqlite:///{team_db}').save('team')"],
         env=env, cwd=ROOT, check=True, timeout=60,
@@ -239,11 +239,11 @@ def test_blocks_registered_and_edited_in_prefect_are_loaded_by_name(prefect_serv
     flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
     prefect(env, "worker", "start", "--pool", "autodev-process", "--run-once", timeout=240)
 
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     store = StateStore(database_url=f"sqlite:///{team_db}").connect()
     try:
-        (attempt,) = store.attempts(flow_run_id)  # in the block's state store, not the default one
+        (attempt,) = store.attempts.of(flow_run_id)  # in the block's state store, not the default one
     finally:
         store.close()
     assert attempt.result.output_tail == f"{256 * 1024 * 1024}\n"  # the block's memory limit
@@ -282,12 +282,12 @@ def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_serv
         worker.send_signal(signal.SIGINT)
         worker.wait(30)
 
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     store = StateStore(database_url=env["AUTODEV_DATABASE_URL"]).connect()
     try:
-        project_of = {s.run_id: s.project for s in store.recent_sessions(50)}
-        assert sorted(project_of) == sorted(runs) and all(store.get_session(r).status == "succeeded" for r in runs)
+        project_of = {s.run_id: s.project for s in store.sessions.recent(50)}
+        assert sorted(project_of) == sorted(runs) and all(store.sessions.get(r).status == "succeeded" for r in runs)
     finally:
         store.close()
     assert 2 <= max(len(now) for now in seen) <= 4  # runs at once, never more than the pool allows

@@ -36,9 +36,9 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert "Berlin, 2026-11-25: rain, 2°C to 7°C, 3.1 mm of rain. Take an umbrella." in report.steps[3].output_tail
 
     s = store()
-    session = s.get_session(report.run_id)
-    attempts = s.attempts(report.run_id)
-    usage = s.llm_usage(report.run_id)
+    session = s.sessions.get(report.run_id)
+    attempts = s.attempts.of(report.run_id)
+    usage = s.attempts.model_calls(report.run_id)
     s.close()
     first_test = next(a for a in attempts if a.step_id == "test" and a.attempt == 1)
     assert first_test.result.status == "failed" and "FAILED tests/test_message.py" in first_test.result.output_tail
@@ -195,7 +195,7 @@ def test_the_nightly_suite_develops_three_projects_and_a_task_in_a_repository(pr
     run_ids = state.result()
     assert len(run_ids) == len(SUITE) == 4
     s = store()
-    sessions = [s.get_session(r) for r in run_ids]
+    sessions = [s.sessions.get(r) for r in run_ids]
     s.close()
     assert [x.project for x in sessions] == ["weather-bot", "word-stats", "unit-convert", "shelf-tasks"]
     assert all(x.status == "succeeded" for x in sessions)

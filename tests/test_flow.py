@@ -40,12 +40,12 @@ steps:
     assert "insights" in names  # the advice is computed as its own task
 
     s = store()
-    session = s.get_session(report.run_id)
+    session = s.sessions.get(report.run_id)
     assert session.status == "succeeded" and session.metadata.phase == "done"
     assert session.metadata.queue == [] and session.metadata.blockers == []
     assert [h.step_id for h in session.metadata.command_history] == ["write", "read", "quiet"]
     assert session.metadata.last_command_result.exit_code == 0
-    assert len(s.attempts(report.run_id)) == 3
+    assert len(s.attempts.of(report.run_id)) == 3
     s.close()
 
     artifacts = httpx.post(
@@ -91,7 +91,7 @@ steps:
     assert report.success_rate == 0.25
 
     s = store()
-    meta = s.get_session(report.run_id).metadata
+    meta = s.sessions.get(report.run_id).metadata
     s.close()
     (blocker,) = meta.blockers
     assert blocker.step_id == "build" and blocker.exit_code == 2
@@ -128,7 +128,7 @@ steps:
     assert report.status == "succeeded"
     assert report.steps[0].attempts == 2 and report.steps[0].output_tail == "second-time-lucky\n"
     s = store()
-    attempts = s.attempts(report.run_id)
+    attempts = s.attempts.of(report.run_id)
     s.close()
     assert [(a.attempt, a.result.exit_code) for a in attempts] == [(1, 1), (2, 0)]
 

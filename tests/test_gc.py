@@ -14,6 +14,7 @@ import docker.errors
 import pytest
 
 from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.session import RunWrite
 from autodev.core.settings import load_settings
 from tests.conftest import IMAGE
 from tests.helpers import AUTODEV, containers_of, run, store
@@ -29,11 +30,12 @@ def test_deleting_a_run_removes_all_its_records_and_nothing_else(database_url):
     gone, kept = new_run(db), new_run(db)
     for run_id in (gone, kept):
         result = CommandResult(status="succeeded", exit_code=0, started_at=utcnow(), finished_at=utcnow())
-        db.record_attempt(StepAttempt(run_id=run_id, step_id="a", attempt=1, command="echo a", result=result), {"a": "succeeded"})
-    assert db.delete_run(gone) == 1
-    db.compact()
-    assert db.get_session(gone) is None and db.attempts(gone) == [] and db.step_states(gone) == {}
-    assert db.get_session(kept) is not None and len(db.attempts(kept)) == 1 and db.step_states(kept) == {"a": "succeeded"}
+        attempt = StepAttempt(run_id=run_id, step_id="a", attempt=1, command="echo a", result=result)
+        db.write(RunWrite(run_id=run_id, attempts=[attempt], step_states={"a": "succeeded"}))
+    assert db.sessions.delete(gone) == 1
+    db.db.compact()
+    assert db.sessions.get(gone) is None and db.attempts.of(gone) == [] and db.attempts.states(gone) == {}
+    assert db.sessions.get(kept) is not None and len(db.attempts.of(kept)) == 1 and db.attempts.states(kept) == {"a": "succeeded"}
     db.close()
 
 
@@ -79,9 +81,9 @@ def check_gc(docker_engine, tmp_path: Path, old, new, blocked) -> None:
     assert done["log_bytes"] == preview["log_bytes"] > 0
     assert not logs.exists() and not containers_of(docker_engine, old.run_id)
     db = store()
-    assert db.get_session(old.run_id) is None and db.attempts(old.run_id) == []
-    assert [a.result.status for a in db.attempts(new.run_id)] == ["succeeded", "succeeded"]
-    assert db.get_session(blocked.run_id).status == "blocked"  # it can still be resumed
+    assert db.sessions.get(old.run_id) is None and db.attempts.of(old.run_id) == []
+    assert [a.result.status for a in db.attempts.of(new.run_id)] == ["succeeded", "succeeded"]
+    assert db.sessions.get(blocked.run_id).status == "blocked"  # it can still be resumed
     db.close()
     assert (tmp_path / "old").is_dir()  # the workspace is the user's: never removed
     assert gc("--older-than", "7")["runs"] == 0  # nothing twice

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from autodev.core.engine.inputs import AttemptEnded, Begin
 from autodev.core.insights import advise
 from autodev.core.models import CommandResult, GitState, utcnow
-from autodev.core.outcomes import Rules
 from autodev.core.plan import load_plan, validate_plan
-from autodev.core.run_engine import RunEngine
-from autodev.core.session import SessionMetadata
 from autodev.flows.plan_flow import PLAN_PARAMETER_BYTES, plan_parameter
+from autodev.testing import scripted_engine
 from tests.helpers import AUTODEV
 
 
@@ -36,14 +35,15 @@ def test_the_document_a_run_rewrites_at_every_step_stays_small_on_a_ten_thousand
     # The run's metadata is read, changed and written back at every step: had it grown with
     # the plan (an entry per step), a 10,000-step plan's steps would slow down as it ran.
     plan = validate_plan({"project": "long", "steps": [{"id": f"s{i:05d}", "run": "true"} for i in range(10_000)]})
-    engine, meta = RunEngine(plan, "r", "/ws", Rules()), SessionMetadata()
+    engine = scripted_engine(plan)
     first_advice = advise("r", plan, dict.fromkeys(engine.progress.status), {}, [], GitState())
-    while started := engine.dispatch().started:
-        for d in started:
-            now = utcnow()
-            result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now)
-            engine.on_result(d.step.id, d.entry.attempt, result).changes.apply(meta)
+    started = engine.handle(Begin()).started
+    while started:
+        spec, now = started.pop(0), utcnow()
+        result = CommandResult(status="succeeded", exit_code=0, started_at=now, finished_at=now)
+        started += engine.handle(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=result)).started
     assert set(engine.progress.status.values()) == {"succeeded"}
+    meta = engine.state.doc
     meta.next_actions = first_advice  # the longest advice: every step still to run
     assert first_advice.evidence["steps"]["pending"][-1] == "... and 9980 more"
     assert "10000 step(s) still to run, next s00000" in first_advice.recommendations[0].reason

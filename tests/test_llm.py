@@ -10,6 +10,7 @@ import pytest
 from autodev.blocks.llm import LLM
 from autodev.core.models import GitState, LLMUsage
 from autodev.core.plan import parse_plan
+from autodev.core.session import LLMCall, RunWrite
 from autodev.tasks.insights import compute_insight
 from tests.helpers import FakeModelServer
 
@@ -59,14 +60,15 @@ def test_garbage_or_failure_leaves_the_rules_advice(model_server, tmp_path, repl
 
 
 def test_tokens_and_cost_are_recorded_and_exported(tmp_path):
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
     from autodev.cli.exporter import StoreCollector
 
     store = StateStore(database_url=f"sqlite:///{tmp_path / 's.db'}").connect()
     run_id = uuid.uuid4().hex
-    store.create_session(run_id, PLAN, "/tmp", None)
-    store.record_llm_usage(run_id, "insights", LLMUsage(model="openai/local-test", tokens=150, cost_usd=0.0))
-    store.record_llm_usage(run_id, "insights", LLMUsage(model="openai/local-test", tokens=50, cost_usd=0.002))
+    store.sessions.create(run_id, PLAN, "/tmp", None)
+    calls = [LLMCall(purpose="insights", model="openai/local-test", tokens=150, cost_usd=0.0),
+             LLMCall(purpose="insights", model="openai/local-test", tokens=50, cost_usd=0.002)]  # fmt: skip
+    store.write(RunWrite(run_id=run_id, model_calls=calls))
     samples = {s.name: s.value for f in StoreCollector(store).collect() for s in f.samples if "llm" in s.name}
     store.close()
     assert samples == {"orchestrator_llm_tokens_total": 200, "orchestrator_llm_cost_usd_total": 0.002}
@@ -91,8 +93,8 @@ def test_a_run_uses_the_llm_block_named_for_it_and_records_its_cost(prefect_api,
     _, report = run("project: priced\nsteps:\n  - {id: only, run: 'echo hi'}\n", tmp_path, llm_block="local-model")
     assert report.next_actions == ["Reworded by the model"]
     s = store()
-    meta = s.get_session(report.run_id).metadata
-    totals = s.llm_totals()
+    meta = s.sessions.get(report.run_id).metadata
+    totals = s.metrics.llm_totals()
     s.close()
     assert meta.next_actions.evidence["llm"] == "reworded by openai/local-test"
     assert totals == [LLMUsage(model="openai/local-test", tokens=sum(model_server.tokens_served), cost_usd=0.0)]

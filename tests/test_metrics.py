@@ -13,10 +13,11 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autodev.blocks.state_store import StateStore
+from autodev.blocks.store import StateStore
 from autodev.cli.exporter import serve
 from autodev.core.models import CommandResult, StepAttempt, utcnow
 from autodev.core.plan import parse_plan
+from autodev.core.session import RunWrite
 
 PLAN = parse_plan("project: metered\nsteps:\n  - {id: a, run: 'true'}\n")
 
@@ -38,21 +39,20 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 def add_attempts(store, run_id: str, statuses: list[str], seconds: float = 2.0, trip_on: str = "timed_out") -> None:
     now = utcnow()
-    start = len(store.attempts(run_id))
+    start = len(store.attempts.of(run_id))
     for i, status in enumerate(statuses, start=start + 1):
         result = CommandResult(
             status=status, exit_code=0 if status == "succeeded" else 1, started_at=now, finished_at=now + timedelta(seconds=seconds)
         )
-        store.record_attempt(
-            StepAttempt(run_id=run_id, step_id="a", attempt=i, command="true", result=result, breaker_tripped=status == trip_on)
-        )
+        attempt = StepAttempt(run_id=run_id, step_id="a", attempt=i, command="true", result=result, breaker_tripped=status == trip_on)
+        store.write(RunWrite(run_id=run_id, attempts=[attempt]))
 
 
 @pytest.mark.postgres
 def test_exporter_counts_from_the_store_and_reads_only_new_rows(database_url):
     store = StateStore(database_url=database_url).connect()
     run_id = uuid.uuid4().hex
-    store.create_session(run_id, PLAN, "/tmp", None)
+    store.sessions.create(run_id, PLAN, "/tmp", None)
     add_attempts(store, run_id, ["succeeded", "failed", "stalled", "timed_out"])
     port = free_port()
     server, _ = serve(StateStore(database_url=database_url).connect(), "127.0.0.1", port)

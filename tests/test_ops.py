@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autodev.blocks.state_store import StateStore
+from autodev.blocks.store import StateStore
 from autodev.cli.exporter import StoreCollector
 from autodev.core.plan import parse_plan
 
@@ -36,7 +36,7 @@ def test_alert_rules_fire_as_their_unit_tests_say():
 
 def exported_names(tmp_path) -> set[str]:
     store = StateStore(database_url=f"sqlite:///{tmp_path / 's.db'}").connect()
-    store.create_session(uuid.uuid4().hex, parse_plan("project: p\nsteps: [{id: a, run: 'true'}]"), "/tmp", None)
+    store.sessions.create(uuid.uuid4().hex, parse_plan("project: p\nsteps: [{id: a, run: 'true'}]"), "/tmp", None)
     names = set()
     for family in StoreCollector(store).collect():
         names |= {sample.name for sample in family.samples} | {family.name}

@@ -1,45 +1,12 @@
-"""Self-healing rules: retry, finish or block; the failure breaker; diagnoses and fingerprints."""
+"""What a result means: judging it as its step expects, diagnoses and fingerprints, the heartbeat delay.
+(The self-healing rules themselves, each on its own: tests/test_rules.py.)"""
 
 from datetime import timedelta
 
 import pytest
 
 from autodev.core.diagnosis import diagnose, fingerprint
-from autodev.core.models import CommandResult, StepDefaults, utcnow
-from autodev.core.policy import FailureBreaker, next_move
-
-LIMITS = StepDefaults(retries=2, max_stall_retries=1)
-
-
-@pytest.mark.parametrize(
-    ("status", "attempt", "stalls", "tripped", "move"),
-    [
-        ("succeeded", 1, 0, False, "finish"),
-        ("failed", 1, 0, False, "retry"),
-        ("failed", 3, 0, False, "finish"),  # two retries used
-        ("timed_out", 2, 0, False, "retry"),
-        ("stalled", 1, 1, False, "retry"),  # the first stall is retried
-        ("stalled", 2, 2, False, "block"),  # the second blocks the run
-        ("failed", 3, 1, False, "retry"),  # a stall does not use up the failure retries
-        ("failed", 1, 0, True, "block"),  # the breaker wins over retries left
-        ("succeeded", 1, 0, True, "finish"),
-    ],
-)
-def test_next_move(status, attempt, stalls, tripped, move):
-    assert next_move(status, attempt, stalls, LIMITS, tripped) == move
-
-
-def test_no_stall_retries_blocks_at_the_first_stall():
-    assert next_move("stalled", 1, 1, StepDefaults(max_stall_retries=0), False) == "block"
-
-
-def test_breaker_trips_on_the_third_identical_failure_only():
-    breaker = FailureBreaker(3)
-    assert [breaker.record("same") for _ in range(3)] == [False, False, True]
-    fresh = FailureBreaker(3)
-    assert [fresh.record(fp) for fp in ("a", "b", "c")] == [False, False, False]
-    reset = FailureBreaker(3)
-    assert [reset.record(fp) for fp in ("x", "x", None, "x", "x")] == [False, False, False, False, False]
+from autodev.core.models import CommandResult, utcnow
 
 
 def result(status="failed", exit_code=1, tail="", reason=None) -> CommandResult:
@@ -84,7 +51,7 @@ def test_fingerprints_ignore_numbers_but_not_the_failure():
 
 
 def test_heartbeat_delay():
-    from autodev.core.policy import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
+    from autodev.core.recovery import HEARTBEAT_LATE_S, heartbeat_delay_s, heartbeat_is_late
     from autodev.core.session import Heartbeat, SessionMetadata
 
     now = utcnow()
@@ -110,7 +77,7 @@ def step_of(**fields):
 
 
 def test_a_test_first_check_succeeds_only_when_the_tests_fail():
-    from autodev.core.policy import judge
+    from autodev.core.engine.judge import judge
 
     red = judge(step_of(expect="tests-fail"), result(exit_code=1, tail="1 failed\n"))
     assert red.status == "succeeded" and "as they must" in red.exit_reason
@@ -123,7 +90,7 @@ def test_a_test_first_check_succeeds_only_when_the_tests_fail():
 
 
 def test_failures_the_baseline_had_are_not_the_runs():
-    from autodev.core.policy import judge
+    from autodev.core.engine.judge import judge
 
     baseline = "FAILED tests/test_old.py::test_flaky - assert 1 == 2\n1 failed, 9 passed\n"
     old_only = judge(step_of(baseline="base"), result(exit_code=1, tail="FAILED tests/test_old.py::test_flaky\n1 failed\n"), baseline)

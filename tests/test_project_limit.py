@@ -31,11 +31,11 @@ def test_a_run_waits_for_its_projects_slot_with_a_fresh_heartbeat(prefect_api, d
             runner.start()
             session = wait_for_session(project)
             time.sleep(2)  # four heartbeat intervals of waiting
-            waiting = store().get_session(session.run_id)
+            waiting = store().sessions.get(session.run_id)
             assert waiting.status == "running" and waiting.metadata.orchestrator_heartbeat is not None
             assert waiting.metadata.orchestrator_heartbeat.loop_status == f"waiting for a slot of the concurrency limit {name}"
             assert time.time() - waiting.metadata.orchestrator_heartbeat.ts.timestamp() < 1.5  # fresh while it waits
-            assert not containers_of(docker_engine, session.run_id) and not store().attempts(session.run_id)
+            assert not containers_of(docker_engine, session.run_id) and not store().attempts.of(session.run_id)
         runner.join(60)
         assert [r.status for r in reports] == ["succeeded"]
     finally:
@@ -46,7 +46,7 @@ def test_a_run_waits_for_its_projects_slot_with_a_fresh_heartbeat(prefect_api, d
 def wait_for_session(project: str, timeout_s: float = 30):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [s for s in store().recent_sessions(20) if s.project == project]
+        found = [s for s in store().sessions.recent(20) if s.project == project]
         if found:
             return found[0]
         time.sleep(0.1)

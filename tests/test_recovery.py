@@ -28,7 +28,7 @@ def wait_for_session(timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = store()
-        session = s.latest_session()
+        session = s.sessions.latest()
         s.close()
         if session is not None:
             return session
@@ -53,8 +53,8 @@ def test_kill_9_of_the_orchestrator_at_20_random_moments_then_resume(prefect_api
         moments.append(round(moment, 2))
 
         s = store()
-        before = {(a.step_id, a.attempt) for a in s.attempts(run_id)}
-        status_before = s.get_session(run_id).status
+        before = {(a.step_id, a.attempt) for a in s.attempts.of(run_id)}
+        status_before = s.sessions.get(run_id).status
         s.close()
         if status_before == "running":
             shown = json.loads(autodev("status", run_id, "--json").stdout)
@@ -63,7 +63,7 @@ def test_kill_9_of_the_orchestrator_at_20_random_moments_then_resume(prefect_api
             assert resumed.returncode == 0, f"trial {trial} (killed after {moment:.2f}s): {resumed.stderr[-2000:]}"
             resumed_runs += 1
         s = store()
-        session, attempts = s.get_session(run_id), s.attempts(run_id)
+        session, attempts = s.sessions.get(run_id), s.attempts.of(run_id)
         s.close()
         assert session.status == "succeeded", f"trial {trial}: {session.status}"
         left = [a for a in attempts if "orchestrator died" in (a.result.exit_reason or "")]

@@ -45,8 +45,8 @@ steps:
     step = report.steps[0]
     assert step.output_tail == "using ***\n***\n"
     s = store()
-    (attempt,) = s.attempts(report.run_id)
-    meta = s.get_session(report.run_id).metadata
+    (attempt,) = s.attempts.of(report.run_id)
+    meta = s.sessions.get(report.run_id).metadata
     s.close()
     assert secret not in attempt.command and secret not in meta.model_dump_json()
     assert secret not in (tmp_path / ".autodev" / "logs" / report.run_id / "leak.1.log").read_text()

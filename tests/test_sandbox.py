@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autodev.blocks.docker_sandbox import DockerSandbox
+from autodev.blocks.sandbox.docker import DockerSandbox
 from autodev.core.errors import EnvironmentProblem
 from autodev.core.models import CommandRequest, CommandResult
 from autodev.core.output import OutputCapture
@@ -25,9 +25,10 @@ pytestmark = pytest.mark.docker
 IMAGE = os.environ.get("AUTODEV_IMAGE", "autodev-sandbox:latest")
 
 
-def run(session, command: str, timeout_s: float = 30, stall_timeout_s: float = 30, log_path: Path | None = None, exit_path: Path | None = None):
+def run(session, command: str, timeout_s: float = 30, stall_timeout_s: float = 30, log_path: Path | None = None, step_id: str | None = None):
+    """`step_id`: an attempt of that step, which keeps its exit status file (none: no files)."""
     capture = OutputCapture(64 * 1024, log_path)
-    request = CommandRequest(command=command, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s, exit_path=exit_path and str(exit_path))
+    request = CommandRequest(command=command, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s, step_id=step_id)
     result = session.run(request, capture.feed)
     capture.close()
     return result.model_copy(update={"output_bytes": capture.total_bytes, "output_tail": capture.tail})
@@ -61,8 +62,7 @@ def test_exit_codes_come_from_the_exit_file_or_the_engine(session, workspace, mo
     asked = []
     inspect = session.api.exec_inspect
     monkeypatch.setattr(session.api, "exec_inspect", lambda exec_id: asked.append(exec_id) or inspect(exec_id))
-    exit_path = workspace / ".autodev" / f"{uuid.uuid4().hex}.exit" if exit_file else None
-    result = run(session, command, exit_path=exit_path)
+    result = run(session, command, step_id=uuid.uuid4().hex if exit_file else None)
     assert (result.exit_code, result.status) == (code, status)
     if code != 137:  # (a kill's evidence probe runs a command of its own)
         assert bool(asked) is not exit_file
@@ -259,9 +259,9 @@ def test_a_kill_is_called_out_of_memory_only_when_the_cgroup_counted_one(docker_
 
 def test_the_exit_status_is_written_to_the_workspace_for_a_later_orchestrator(docker_engine, tmp_path):
     session = DockerSandbox(image=IMAGE).open(tmp_path, "exit-file")
-    exit_file = tmp_path / ".autodev" / "logs" / "exit-file" / "s.1.exit"
+    exit_file = tmp_path / ".autodev" / "logs" / "exit-file" / "s.2.exit"
     try:
-        request = CommandRequest(command="exit 7", timeout_s=30, stall_timeout_s=30, key="exit-file/s/1/", exit_path=str(exit_file))
+        request = CommandRequest(command="exit 7", timeout_s=30, stall_timeout_s=30, step_id="s", attempt=2)
         assert session.run(request, lambda _: None).exit_code == 7
         assert exit_file.read_text().strip() == "7"
     finally:
@@ -272,15 +272,15 @@ def test_a_resumed_run_kills_what_its_dead_orchestrator_left_running_each_comman
     """What a resume finds still running is killed with everything it started at once: the
     step's wrapper cannot outlive its command and record it as ended (exit 137), and a command
     that would write after its `sleep` never gets to (a step run twice, on resume)."""
-    from autodev.blocks.sandbox_leftovers import attempt_key, clear_leftovers, exit_path
+    from autodev.blocks.sandbox.layout import exit_path
+    from autodev.blocks.sandbox.leftovers import clear_leftovers
 
     run_id = f"left-{uuid.uuid4().hex[:8]}"
     session = DockerSandbox(image=IMAGE).open(tmp_path, run_id)
     commands = {"build": "sleep 30; echo build >> after.txt", "serve": "setsid sleep 30 & sleep 30; echo serve >> after.txt"}
     threads = []
     for step_id, command in commands.items():
-        request = CommandRequest(command=command, timeout_s=60, stall_timeout_s=60, key=attempt_key(run_id, step_id, 1),
-                                 exit_path=str(exit_path(tmp_path, run_id, step_id, 1)))  # fmt: skip
+        request = CommandRequest(command=command, timeout_s=60, stall_timeout_s=60, step_id=step_id, attempt=1)
         threads.append(threading.Thread(target=session.run, args=(request, lambda _: None), daemon=True))
         threads[-1].start()
     deadline = time.monotonic() + 30

@@ -1,7 +1,7 @@
 """Scheduling rules: ready steps, skipping downstream of a failure, run status and phase."""
 
+from autodev.core.engine.scheduling import Progress
 from autodev.core.plan import parse_plan
-from autodev.core.scheduling import Progress
 
 PLAN = parse_plan(
     """

@@ -27,8 +27,8 @@ steps:
     assert after.status == "pending"  # not skipped: a person may still retry or skip `hang`
 
     s = store()
-    attempts = s.attempts(report.run_id)
-    meta = s.get_session(report.run_id).metadata
+    attempts = s.attempts.of(report.run_id)
+    meta = s.sessions.get(report.run_id).metadata
     s.close()
     assert [a.result.status for a in attempts] == ["stalled", "stalled"]
     for a in attempts:  # caught within a second of its stall timeout
@@ -73,8 +73,8 @@ steps:
     assert (report.status, step.status, step.exit_code) == ("blocked", "blocked", 137)
     assert "Reconnecting... 7/40" in step.output_tail and "Reconnecting... 12/40" not in step.output_tail
     s = store()
-    (attempt,) = s.attempts(report.run_id)
-    blocker = s.get_session(report.run_id).metadata.blockers[-1]
+    (attempt,) = s.attempts.of(report.run_id)
+    blocker = s.sessions.get(report.run_id).metadata.blockers[-1]
     s.close()
     assert 2.0 <= attempt.result.duration_s < 3.0 and "only lines that repeat" in attempt.result.exit_reason
     assert "stall_clock: output" in blocker.suggested_action
@@ -98,7 +98,7 @@ steps:
     (blocked,) = [e for e in events if e["event"] == "autodev.run.blocked"]
     assert blocked["payload"]["reason"] == "breaker"
     s = store()
-    assert [a.breaker_tripped for a in s.attempts(report.run_id)] == [False, False, True]
+    assert [a.breaker_tripped for a in s.attempts.of(report.run_id)] == [False, False, True]
     s.close()
 
 
@@ -128,7 +128,7 @@ steps:
         tmp_path,
     )
     s = store()
-    meta = s.get_session(report.run_id).metadata
+    meta = s.sessions.get(report.run_id).metadata
     s.close()
     assert meta.orchestrator_heartbeat is not None
     assert meta.orchestrator_heartbeat.loop_status == "handled slow: succeeded"
@@ -152,7 +152,7 @@ steps:
         tmp_path,
     )
     s = store()
-    meta = s.get_session(report.run_id).metadata
+    meta = s.sessions.get(report.run_id).metadata
     s.close()
     assert report.next_actions == meta.advice
     assert meta.advice == ["review the result and move on to the next requirement"]

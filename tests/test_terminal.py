@@ -55,7 +55,7 @@ def test_status_of_a_blocked_run_whose_orchestrator_died_fits_80_columns(docker_
     deadline = time.monotonic() + 120
     while True:  # fetch-data stalls and blocks; slow-step keeps the run going
         s = store()
-        session = s.latest_session()
+        session = s.sessions.latest()
         s.close()
         if session is not None and session.metadata.blockers:
             break

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from autodev.blocks.sandbox_leftovers import remove_run_containers
+from autodev.blocks.sandbox.leftovers import remove_run_containers
 from autodev.cli.warm_registry import code_version, running_warm_processes, socket_path, start_warm_process
 from tests.helpers import AUTODEV
 
@@ -50,11 +50,11 @@ def autodev(env: dict[str, str], *args: str, **options) -> subprocess.CompletedP
 
 
 def latest_session(database_url: str):
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.store import StateStore
 
     store = StateStore(database_url=database_url).connect()
     try:
-        return store.latest_session()
+        return store.sessions.latest()
     finally:
         store.close()
 

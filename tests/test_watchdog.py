@@ -12,7 +12,7 @@ import pytest
 
 from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
-from autodev.core.session import Heartbeat, QueueEntry
+from autodev.core.session import Heartbeat, QueueEntry, RunWrite, SessionMetadata
 from autodev.core.settings import load_settings
 from tests.helpers import autodev_events, store
 
@@ -23,14 +23,14 @@ PLAN = parse_plan("project: forged\nsteps:\n  - {id: build, run: make}\n")
 def forged_session(minutes_ago: float) -> tuple[str, str]:
     run_id, flow_run_id = str(uuid.uuid4()), str(uuid.uuid4())
     s = store()
-    s.create_session(run_id, PLAN, "/tmp/nowhere", flow_run_id=flow_run_id)
+    s.sessions.create(run_id, PLAN, "/tmp/nowhere", flow_run_id=flow_run_id)
     then = utcnow() - timedelta(minutes=minutes_ago)
 
-    def forge(m):
-        m.orchestrator_heartbeat = Heartbeat(ts=then, loop_status="waiting for build")
-        m.queue.append(QueueEntry(queue_id="q1", step_id="build", attempt=1, dispatched_at=then))
-
-    s.update_session(run_id, forge)
+    forged = SessionMetadata(
+        orchestrator_heartbeat=Heartbeat(ts=then, loop_status="waiting for build"),
+        queue=[QueueEntry(queue_id="q1", step_id="build", attempt=1, dispatched_at=then)],
+    )
+    s.write(RunWrite(run_id=run_id, metadata=forged))
     s.close()
     path = load_settings().database_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:  # as if nobody had written since
@@ -53,7 +53,7 @@ def test_the_watchdog_blocks_runs_whose_heartbeat_is_stale_and_alerts(prefect_ap
             orphan.remove(force=True)
 
     s = store()
-    blocked, untouched = s.get_session(stale), s.get_session(fresh)
+    blocked, untouched = s.sessions.get(stale), s.sessions.get(fresh)
     s.close()
     assert blocked.status == "blocked" and untouched.status == "running"
     (blocker,) = blocked.metadata.blockers

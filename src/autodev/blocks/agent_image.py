@@ -17,7 +17,7 @@ from pathlib import Path
 import docker.errors
 from docker.types import Mount
 
-from autodev.blocks.docker_sandbox import ENGINE_ERRORS, SANDBOX_HOME, docker_client
+from autodev.blocks.sandbox.docker import ENGINE_ERRORS, SANDBOX_HOME, docker_client
 from autodev.core.agents import AgentPreset
 from autodev.core.errors import EnvironmentProblem
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import docker.errors
 
-from autodev.blocks.docker_sandbox import docker_client
+from autodev.blocks.sandbox.docker import docker_client
 from autodev.core.errors import EnvironmentProblem
 
 DOCKERFILE = Path(__file__).parent / "sandbox.Dockerfile"

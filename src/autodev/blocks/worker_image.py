@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker.errors
 
-from autodev.blocks.docker_sandbox import docker_client
+from autodev.blocks.sandbox.docker import docker_client
 from autodev.core.errors import EnvironmentProblem
 
 PROJECT = Path(__file__).resolve().parents[3]

@@ -83,8 +83,8 @@ def missing(project: Path) -> list[str]:
 
 
 def _block_types() -> list:
-    from autodev.blocks.docker_sandbox import DockerSandbox
     from autodev.blocks.llm import LLM
-    from autodev.blocks.state_store import StateStore
+    from autodev.blocks.sandbox.docker import DockerSandbox
+    from autodev.blocks.store import StateStore
 
     return [DockerSandbox, StateStore, LLM]

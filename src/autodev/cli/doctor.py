@@ -20,7 +20,7 @@ class Check:
 
 
 def check_engine() -> Check:
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
 
     try:
         client = docker_client(timeout=10)
@@ -34,7 +34,7 @@ def check_engine() -> Check:
 def check_image(image: str) -> Check:
     import docker.errors
 
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
 
     try:
         client = docker_client(timeout=10)
@@ -50,7 +50,7 @@ def check_image(image: str) -> Check:
 
 
 def check_database(database_url: str) -> Check:
-    from autodev.blocks.state_store import SCHEMA_VERSION, StateStore, redact_password
+    from autodev.blocks.store import SCHEMA_VERSION, StateStore, redact_password
 
     try:
         store = StateStore(database_url=database_url).connect()
@@ -90,7 +90,7 @@ def check_prefect_api(settings: Settings) -> Check:
 def check_agents(image: str, plan: Plan) -> list[Check]:
     """Each agent CLI the plan's steps name is in the image (its label, else its binary on PATH)."""
     from autodev.blocks.agent_image import agent_image_tag, agents_in
-    from autodev.blocks.docker_sandbox import docker_client
+    from autodev.blocks.sandbox.docker import docker_client
     from autodev.core.agents import presets_in
 
     presets = presets_in(plan)
@@ -122,7 +122,7 @@ def _on_path(client, image: str, binary: str) -> bool:
 
 
 def check_network(network: bool | str) -> Check:
-    from autodev.blocks.docker_sandbox import docker_client, network_mode_for
+    from autodev.blocks.sandbox.docker import docker_client, network_mode_for
 
     if network is False:
         return Check("sandbox network", True, "none (the plan asks for no network)")

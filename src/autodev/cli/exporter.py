@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from autodev.blocks.state_store import StoreBackend
+from autodev.blocks.store import Store
 from autodev.core.models import FAILED_STATUSES, utcnow
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
@@ -24,7 +24,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 
 class StoreCollector:
     """A prometheus-client collector over one state store."""
 
-    def __init__(self, store: StoreBackend):
+    def __init__(self, store: Store):
         self.store = store
         self._lock = threading.Lock()
         self._last_id = 0
@@ -39,7 +39,7 @@ class StoreCollector:
             self._refresh()
 
     def _refresh(self) -> None:
-        totals = self.store.attempt_totals(self._last_id, DURATION_BUCKETS)
+        totals = self.store.metrics.attempt_totals(self._last_id, DURATION_BUCKETS)
         self._last_id = totals.last_id
         for row in totals.by_status:
             self._trips += row.breaker_trips
@@ -75,11 +75,11 @@ class StoreCollector:
                 )
             yield duration
         runs = GaugeMetricFamily("orchestrator_runs", "Runs in the state store, by status.", labels=["status"])
-        for status, count in sorted(self.store.session_counts().items()):
+        for status, count in sorted(self.store.metrics.session_counts().items()):
             runs.add_metric([status], count)
         yield runs
         yield GaugeMetricFamily(
-            "orchestrator_blocked_steps", "Steps currently blocked, waiting for a person.", value=self.store.blocked_step_count()
+            "orchestrator_blocked_steps", "Steps currently blocked, waiting for a person.", value=self.store.metrics.blocked_step_count()
         )
         age = GaugeMetricFamily(
             "orchestrator_heartbeat_age_seconds",
@@ -87,7 +87,7 @@ class StoreCollector:
             labels=["run_id", "project"],
         )
         now = utcnow()
-        for beat in self.store.running_sessions():
+        for beat in self.store.metrics.running_sessions():
             age.add_metric([beat.run_id, beat.project], max((now - beat.updated_at).total_seconds(), 0.0))
         yield age
         confidence = GaugeMetricFamily(
@@ -95,20 +95,20 @@ class StoreCollector:
             "Confidence of the latest next-step advice of each running or blocked run.",
             labels=["run_id", "project"],
         )
-        for session in self.store.sessions(("running", "blocked")):
+        for session in self.store.sessions.with_status(("running", "blocked")):
             if session.metadata.next_actions is not None:
                 confidence.add_metric([session.run_id, session.project], session.metadata.next_actions.confidence)
         yield confidence
         tokens = CounterMetricFamily("orchestrator_llm_tokens", "Tokens used by model calls.", labels=["model"])
         cost = CounterMetricFamily("orchestrator_llm_cost_usd", "Cost of model calls in US dollars.", labels=["model"])
-        for total in self.store.llm_totals():
+        for total in self.store.metrics.llm_totals():
             tokens.add_metric([total.model], total.tokens)
             cost.add_metric([total.model], total.cost_usd)
         yield tokens
         yield cost
 
 
-def serve(store: StoreBackend, host: str, port: int):
+def serve(store: Store, host: str, port: int):
     """Start serving /metrics in a background thread; returns (server, thread).
 
     The history is read once here, before the first scrape, so that no scrape, the first

@@ -19,12 +19,11 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from autodev.blocks.state_store import StateStore
-from autodev.blocks.store_sqlite import SQLiteBackend
+from autodev.blocks.store.sqlite import SQLiteDatabase
 from autodev.core.errors import BadInput
 from autodev.core.models import utcnow
 from autodev.core.session import SessionRecord
-from autodev.core.settings import load_settings
+from autodev.flows.runtime import runtime
 
 err = Console(stderr=True)
 FINISHED = ("succeeded", "failed")
@@ -56,17 +55,17 @@ def gc(
         raise BadInput(f"--older-than {older_than:g}: days must be 0 or more")
     report = GcReport(older_than_days=older_than, dry_run=dry_run)
     cutoff = utcnow() - timedelta(days=older_than)
-    store = StateStore(database_url=load_settings().database_url).connect()
-    db_file = store.path if isinstance(store, SQLiteBackend) else None  # PostgreSQL's size is the server's
+    store = runtime().store()
+    db_file = store.db.path if isinstance(store.db, SQLiteDatabase) else None  # PostgreSQL's size is the server's
     report.database_bytes_before = _size(db_file)
     try:
-        old = store.sessions(FINISHED, quiet_since=cutoff)
-        report.kept_resumable = len(store.sessions(RESUMABLE, quiet_since=cutoff))
+        old = store.sessions.with_status(FINISHED, quiet_since=cutoff)
+        report.kept_resumable = len(store.sessions.with_status(RESUMABLE, quiet_since=cutoff))
         for session in old:
             collect_run(store, session, report, dry_run)
         if old and not dry_run:
             report.containers = _remove_containers({s.run_id for s in old})
-            store.compact()
+            store.db.compact()
     finally:
         store.close()
     report.database_bytes_after = _size(db_file)
@@ -75,7 +74,7 @@ def gc(
 
 def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) -> None:
     """Count (and unless dry_run, remove) one run's log files and store records."""
-    from autodev.blocks.docker_sandbox import status_dir  # the docker SDK, only when there is a run to collect
+    from autodev.blocks.sandbox.layout import status_dir  # the docker SDK, only when there is a run to collect
 
     logs = status_dir(Path(session.workspace), session.run_id)
     files = [f for f in logs.rglob("*") if f.is_file()] if logs.is_dir() else []
@@ -83,14 +82,14 @@ def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) 
     report.log_files += len(files)
     report.log_bytes += sum(f.stat().st_size for f in files)
     if dry_run:
-        report.attempts += len(store.attempts(session.run_id))
+        report.attempts += len(store.attempts.of(session.run_id))
         return
     shutil.rmtree(logs, ignore_errors=True)
-    report.attempts += store.delete_run(session.run_id)
+    report.attempts += store.sessions.delete(session.run_id)
 
 
 def _remove_containers(run_ids: set[str]) -> int:
-    from autodev.blocks.sandbox_leftovers import remove_containers_of
+    from autodev.blocks.sandbox.leftovers import remove_containers_of
 
     return remove_containers_of(run_ids)
 

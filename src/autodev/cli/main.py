@@ -26,7 +26,7 @@ from autodev.core.errors import AutodevError, BadInput, RunFailed
 from autodev.core.models import RunReport, utcnow
 from autodev.core.plan import load_plan
 from autodev.core.session import SessionRecord
-from autodev.core.settings import load_settings
+from autodev.flows.runtime import runtime
 
 app = typer.Typer(
     help="autodev: run plans of commands as Prefect flows, every command in a Docker sandbox.",
@@ -65,7 +65,7 @@ def exec_plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Execute an explicit plan."""
-    settings = load_settings()
+    settings = runtime().settings
     plan = load_plan(plan_file)
     preflight(plan.image or settings.image, settings.database_url)
     plan = prepare_plan(plan, settings)
@@ -105,7 +105,7 @@ def run_requirements(
     from autodev.core.scaffold import check_new_workspace
     from autodev.flows.develop import is_repository, read_requirements
 
-    settings = load_settings()
+    settings = runtime().settings
     wanted = read_requirements(str(requirements))  # bad input fails here, before any flow run
     if replay is not None and not replay.is_file():
         raise BadInput(f"--replay {replay}: no such file")
@@ -152,7 +152,7 @@ def plan_requirements(
 
     from autodev.blocks.replay import REPLAY_MODEL
     from autodev.flows.develop import read_requirements
-    from autodev.flows.resources import model_for
+    from autodev.flows.runtime import runtime
     from autodev.tasks.decomposer import decompose_requirements
 
     wanted = read_requirements(str(requirements))
@@ -160,7 +160,7 @@ def plan_requirements(
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    with model_for(None, str(replay) if replay else None, say=logger.info) as llm:
+    with runtime().model(None, str(replay) if replay else None, logger.info) as llm:
         decomposition = decompose_requirements(wanted, template, llm, logger)
     if as_json:
         print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))
@@ -186,14 +186,13 @@ def report(
     ] = None,
 ) -> None:
     """Render the development test report from the runs recorded in the state store."""
-    from autodev.blocks.state_store import StateStore
     from autodev.core.evaluation import evaluate, render_report
 
-    store = StateStore(database_url=load_settings().database_url).connect()
+    store = runtime().store()
     try:
-        sessions = [s for s in store.recent_sessions(limit) if project is None or s.project == project]
+        sessions = [s for s in store.sessions.recent(limit) if project is None or s.project == project]
         evaluations = [
-            evaluate(s, store.attempts(s.run_id), store.step_states(s.run_id), store.llm_usage(s.run_id))
+            evaluate(s, store.attempts.of(s.run_id), store.attempts.states(s.run_id), store.attempts.model_calls(s.run_id))
             for s in sessions
             if s.status != "running"
         ]
@@ -261,7 +260,7 @@ def resume(
     report, session = load_run(run_id)
     check_resumable(report, session, step)
     decision = {"action": action, "command": command, "note": note, "step": step}
-    with prefect_api(load_settings()):
+    with prefect_api(runtime().settings):
         decide_or_continue(report, session, decision, as_json)
 
 
@@ -283,7 +282,7 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
     from autodev.flows.plan_flow import plan_parameter, run_plan
     from autodev.flows.start import start_flow
 
-    settings = load_settings()
+    settings = runtime().settings
     preflight(session.plan.image or settings.image, settings.database_url)
     prepare_plan(session.plan, settings)
     if report.orchestrator_gone:
@@ -367,10 +366,9 @@ def metrics_serve(
     """Serve Prometheus metrics computed from the state store at http://HOST:PORT/metrics."""
     import threading
 
-    from autodev.blocks.state_store import StateStore
     from autodev.cli.exporter import serve
 
-    store = StateStore(database_url=load_settings().database_url).connect()
+    store = runtime().store()
     try:
         serve(store, host, port)
     except OSError as exc:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from autodev.blocks.prefect_server import ManagedServer, ServerState
 from autodev.cli.warm_registry import running_warm_processes, socket_path, start_warm_process, stop_warm_processes
-from autodev.core.settings import load_settings
+from autodev.flows.runtime import runtime
 
 server_app = typer.Typer(help="The local Prefect server runs use when PREFECT_API_URL is not set.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -19,7 +19,7 @@ JSON = Annotated[bool, typer.Option("--json", help="Print one JSON object (the s
 
 
 def _server() -> ManagedServer:
-    return ManagedServer(load_settings().server_home)
+    return ManagedServer(runtime().settings.server_home)
 
 
 def _show(state: ServerState, as_json: bool, line: str, warm_pids: list[int]) -> None:

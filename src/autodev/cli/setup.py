@@ -16,7 +16,8 @@ from rich.table import Table
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.models import Plan
 from autodev.core.plan import load_plan
-from autodev.core.settings import Settings, load_settings
+from autodev.core.settings import Settings
+from autodev.flows.runtime import runtime
 
 out = Console()
 err = Console(stderr=True)
@@ -47,19 +48,19 @@ def image_build(
 
         if agent not in PRESETS:
             raise BadInput(f"--agent {agent!r}: use {', '.join(PRESETS)}")
-        base = load_settings().image
+        base = runtime().settings.image
         build_agent_image(PRESETS[agent], base, tag or agent_image_tag(base, PRESETS[agent]), say)
         return
     if worker:
         from autodev.blocks.worker_image import build_worker_image
 
-        build_worker_image(tag or "autodev-worker:latest", load_settings().image, say)
+        build_worker_image(tag or "autodev-worker:latest", runtime().settings.image, say)
         return
     from autodev.blocks.sandbox_image import build_image
 
     if method not in ("auto", "dockerfile", "debian"):
         raise BadInput(f"--method {method!r}: use auto, dockerfile or debian")
-    build_image(tag or load_settings().image, method, say=say)  # type: ignore[arg-type]
+    build_image(tag or runtime().settings.image, method, say=say)  # type: ignore[arg-type]
 
 
 @automations_app.command("apply")
@@ -73,7 +74,7 @@ def automations_apply(
 
     from autodev.flows.automations import WEBHOOK_BLOCK, apply
 
-    url = webhook_url or load_settings().webhook_url
+    url = webhook_url or runtime().settings.webhook_url
     if not url:
         raise BadInput("no webhook URL: pass --webhook-url URL or set AUTODEV_WEBHOOK_URL")
     if not PREFECT_API_URL.value():
@@ -101,7 +102,7 @@ def deploy(
             "PREFECT_API_URL is not set: deployments need a Prefect server that stays up",
             "prefect server start --host 127.0.0.1 & export PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
-    url = webhook_url or load_settings().webhook_url
+    url = webhook_url or runtime().settings.webhook_url
     deploy_all(PROJECT, url, PREFECT_UI_URL.value() or "http://127.0.0.1:4200", lambda line: out.print(line, highlight=False, soft_wrap=True))
 
 
@@ -113,7 +114,7 @@ def doctor(
     """Check the Docker engine, the sandbox image, the database and the Prefect API (and a plan's needs)."""
     from autodev.cli.doctor import run_checks
 
-    checks = run_checks(load_settings(), load_plan(plan_file) if plan_file else None)
+    checks = run_checks(runtime().settings, load_plan(plan_file) if plan_file else None)
     table = Table(show_header=True, header_style="bold")
     for column in ("check", "state", "detail"):
         table.add_column(column)

@@ -7,13 +7,12 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from autodev.blocks.state_store import StateStore
 from autodev.core.errors import BadInput
 from autodev.core.models import RepositoryReport, RunReport, utcnow
-from autodev.core.policy import heartbeat_delay_s, heartbeat_is_late
+from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
 from autodev.core.report import build_report
 from autodev.core.session import SessionRecord
-from autodev.core.settings import load_settings
+from autodev.flows.runtime import runtime
 
 out = Console()
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow"}
@@ -21,12 +20,12 @@ STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_
 
 def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
     """A run's report and session from the state store (the newest run when run_id is None)."""
-    store = StateStore(database_url=load_settings().database_url).connect()
+    store = runtime().store()
     try:
-        session = store.get_session(run_id) if run_id else store.latest_session()
+        session = store.sessions.get(run_id) if run_id else store.sessions.latest()
         if session is None:
             raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
-        report = build_report(session, store.attempts(session.run_id), store.step_states(session.run_id))
+        report = build_report(session, store.attempts.of(session.run_id), store.attempts.states(session.run_id))
     finally:
         store.close()
     return report, session

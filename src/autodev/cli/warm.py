@@ -34,7 +34,7 @@ from pathlib import Path
 PRELOADED = (
     "docker", "yaml", "typer", "rich.console", "rich.table", "prefect.flow_engine", "prefect.task_engine",
     "prefect.client.orchestration", "prefect.flow_runs", "fastapi.encoders", "autodev.flows.plan_flow", "autodev.flows.develop",
-    "autodev.flows.start", "autodev.blocks.state_store",
+    "autodev.flows.start", "autodev.blocks.store",
 )  # fmt: skip
 HANDSHAKE_TIMEOUT_S = 5
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from autodev.core.models import Budget, Plan, Step, utcnow
+from autodev.core.models import Budget, Plan, Step
 from autodev.core.session import LLMCall, Spend
 
 RUN = "(run)"  # the key of the whole run's spend
 
 
 class BudgetKeeper:
-    def __init__(self, plan: Plan, spent: dict[str, Spend] | None = None):
+    def __init__(self, plan: Plan, spent: dict[str, Spend]):
+        """`spent` is the run's record of it (`SessionMetadata.spent`), kept up to date here."""
         self.plan = plan
-        self.spent: dict[str, Spend] = {k: v.model_copy() for k, v in (spent or {}).items()}
+        self.spent = spent
         self.spent.setdefault(RUN, Spend())
         # Only a step with a budget keeps its own spend: the run's metadata document, written at
         # every step, would otherwise grow by an entry per step (10,000 on a 10,000-step plan).
@@ -40,21 +41,20 @@ class BudgetKeeper:
         if step_id in self.budgeted:
             self.spent.setdefault(step_id, Spend()).seconds += seconds
 
-    def over(self, step: Step, now: datetime | None = None) -> str | None:
+    def over(self, step: Step, now: datetime) -> str | None:
         """Why `step` may not start (its own budget, or the run's, is spent), or None."""
-        now = now or utcnow()
         if step.budget and (why := _spent(step.budget, self.spent.get(step.id), now, wall=False)):
             return f"step {step.id}'s budget is spent: {why}"
         if self.plan.budget and (why := _spent(self.plan.budget, self.spent[RUN], now, wall=True)):
             return f"the run's budget is spent: {why}"
         return None
 
-    def grant(self, step_id: str) -> None:
+    def grant(self, step_id: str, now: datetime) -> None:
         """A person said go on: one more budget's worth for the step and the run, the clock anew."""
         for key in (RUN, step_id):
             spend = self.spent.setdefault(key, Spend())
             spend.grants += 1
-            spend.since = utcnow()
+            spend.since = now
 
 
 def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool) -> str | None:

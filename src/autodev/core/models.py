@@ -242,13 +242,10 @@ class CommandRequest(BaseModel):
     timeout_s: float
     stall_timeout_s: float
     env: dict[str, str] = Field(default_factory=dict)
-    log_path: str | None = Field(None, description="Host file that receives the full output.")
-    key: str | None = Field(
-        None, description="Names the attempt across processes: every process it starts carries it (run/step/attempt/)."
+    step_id: str | None = Field(
+        None, description="The step this is an attempt of: the sandbox keeps its log and exit status by it (none: no files)."
     )
-    exit_path: str | None = Field(
-        None, description="Workspace file the sandbox writes the exit status to, so it outlives the orchestrator."
-    )
+    attempt: int = Field(1, ge=1, description="Which attempt of the step.")
 
 
 class AgentReport(BaseModel):

@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 
 from autodev.core.events import RunBlocked
 from autodev.core.models import Blocker, CommandResult, utcnow
-from autodev.core.outcomes import Note, Outcome
-from autodev.core.policy import HEARTBEAT_LATE_S, heartbeat_delay_s
-from autodev.core.session import LeftAttempt, MetadataChanges, SessionRecord
+from autodev.core.session import LeftAttempt, SessionMetadata, SessionRecord
 
 LEASE_BEATS = 3  # a lease lasts this many heartbeat intervals
+HEARTBEAT_LATE_S = 90  # the seed's dashboard turns the heartbeat delay red past this
+
+
+def heartbeat_delay_s(meta: SessionMetadata, now: datetime) -> float:
+    """Seconds since the loop last recorded its heartbeat (infinite if it never did)."""
+    if meta.orchestrator_heartbeat is None:
+        return float("inf")
+    return max((now - meta.orchestrator_heartbeat.ts).total_seconds(), 0.0)
+
+
+def heartbeat_is_late(meta: SessionMetadata, run_status: str, now: datetime) -> bool:
+    """Only a running run's heartbeat can be late (a finished or blocked loop stops beating)."""
+    return run_status == "running" and heartbeat_delay_s(meta, now) > HEARTBEAT_LATE_S
 
 
 def owner_here(flow_run_id: str) -> str:
@@ -56,7 +68,17 @@ def orchestrator_gone(session: SessionRecord, now: datetime) -> bool:
     return expired or holder_gone_here(session.owner)
 
 
-def orchestrator_lost(session: SessionRecord, now: datetime, containers_removed: int | None) -> Outcome:
+@dataclass(frozen=True)
+class LostRun:
+    """What the watchdog records of a run whose orchestrator was lost: its document with the
+    `watchdog` blocker (the run is blocked), the event that announces it, the log line."""
+
+    doc: SessionMetadata
+    event: RunBlocked
+    note: str
+
+
+def orchestrator_lost(session: SessionRecord, now: datetime, containers_removed: int | None) -> LostRun:
     """A running run whose session nobody has written for too long (the watchdog found it): its
     orchestrator died or hung. The run is blocked with a `watchdog` blocker at the step it was
     busy with, so a person is told and can continue it."""
@@ -84,12 +106,10 @@ def orchestrator_lost(session: SessionRecord, now: datetime, containers_removed:
         suggested_action=blocker.suggested_action, heartbeat_delay_s=None if delay == float("inf") else round(delay, 1),
         containers_removed=containers_removed,
     )
-    return Outcome(
-        changes=MetadataChanges(blockers=[blocker], phase="orchestrator lost"),
-        events=[event],
-        notes=[Note("warning", f"run {session.run_id} ({session.project}) blocked: {summary}")],
-        status="blocked",
-    )
+    doc = session.metadata.model_copy(deep=True)
+    doc.blockers.append(blocker)
+    doc.phase = "orchestrator lost"
+    return LostRun(doc=doc, event=event, note=f"run {session.run_id} ({session.project}) blocked: {summary}")
 
 
 def left_result(left: LeftAttempt, tail: str, counts: bool) -> CommandResult:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from autodev.core.models import Blocker, Plan, RepositoryReport, RunReport, StepAttempt, StepReport, TaskReport, utcnow
-from autodev.core.policy import heartbeat_delay_s
-from autodev.core.recovery import orchestrator_gone
+from autodev.core.recovery import heartbeat_delay_s, orchestrator_gone
 from autodev.core.session import SessionRecord
 
 

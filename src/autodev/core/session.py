@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from autodev.core.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, utcnow
+from autodev.core.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, StepAttempt, StepStatus, utcnow
 
 DecisionAction = Literal["retry", "skip", "abort"]
 
@@ -158,82 +158,18 @@ class SessionMetadata(BaseModel):
         del self.command_history[: -self.HISTORY_LIMIT]
 
 
-class MetadataChanges(BaseModel):
-    """What happened to a run's metadata document: entries to add (lists) and values to set
-    (None leaves a value as it is). `merge` folds a later change into this one; `apply` makes
-    the changes to a document read from the store."""
+class RunWrite(BaseModel):
+    """One transaction's worth of what a run records: the one way a run is written. The
+    document replaces the stored one whole (only the process that holds the run writes it)."""
 
-    queued: list[QueueEntry] = Field(default_factory=list)
-    dequeued: list[str] = Field(default_factory=list)  # queue ids of attempts that ended
-    results: list[LastCommandResult] = Field(default_factory=list)
-    blockers: list[Blocker] = Field(default_factory=list)
-    interventions: list[Intervention] = Field(default_factory=list)
-    pauses: list[Pause] = Field(default_factory=list)
-    phase: str | None = None
-    feedback_rounds: int | None = None
-    evidence: dict[str, str] | None = None
-    todo_files: list[str] | None = None
-    next_actions: Insight | None = None
-    advice: list[str] | None = None
-    last_output_at: datetime | None = None
-    heartbeat: Heartbeat | None = None
-    evaluation: RunEvaluation | None = None
-    repository: RepositoryReport | None = None
-    spent: dict[str, Spend] | None = None
-
-    _LISTS: ClassVar[tuple[str, ...]] = ("queued", "dequeued", "results", "blockers", "interventions", "pauses")
-    DURABLE: ClassVar[tuple[str, ...]] = (
-        "blockers", "interventions", "pauses", "feedback_rounds", "evidence", "todo_files", "evaluation", "repository"
-    )
-    _VALUES: ClassVar[tuple[str, ...]] = (
-        "phase", "feedback_rounds", "evidence", "todo_files", "next_actions", "advice", "evaluation", "repository", "spent"
-    )
-
-    def merge(self, later: MetadataChanges, skip: tuple[str, ...] = ()) -> None:
-        """Fold `later` into these changes (its `skip` fields left out)."""
-        for name in self._LISTS:
-            if name not in skip:
-                getattr(self, name).extend(getattr(later, name))
-        for name in (*self._VALUES, "heartbeat"):
-            if name not in skip and getattr(later, name) is not None:
-                setattr(self, name, getattr(later, name))
-        if later.last_output_at and (self.last_output_at is None or later.last_output_at > self.last_output_at):
-            self.last_output_at = later.last_output_at
-
-    def is_empty(self) -> bool:
-        return not any(getattr(self, name) for name in self._LISTS) and all(
-            getattr(self, name) is None for name in (*self._VALUES, "heartbeat", "last_output_at")
-        )
-
-    def durable(self) -> MetadataChanges | None:
-        """The changes that must be stored with the attempt or decision that made them (a blocker,
-        a decision, a feedback round's evidence): a crash before the iteration's write must not
-        lose them. None when there are none (the common case: a step that succeeded)."""
-        if not any(getattr(self, name) for name in self.DURABLE):
-            return None
-        return MetadataChanges.model_construct(**{name: getattr(self, name) for name in self.DURABLE})
-
-    def apply(self, meta: SessionMetadata) -> None:
-        """Make the changes to `meta`. Applying them twice (a write retried after its commit was
-        acknowledged too late) adds no entry twice."""
-        known = {q.queue_id for q in meta.queue}
-        meta.queue.extend(q for q in self.queued if q.queue_id not in known)
-        if self.dequeued:
-            gone = set(self.dequeued)
-            meta.queue = [q for q in meta.queue if q.queue_id not in gone]
-        for result in self.results:
-            if result not in meta.command_history:
-                meta.record_result(result)
-        for entries, new in ((meta.blockers, self.blockers), (meta.interventions, self.interventions), (meta.pauses, self.pauses)):
-            entries.extend(entry for entry in new if entry not in entries)
-        for name in self._VALUES:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(meta, name, value)
-        if self.heartbeat is not None:
-            meta.orchestrator_heartbeat = self.heartbeat
-        if self.last_output_at and (meta.last_output_at is None or self.last_output_at > meta.last_output_at):
-            meta.last_output_at = self.last_output_at
+    run_id: str
+    metadata: SessionMetadata | None = None
+    status: RunStatus | None = None
+    plan: Plan | None = None  # the run's effective plan, when a decision replaced it
+    flow_run_id: str | None = None  # set when another flow run continues the run
+    attempts: list[StepAttempt] = Field(default_factory=list)
+    step_states: dict[str, StepStatus] = Field(default_factory=dict)
+    model_calls: list[LLMCall] = Field(default_factory=list)
 
 
 class SessionRecord(BaseModel):

@@ -75,4 +75,6 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
+    """The settings as the environment and the config file say now: read by the composition
+    root (`autodev/flows/runtime.py`), once per process."""
     return Settings()

@@ -17,32 +17,30 @@ from prefect.utilities.annotations import quote
 from autodev.blocks.git_state import read_git_state
 from autodev.blocks.llm import LLM
 from autodev.blocks.replay import REPLAY_MODEL
-from autodev.core.events import InsightChanged
+from autodev.core.engine.inputs import AdviceReady
+from autodev.core.engine.loop import Advisor
+from autodev.core.engine.machine import RunEngine
 from autodev.core.insights import advise
-from autodev.core.insights import changed as insight_changed
 from autodev.core.models import GitState, Insight
-from autodev.core.outcomes import Outcome
-from autodev.core.run_engine import RunEngine
-from autodev.core.session import LLMCall, MetadataChanges
+from autodev.core.session import LLMCall
 from autodev.tasks.insights import compute_insight
 
 
-class Advisor:
-    def __init__(self, run_id: str, workspace: Path, llm: LLM | None, interval_s: float, confidence_drop: float):
+class RunAdvisor(Advisor):
+    def __init__(self, run_id: str, workspace: Path, llm: LLM | None, interval_s: float):
         self.run_id = run_id
         self.workspace = workspace
         # Stored answers cannot reword live advice: a replayed run keeps the rules' wording.
         self.llm = llm if llm is None or llm.model != REPLAY_MODEL else None
         self.interval_s = interval_s
-        self.confidence_drop = confidence_drop
         self.start_head = read_git_state(workspace).head  # the advice measures changes from here
         self.insight: Insight | None = None
         self._last_full = 0.0
         self._advised: frozenset = frozenset()  # the steps failed, blocked or skipped when the advice was last made
 
-    def update(self, engine: RunEngine, force: bool = False) -> Outcome | None:
-        """The advice for the engine's latest progress, as an outcome to record; None when
-        nothing it depends on changed since the last."""
+    def advise(self, engine: RunEngine, force: bool) -> AdviceReady | None:
+        """The advice for the engine's latest progress; None when nothing it depends on changed
+        since the last."""
         full = force or self.insight is None or time.monotonic() - self._last_full >= self.interval_s
         # Between full computations the rules' advice changes only when a step fails, blocks or
         # is waived (the run's end forces a full computation): nothing else is worth a write.
@@ -50,35 +48,22 @@ class Advisor:
         if not full and key == self._advised:
             return None
         self._advised = key
-        statuses, attempts = dict(engine.progress.status), dict(engine.progress.attempts)
-        out = Outcome()
+        statuses, attempts, blockers = dict(engine.progress.status), dict(engine.progress.attempts), list(engine.state.doc.blockers)
+        calls: list[LLMCall] = []
         if full or self.insight is None:
             self._last_full = time.monotonic()
             # quote(): a large plan is costly for Prefect to look through
             advice = compute_insight(
-                self.run_id, quote(engine.plan), quote(statuses), quote(attempts), quote(list(engine.blockers)),
-                str(self.workspace), self.start_head, llm=quote(self.llm),
-            )
+                self.run_id, quote(engine.plan), quote(statuses), quote(attempts), quote(blockers), str(self.workspace),
+                self.start_head, llm=quote(self.llm),
+            )  # fmt: skip
             insight = advice.insight
             if advice.usage is not None:
-                out.model_calls.append(LLMCall(purpose="insights", **advice.usage.model_dump()))
+                calls.append(LLMCall(purpose="insights", **advice.usage.model_dump()))
         else:
             git = GitState.model_validate(self.insight.evidence.get("git", {}))
-            insight = advise(self.run_id, engine.plan, statuses, attempts, engine.blockers, git)
+            insight = advise(self.run_id, engine.plan, statuses, attempts, blockers, git)
         # The advice quotes commands and output: mask every step's secrets in all of it.
-        insight = Insight.model_validate_json(engine.redact_all.text(insight.model_dump_json()))
-        previous, self.insight = self.insight, insight
-        lines = [r.action + (f"  ->  {r.command}" if r.command else "") for r in insight.recommendations]
-        out.changes = MetadataChanges(next_actions=insight, advice=lines)
-        if insight_changed(previous, insight, self.confidence_drop):
-            top = insight.recommendations[0] if insight.recommendations else None
-            out.events.append(
-                InsightChanged(
-                    summary=top.reason if top else "",
-                    suggested_action="; ".join(lines),
-                    recommendations=insight.recommendations,
-                    confidence=insight.confidence,
-                    previous_confidence=previous.confidence if previous else None,
-                )
-            )
-        return out
+        self.insight = Insight.model_validate_json(engine.redact_all.text(insight.model_dump_json()))
+        lines = [r.action + (f"  ->  {r.command}" if r.command else "") for r in self.insight.recommendations]
+        return AdviceReady(insight=self.insight, lines=lines, model_calls=calls)

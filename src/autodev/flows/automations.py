@@ -19,7 +19,7 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
 from autodev.core.events import BreakerTripped, HeartbeatBeat, InsightChanged, RunBlocked, RunEvent, RunFinished, StepStalled
-from autodev.core.policy import HEARTBEAT_LATE_S
+from autodev.core.recovery import HEARTBEAT_LATE_S
 
 WEBHOOK_BLOCK = "autodev-notifications"
 FLOW_RUN_HEARTBEAT_S = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY to set for flow processes (minimum 30)

@@ -16,10 +16,10 @@ import time
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from autodev.core.engine.scheduling import Progress
 from autodev.core.evaluation import evaluation_markdown
 from autodev.core.models import Insight, Plan, RunReport, utcnow
-from autodev.core.policy import heartbeat_delay_s, heartbeat_is_late
-from autodev.core.scheduling import Progress
+from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
 from autodev.core.session import RunEvaluation, SessionMetadata
 
 TABLE_ROWS = 200  # a longer plan's table shows a window of it: each update is a new version

@@ -15,10 +15,28 @@ from prefect.input import RunInput
 from prefect.states import Running
 from pydantic import Field, create_model
 
+from autodev.core.engine.loop import Decider
 from autodev.core.models import Blocker
 from autodev.core.session import Decision
+from autodev.flows.recorder import StoreRecorder
 
 DecisionForm = RunInput.subclass_from_base_model_type(Decision)
+
+
+class PausedForDecision(Decider):
+    """A person's decision through a pause of the flow run: its form in the Prefect UI, or
+    `autodev resume`. While it waits, the recorder's lease thread says the process is alive."""
+
+    def __init__(self, recorder: StoreRecorder, timeout_s: float):
+        self.recorder = recorder
+        self.timeout_s = timeout_s
+
+    def decide(self, blockers: list[Blocker], run_id: str) -> Decision | None:
+        self.recorder.paused = True
+        try:
+            return ask_for_decision(blockers, run_id, self.timeout_s, self.recorder.logger)
+        finally:
+            self.recorder.paused = False
 
 
 def ask_for_decision(

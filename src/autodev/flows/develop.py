@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from prefect import flow, get_run_logger, pause_flow_run, runtime
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect import runtime as prefect_runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
@@ -29,11 +30,10 @@ from autodev.core.scaffold import (
     parse_requirements,
 )
 from autodev.core.session import Pause, RunOrigin
-from autodev.core.settings import load_settings
 from autodev.flows.dashboard import artifact_key
 from autodev.flows.decision import back_to_running
 from autodev.flows.plan_flow import run_plan
-from autodev.flows.resources import model_for
+from autodev.flows.runtime import runtime
 from autodev.tasks.decomposer import decompose, decompose_repository
 from autodev.tasks.scaffold import scaffold
 
@@ -52,7 +52,7 @@ class NotConfirmed(AutodevError):
 
 
 def _flow_run_name() -> str:
-    parameters = runtime.flow_run.parameters
+    parameters = prefect_runtime.flow_run.parameters
     plan = parameters.get("plan")
     if plan is not None:
         source = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
@@ -99,15 +99,15 @@ def develop(
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     if plan is not None:
         plan = load_plan(plan) if isinstance(plan, str) else plan  # a plan file's path, or a plan
-        workspace = workspace or str(load_settings().new_workspace(plan.project))
+        workspace = workspace or str(runtime().settings.new_workspace(plan.project))
         return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
     wanted = read_requirements(requirements)
     repository = Path(workspace) if workspace and is_repository(Path(workspace)) else None
-    workspace = workspace or str(load_settings().new_workspace(wanted.project))
+    workspace = workspace or str(runtime().settings.new_workspace(wanted.project))
     if repository is None:
         check_new_workspace(Path(workspace))  # before any model call or question
     repo_map = read_repo_map(repository) if repository else None
-    with model_for(llm_block, replay) as llm:
+    with runtime().model(llm_block, replay, get_run_logger().info) as llm:
         decomposition = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
     show_plan(decomposition)
     pauses: list[Pause] = []
@@ -140,7 +140,7 @@ def open_branch(repository: Path, project: str, left_out: list[str]) -> Reposito
     """The run's branch, in a worktree of its own under AUTODEV_WORKSPACE_ROOT; `left_out` are
     the checkout's uncommitted changes, which the branch does not have."""
     logger = get_run_logger()
-    worktree = load_settings().new_workspace(project)
+    worktree = runtime().settings.new_workspace(project)
     branch = f"autodev/{worktree.name}"
     base = open_worktree(repository, branch, worktree)
     if left_out:
@@ -195,7 +195,7 @@ def show_plan(decomposition: Decomposition) -> None:
 
 def ask_for_confirmation(decomposition: Decomposition) -> Pause:
     """Pause until a person confirms the template's plan (Prefect UI or `prefect flow-run resume`)."""
-    timeout = int(load_settings().decision_timeout_s)
+    timeout = int(runtime().settings.decision_timeout_s)
     get_run_logger().warning(
         "the plan is the %s template's, not a model's: confirm it in the Prefect UI within %ss (or run with --yes)",
         decomposition.template, timeout,

@@ -22,9 +22,8 @@ from autodev.blocks.git_state import commit_all
 from autodev.core.errors import RunFailed
 from autodev.core.evaluation import evaluate, render_report
 from autodev.core.models import RunReport, utcnow
-from autodev.core.settings import load_settings
 from autodev.flows.develop import develop
-from autodev.flows.resources import state_store_config
+from autodev.flows.runtime import runtime
 
 
 class Experiment(BaseModel):
@@ -53,7 +52,7 @@ def nightly_experiments(
 ):
     """Develop every experiment from its requirements, one after another, and report the night."""
     logger = get_run_logger()
-    settings = load_settings()
+    settings = runtime().settings
     use_model = bool(llm_block or settings.llm_model)
     night = Path(workspace_root or settings.workspace_root) / f"nightly-{datetime.now():%Y%m%d-%H%M%S}"
     reports: list[RunReport] = []
@@ -84,12 +83,12 @@ def nightly_experiments(
         else:
             problems.append(f"{name} did not run: {outcome}")
             logger.error("%s did not run: %s", name, outcome)
-    store = state_store_config(state_store_block).connect()
+    store = runtime().store(state_store_block)
     try:
         evaluations = []
         for r in reports:
-            session = store.get_session(r.run_id)
-            evaluations.append(evaluate(session, store.attempts(r.run_id), store.step_states(r.run_id), store.llm_usage(r.run_id)))
+            session = store.sessions.get(r.run_id)
+            evaluations.append(evaluate(session, store.attempts.of(r.run_id), store.attempts.states(r.run_id), store.attempts.model_calls(r.run_id)))
     finally:
         store.close()
     if evaluations:

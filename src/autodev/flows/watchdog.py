@@ -16,14 +16,13 @@ from datetime import timedelta
 
 from prefect import flow, get_run_logger
 
-from autodev.blocks.sandbox_leftovers import remove_run_containers
+from autodev.blocks.sandbox.leftovers import remove_run_containers
 from autodev.core.errors import AutodevError
 from autodev.core.models import utcnow
-from autodev.core.policy import HEARTBEAT_LATE_S
-from autodev.core.recovery import orchestrator_gone, orchestrator_lost
-from autodev.core.settings import load_settings
-from autodev.flows.recorder import Recorder, RunEvents
-from autodev.flows.resources import state_store_config
+from autodev.core.recovery import HEARTBEAT_LATE_S, orchestrator_gone, orchestrator_lost
+from autodev.core.session import RunWrite
+from autodev.flows.recorder import RunEvents
+from autodev.flows.runtime import runtime
 
 
 @flow(name="autodev-watchdog", persist_result=False)
@@ -31,11 +30,11 @@ def watchdog(stale_after_s: float = HEARTBEAT_LATE_S, state_store_block: str | N
     """Block every running run whose heartbeat is older than `stale_after_s`; return their ids.
     `state_store_block` names a saved state store block (default: AUTODEV_DATABASE_URL)."""
     logger = get_run_logger()
-    store = state_store_config(state_store_block).connect()
+    store = runtime().store(state_store_block)
     now = utcnow()
     found: list[str] = []
     try:
-        for session in store.sessions(("running",), quiet_since=now - timedelta(seconds=stale_after_s)):
+        for session in store.sessions.with_status(("running",), quiet_since=now - timedelta(seconds=stale_after_s)):
             if not orchestrator_gone(session, now):
                 continue  # its process holds the run still: alive, only quiet (the heartbeat automation tells)
             try:
@@ -43,10 +42,10 @@ def watchdog(stale_after_s: float = HEARTBEAT_LATE_S, state_store_block: str | N
             except AutodevError as exc:  # no engine here: the block and the alert still matter
                 logger.warning("could not remove the sandbox of %s: %s", session.run_id, exc)
                 removed = None
-            events = RunEvents(session.flow_run_id or session.run_id, session.run_id, session.project)
-            recorder = Recorder(store, session.run_id, events, logger, load_settings().heartbeat_interval_s)
-            recorder.record(orchestrator_lost(session, now, removed))
-            recorder.save()  # no heartbeat: the orchestrator's last one is the evidence
+            lost = orchestrator_lost(session, now, removed)  # no heartbeat: the orchestrator's last one is the evidence
+            store.write(RunWrite(run_id=session.run_id, metadata=lost.doc, status="blocked"))
+            RunEvents(session.flow_run_id or session.run_id, session.run_id, session.project).emit(lost.event)
+            logger.warning(lost.note)
             found.append(session.run_id)
     finally:
         store.close()

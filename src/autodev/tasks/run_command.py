@@ -1,22 +1,33 @@
-"""The task that runs one step's command in the run's sandbox and captures what it did."""
+"""The task that runs one attempt's command in the run's sandbox and captures what it did.
+
+The attempt's end is judged once, here, as its step expects it (`judge`), so the task run's own
+verdict in the Prefect UI says what the run does; then it is handed to the loop through the
+run's result channel, before Prefect finishes the task run's own bookkeeping, so the next step
+does not wait for that.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.states import Failed
+from prefect.states import Failed, State
 
+from autodev.blocks.git_state import RoundNotCommitted, change_digest, commit_round
 from autodev.blocks.sandbox import SandboxSession
+from autodev.core.agents import AgentStream
+from autodev.core.engine.effects import AttemptSpec
+from autodev.core.engine.inputs import AttemptEnded
+from autodev.core.engine.judge import judge
+from autodev.core.engine.loop import ResultChannel
 from autodev.core.errors import CommandFailed
 from autodev.core.models import AgentReport, CommandRequest, CommandResult
 from autodev.core.output import OutputCapture
 from autodev.core.progress import ProgressMeter
-from autodev.core.redact import Redactor
+from autodev.core.session import LLMCall
 
 
 class _NoEmptyTraceback(logging.Filter):
@@ -35,9 +46,7 @@ class _NoSecondVerdict(logging.Filter):
     costs each step a console render and a row in the server's log table."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            getattr(record, "task_name", None) in STEP_TASKS and str(record.msg).startswith("Finished in state")
-        )
+        return not (getattr(record, "task_name", None) in STEP_TASKS and str(record.msg).startswith("Finished in state"))
 
 
 STEP_TASKS = ("run_command", "run_agent")  # the task names of steps
@@ -46,111 +55,122 @@ logging.getLogger("prefect.task_runs").addFilter(_NoSecondVerdict())
 
 
 @dataclass(frozen=True)
-class Capture:
-    """How a step task captures its command's output, and whom it tells what."""
+class Attempt:
+    """What a step task runs: the engine's attempt, in the run's sandbox and workspace, with its
+    output kept as the settings say, its end handed to the loop through `channel`."""
 
+    spec: AttemptSpec
+    sandbox: SandboxSession
+    channel: ResultChannel
+    workspace: Path
     tail_bytes: int = 64 * 1024  # stored with the result
     live_log_bytes: int = 1024 * 1024  # shown line by line in the task's log; the log file has all
-    redactor: Redactor = field(default_factory=Redactor)  # secrets never reach the log, tail or file
-    on_output: Callable[[], None] | None = None  # at every output chunk (the loop's heartbeat)
-    # As soon as the result is known, before Prefect finishes the task run's own bookkeeping:
-    # the loop acts on it (and starts the next step) without waiting for that.
-    on_result: Callable[[CommandResult], None] | None = None
-    # What the result means for its step (a test-first check, a baseline): the task run's own
-    # verdict says the same as the run does.
-    judge: Callable[[CommandResult], CommandResult] | None = None
-    # Tells output that shows progress from output that repeats (the stall clock's view);
-    # None: every chunk counts.
-    progress: ProgressMeter | None = None
+
+    def request(self, command: str) -> CommandRequest:
+        spec = self.spec
+        return CommandRequest(
+            command=command, timeout_s=spec.limits.timeout_s, stall_timeout_s=spec.limits.stall_timeout_s, env=spec.env,
+            step_id=spec.step.id, attempt=spec.attempt,
+        )  # fmt: skip
 
 
 @task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
-def run_command(step_id: str, attempt: int, request: CommandRequest, sandbox: SandboxSession, capture: Capture) -> CommandResult:
-    """Run the command, streaming its output into this task's log; return its CommandResult.
-
-    A command that did not succeed ends the task run Failed (red in the UI); the state's data is
-    a CommandFailed carrying the full result for the flow to act on. (Returning the state
-    rather than raising keeps a failing command from filling the log with a traceback.)
-    """
-    return run_captured(attempt, request, sandbox, capture)
+def run_command(step_id: str, attempt: Attempt) -> CommandResult | State:
+    """Run the command, streaming its output into this task's log. A command that did not
+    succeed ends the task run Failed (red in the UI); the state's data is a CommandFailed
+    carrying the full result. (Returning the state rather than raising keeps a failing command
+    from filling the log with a traceback.)"""
+    assert attempt.spec.command is not None
+    return run_captured(attempt, attempt.request(attempt.spec.command))
 
 
 def run_captured(
-    attempt: int,
-    request: CommandRequest,
-    sandbox: SandboxSession,
-    capture: Capture,
-    preamble: str = "",
-    started_at: datetime | None = None,
-) -> CommandResult | Failed:
-    """The body of every step task: run `request` under capture; `preamble` is text put ahead of
-    the command's output (what an agent did before it), and `started_at` when the step began,
-    if before the command (the agent's model call)."""
-    logger = get_run_logger()
-    output = output_capture(capture, request.log_path)
-    on_output = capture.on_output
+    attempt: Attempt, request: CommandRequest, preamble: str = "", started_at: datetime | None = None,
+    model_calls: list[LLMCall] | None = None,
+) -> CommandResult | State:  # fmt: skip
+    """The body of every step task: run `request` under capture, then judge, record an agent
+    round, hand the end over and return it. `preamble` is text put ahead of the command's output
+    (what the built-in agent did before it), `started_at` when the step began, if before the
+    command (the agent's model call), `model_calls` the calls it made."""
+    spec, output = attempt.spec, output_capture(attempt)
+    meter = None if spec.limits.stall_clock == "output" else ProgressMeter(AgentStream(spec.agent_stream) if spec.agent_stream else None)
     started = False
-
-    meter = capture.progress
 
     def feed(chunk: bytes) -> bool:
         output.feed(chunk)
-        if on_output:
-            on_output()
+        attempt.channel.output_seen()
         return meter.feed(chunk) if meter else True
 
-    def announce() -> None:
-        # Once the command runs, so that logging the line does not delay it.
+    def announce() -> None:  # once the command runs, so that logging the line does not delay it
         nonlocal started
-        started = True
-        shown = capture.redactor.text(request.command)
-        logger.info("$ %s", shown if attempt == 1 else f"{shown}    (attempt {attempt})")
+        started, shown = True, spec.redactor.text(request.command)
+        get_run_logger().info("$ %s", shown if spec.attempt == 1 else f"{shown}    (attempt {spec.attempt})")
         if preamble:
             feed(preamble.encode())
 
     try:
-        result = sandbox.run(request, feed, announce)
+        result = attempt.sandbox.run(request, feed, announce)
     finally:
         if not started:  # it never ran (the engine went away): the log still names it
             announce()
         output.close()
+    updates = {"output_bytes": output.total_bytes, "output_tail": output.tail, "log_path": str(output.log_path) if output.log_path else None}
     if started_at is not None:
-        result = result.model_copy(update={"started_at": started_at})
+        updates["started_at"] = started_at
     if meter and meter.stream:
-        result = result.model_copy(update={"agent": _masked(meter.stream.report, capture.redactor)})
-    return verdict_of(result, output, request.log_path, capture)
+        updates["agent"] = _masked(meter.stream.report, spec)
+    return finish(attempt, result.model_copy(update=updates), model_calls or [])
 
 
-def _masked(report: AgentReport, redactor: Redactor) -> AgentReport:
-    """The agent's report with secrets masked (its messages may quote what it was given)."""
-    last = redactor.text(report.last_message) if report.last_message else None
-    return report.model_copy(update={"last_message": last, "errors": [redactor.text(e) for e in report.errors]})
-
-
-def output_capture(capture: Capture, log_path: str | None) -> OutputCapture:
-    return OutputCapture(
-        capture.tail_bytes,
-        Path(log_path) if log_path else None,
-        on_lines=get_run_logger().info,
-        live_bytes=capture.live_log_bytes,
-        redactor=capture.redactor,
-    )
-
-
-def verdict_of(result: CommandResult, output: OutputCapture, log_path: str | None, capture: Capture) -> CommandResult | Failed:
-    """The finished step as the task's return: the result when it succeeded, else a Failed state."""
-    logger = get_run_logger()
-    result = result.model_copy(update={"output_bytes": output.total_bytes, "output_tail": output.tail, "log_path": log_path})
-    if capture.judge:
-        result = capture.judge(result)
-    if capture.on_result:
-        capture.on_result(result)
+def finish(attempt: Attempt, result: CommandResult, model_calls: list[LLMCall]) -> CommandResult | State:
+    """The attempt's end: judged as its step expects, an agent round committed, handed to the
+    loop; the task's return says the same (the result, or a Failed state carrying it)."""
+    spec, logger = attempt.spec, get_run_logger()
+    result = judge(spec.step, result, spec.baseline_output)
+    if spec.step.kind == "agent" and result.status == "succeeded":
+        result = result.model_copy(update={"round_digest": record_round(attempt, result)})
+    attempt.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=result, model_calls=model_calls))
     verdict = describe(result)
     if result.status == "succeeded":
         logger.info(verdict)
         return result
     logger.error(verdict)
     return Failed(message=verdict, data=CommandFailed(verdict, result))
+
+
+def record_round(attempt: Attempt, result: CommandResult) -> str | None:
+    """An agent round that succeeded in a git workspace is a commit of its own (the built-in
+    agent commits in the sandbox; an agent CLI leaves that to this). The digest of what the
+    round changed ("" for nothing), None when there is no round to commit."""
+    workspace, step_id, logger = attempt.workspace, attempt.spec.step.id, get_run_logger()
+    if not (workspace / ".git").exists():
+        return None
+    try:
+        sha = commit_round(workspace, f"autodev: {step_id} (attempt {attempt.spec.attempt})")
+    except RoundNotCommitted as exc:
+        logger.warning("could not commit what %s changed (git: %s); the changes stay in the workspace for the next commit", step_id, exc)
+        return None
+    if sha:
+        logger.info("committed what %s changed: %s", step_id, sha[:8])
+        return change_digest(workspace, sha)
+    if result.agent is not None:  # an agent CLI that said it was done, having changed nothing
+        logger.warning("agent step %s changed no file in the workspace", step_id)
+        return ""
+    return None  # the built-in agent committed in the sandbox
+
+
+def _masked(report: AgentReport, spec: AttemptSpec) -> AgentReport:
+    """The agent's report with secrets masked (its messages may quote what it was given)."""
+    mask = spec.redactor.text
+    return report.model_copy(update={"last_message": mask(report.last_message) if report.last_message else None,
+                                     "errors": [mask(e) for e in report.errors]})  # fmt: skip
+
+
+def output_capture(attempt: Attempt) -> OutputCapture:
+    return OutputCapture(
+        attempt.tail_bytes, attempt.sandbox.log_path(attempt.spec.step.id, attempt.spec.attempt),
+        on_lines=get_run_logger().info, live_bytes=attempt.live_log_bytes, redactor=attempt.spec.redactor,
+    )  # fmt: skip
 
 
 def describe(result: CommandResult) -> str:

@@ -1,22 +1,20 @@
-"""Docker backend of the sandbox: one long-lived container per run, each command a `docker exec`.
+"""A running Docker sandbox: each command a `docker exec` into the run's container.
 
-`docker exec` into a running container costs ~40 ms against ~270 ms for a fresh `docker run`,
-and keeps the run's files and installed packages between steps. Each command is exec'd as
-`/bin/sh -c` with stdin on /dev/null and stderr joined to stdout (the order of writing is kept);
-its exit code is the exec's, as Docker reports it, and the wrapper also writes it to a file in
-the workspace, so a command that ends after its orchestrator died still tells how it ended
-(`src/autodev/blocks/sandbox_leftovers.py` reads it). A 137 is explained from the evidence: the container's
-cgroup OOM counter, or the container itself stopping (the engine went away). A watcher thread on this side keeps the two
-clocks (hard timeout, stall) and, when one runs out, kills every process of the command inside
-the container (found by a marker in their environment), so the container and the next step
-live on. The same watcher ends the step when the command's main process has exited but a
+Each command is exec'd as `/bin/sh -c` with stdin on /dev/null and stderr joined to stdout (the
+order of writing is kept); its exit code is the exec's, as Docker reports it, and the wrapper
+also writes it to the attempt's exit status file in the workspace (`layout.py`), so a command
+that ends after its orchestrator died still tells how it ended (`leftovers.py` reads it). A 137
+is explained from the evidence: the container's cgroup OOM counter, or the container itself
+stopping (the engine went away). A watcher thread on this side keeps the two clocks (hard
+timeout, stall) and, when one runs out, kills every process of the command inside the
+container (found by the attempt's mark in their environment), so the container and the next
+step live on. The same watcher ends the step when the command's main process has exited but a
 background process it left still holds the output stream open (Docker would wait for it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import uuid
@@ -26,17 +24,13 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests.exceptions
-from prefect.blocks.core import Block
-from pydantic import Field
 
 from autodev.blocks.sandbox import OutputSink, SandboxSession
-from autodev.core.errors import EnvironmentProblem
+from autodev.blocks.sandbox.layout import MARKER_VAR, attempt_key, exit_path, log_path, read_exit_status
 from autodev.core.models import CommandRequest, CommandResult, utcnow
 
-SANDBOX_UID = 1000  # the image's `autodev` user
-SANDBOX_HOME = "/home/autodev"
 CONTAINER_WORKSPACE = "/workspace"
-MARKER_VAR = "AUTODEV_STEP"  # set on every command; inherited by what it starts
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 # $1 is the step's command, $2 the file for its exit status (may be empty); the wrapper exits
 # with the command's status, so Docker's exit code is the command's.
 STEP_WRAPPER = 'exec </dev/null 2>&1; /bin/sh -c "$1"; s=$?; [ -z "$2" ] || echo "$s" > "$2"; exit "$s"'
@@ -66,178 +60,28 @@ done
 OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null | grep oom_kill"
 REPEATING = "it printed only lines that repeat"
 DRAIN_AFTER_EXIT_S = 0.2  # output still read after the main process exited
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
-
-
-def docker_client(timeout: int = 30) -> docker.DockerClient:
-    """A client for a reachable engine, or EnvironmentProblem with the fix."""
-    try:
-        client = docker.from_env(timeout=timeout)
-        if client.api.base_url.startswith("http+docker://"):
-            # A local socket, which no proxy or .netrc applies to: requests would look both up
-            # in the environment for every call (a few per step).
-            client.api.trust_env = False
-        client.ping()
-        return client
-    except ENGINE_ERRORS as exc:
-        raise EnvironmentProblem(
-            f"no Docker engine is reachable ({exc.__class__.__name__}: {exc})",
-            "start one (`dockerd &`, or `bash scripts/quickstart.sh` installs and starts it), "
-            "or point DOCKER_HOST at one",
-        ) from exc
-
-
-def read_exit_status(path: Path) -> int | None:
-    """The exit status the step wrapper wrote to `path`; None when there is none (yet)."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else None
-
-
-class DockerSandbox(Block):
-    """Settings of the Docker sandbox; `open()` starts one for a run."""
-
-    _block_type_name = "autodev Docker sandbox"
-    _description = "Where autodev runs a plan's commands: image, network and resource limits."
-
-    image: str = Field("autodev-sandbox:latest", description="Image to run commands in; it needs /bin/sh and grep.")
-    network: bool | str = Field(
-        False, description="false: no network; true: Docker's default bridge; host; or the name of a Docker network."
-    )
-    memory: str = Field("4g", description="Memory limit, docker syntax (512m, 4g).")
-    pids_limit: int = Field(1024, description="Maximum number of processes in the container.")
-
-    def open(self, workspace: Path, run_id: str, flow_run_id: str | None = None) -> DockerSandboxSession:
-        client = docker_client()
-        try:
-            client.images.get(self.image)
-        except docker.errors.ImageNotFound as exc:
-            raise EnvironmentProblem(
-                f"sandbox image {self.image!r} is missing", "build it with `autodev image build`"
-            ) from exc
-        network_mode = network_mode_for(client, self.network)
-        user = _sandbox_user(workspace)
-        _status_dir(workspace, run_id, user)
-        container = client.containers.run(
-            self.image,
-            command=["sleep", "infinity"],
-            name=f"autodev-{run_id}-{uuid.uuid4().hex[:6]}",
-            detach=True,
-            init=True,  # reaps the zombies that killed process groups leave behind
-            user=user,
-            # One HOME for every run and uid, a resumed run's too: a config baked into the image
-            # (an agent CLI's) is found; autodev's images make it writable for any uid.
-            environment={"HOME": SANDBOX_HOME},
-            working_dir=CONTAINER_WORKSPACE,
-            volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}},
-            network_mode=network_mode,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            pids_limit=self.pids_limit,
-            mem_limit=self.memory,
-            labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
-        )
-        return DockerSandboxSession(client, container, workspace.resolve(), self.memory)
-
-
-def network_mode_for(client: docker.DockerClient, network: bool | str) -> str:
-    """The container's network mode for a plan's `network`; EnvironmentProblem with the fix when
-    the engine cannot give it (an engine started with --bridge=none has no default bridge: a
-    container on it would see only `lo`)."""
-    if network is False:
-        return "none"
-    if network == "host":
-        return "host"
-    name = "bridge" if network is True else str(network)
-    try:
-        found = client.networks.list(names=[name])
-    except ENGINE_ERRORS as exc:
-        raise EnvironmentProblem(f"cannot list the Docker engine's networks: {exc}", "run `autodev doctor`") from exc
-    if not any(n.name == name for n in found):
-        if network is True:
-            raise EnvironmentProblem(
-                "the plan asks for a network, but the Docker engine has no default bridge network (it was started "
-                "with --bridge=none): a sandbox on it could reach nothing",
-                "set `network: host` in the plan (the host's network), name a Docker network "
-                "(`docker network create NAME`, then `network: NAME`), or start dockerd without --bridge=none",
-            )
-        raise EnvironmentProblem(
-            f"the plan's network {name!r} does not exist on the Docker engine",
-            f"create it (`docker network create {name}`) or use `network: host`",
-        )
-    return name
-
-
-def _sandbox_user(workspace: Path) -> str:
-    """Run as the workspace's owner; a root-owned workspace is handed to the image's user.
-
-    The sandbox never runs as root, and files it writes stay writable by the person who owns
-    the workspace.
-    """
-    info = workspace.stat()
-    if info.st_uid == 0:
-        for root, dirs, files in os.walk(workspace):
-            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                os.lchown(name, SANDBOX_UID, SANDBOX_UID)
-        info = workspace.stat()
-    return f"{info.st_uid}:{info.st_gid}"
-
-
-def status_dir(workspace: Path, run_id: str) -> Path:
-    """Where a run's exit status files and logs are (`.autodev/logs/<run>/`)."""
-    return workspace / ".autodev" / "logs" / run_id
-
-
-def _status_dir(workspace: Path, run_id: str, user: str) -> None:
-    """Create the run's status folder writable by the sandbox's user (the host may be root)."""
-    folder = status_dir(workspace.resolve(), run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        uid, gid = (int(n) for n in user.split(":"))
-        for path in (folder.parent.parent, folder.parent, folder):
-            os.chown(path, uid, gid)
 
 
 class DockerSandboxSession(SandboxSession):
-    def __init__(self, client: docker.DockerClient, container, workspace: Path, memory: str):
+    def __init__(self, client: docker.DockerClient, container, workspace: Path, run_id: str, memory: str):
         self.client = client
         self.api = client.api
         self.container = container
         self.workspace = workspace
+        self.run_id = run_id
         self.memory = memory
         self._closed = False
         self._oom_kills = 0  # OOM kills in this (fresh) container that earlier commands account for
 
+    def log_path(self, step_id: str, attempt: int) -> Path:
+        return log_path(self.workspace, self.run_id, step_id, attempt)
+
     def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
         started_at = utcnow()
-        key = request.key or f"{uuid.uuid4().hex}/"
-        marker = f"{MARKER_VAR}={key}"
         clock = _Clocks(request.timeout_s, request.stall_timeout_s)
-        lost = False
+        reason, lost = None, False
         try:
-            exec_id = self.api.exec_create(
-                self.container.id,
-                ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", request.command, self._in_container(request.exit_path)],
-                stdout=True,
-                stderr=True,
-                stdin=False,
-                tty=False,
-                environment={**request.env, MARKER_VAR: key},
-                workdir=CONTAINER_WORKSPACE,
-            )["Id"]
-            stream = self.api.exec_start(exec_id, stream=True, demux=True)
-            watcher = threading.Thread(target=self._watch, args=(clock, exec_id, marker, stream), daemon=True)
-            watcher.start()
-            if on_started:
-                on_started()
-            for out, err in stream:
-                for chunk in (out, err):
-                    # The sink says whether the chunk shows progress (a repeated line does not).
-                    if chunk:
-                        clock.output_seen(progress=on_output(chunk) is not False)
-            exit_code, reason = self._exit_code(exec_id, request.exit_path), None
+            exit_code = self._exec(request, clock, on_output, on_started)
         except ENGINE_ERRORS as exc:
             exit_code, reason, lost = None, f"docker engine lost: {exc.__class__.__name__}: {exc}", True
         finally:
@@ -251,13 +95,35 @@ class DockerSandboxSession(SandboxSession):
         return CommandResult(
             status=status, exit_code=exit_code, exit_reason=reason, started_at=started_at, finished_at=utcnow(),
             sandbox_lost=lost,
-        )
+        )  # fmt: skip
 
-    def _in_container(self, host_path: str | None) -> str:
+    def _exec(self, request: CommandRequest, clock: _Clocks, on_output: OutputSink, on_started: Callable[[], None] | None) -> int | None:
+        """Run the command to the end of its output under the watcher; its exit code."""
+        key, exit_file = f"{uuid.uuid4().hex}/", None  # an attempt of no step keeps no files
+        if request.step_id is not None:
+            key = attempt_key(self.run_id, request.step_id, request.attempt)
+            exit_file = exit_path(self.workspace, self.run_id, request.step_id, request.attempt)
+            exit_file.unlink(missing_ok=True)  # only this attempt's end may be read from it
+        exec_id = self.api.exec_create(
+            self.container.id, ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", request.command, self._in_container(exit_file)],
+            stdout=True, stderr=True, stdin=False, tty=False, environment={**request.env, MARKER_VAR: key},
+            workdir=CONTAINER_WORKSPACE,
+        )["Id"]  # fmt: skip
+        stream = self.api.exec_start(exec_id, stream=True, demux=True)
+        threading.Thread(target=self._watch, args=(clock, exec_id, f"{MARKER_VAR}={key}", stream), daemon=True).start()
+        if on_started:
+            on_started()
+        for out, err in stream:
+            for chunk in (out, err):
+                if chunk:  # the sink says whether the chunk shows progress (a repeated line does not)
+                    clock.output_seen(progress=on_output(chunk) is not False)
+        return self._exit_code(exec_id, exit_file)
+
+    def _in_container(self, host_path: Path | None) -> str:
         """A host path inside the workspace, as the container sees it ('' for none)."""
-        if not host_path:
+        if host_path is None:
             return ""
-        return f"{CONTAINER_WORKSPACE}/{Path(host_path).resolve().relative_to(self.workspace).as_posix()}"
+        return f"{CONTAINER_WORKSPACE}/{host_path.resolve().relative_to(self.workspace).as_posix()}"
 
     def _who_killed(self, exit_code: int) -> tuple[int | None, str, bool]:
         """A command ended by SIGKILL or SIGTERM: the exit code, the reason the evidence gives, and
@@ -287,12 +153,12 @@ class DockerSandboxSession(SandboxSession):
         counts = [int(part) for line in out.splitlines() if (part := line.split()[-1]).isdigit()]
         return max(counts, default=0)
 
-    def _exit_code(self, exec_id: str, exit_path: str | None) -> int | None:
+    def _exit_code(self, exec_id: str, exit_file: Path | None) -> int | None:
         """The wrapper's exit status file holds it once the output ended (the wrapper wrote it
         before exiting), without a request to the engine; else (a kill ended the wrapper too, a
         file system that shows the file late) the engine's record of the exec. The stream can
         end a moment before Docker records the exit; poll briefly."""
-        if exit_path and (recorded := read_exit_status(Path(exit_path))) is not None:
+        if exit_file is not None and (recorded := read_exit_status(exit_file)) is not None:
             return recorded
         for _ in range(1000):
             info = self.api.exec_inspect(exec_id)

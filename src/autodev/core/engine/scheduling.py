@@ -1,26 +1,35 @@
 """Which steps of a plan may run now, and what a finished or failed step means for the rest.
 
-Pure logic over a validated plan; the plan flow asks it at every loop iteration.
+Pure logic over a validated plan and the run's state; the engine asks it at every input.
 """
 
 from __future__ import annotations
 
 import itertools
 
+from autodev.core.engine.state import RunState
 from autodev.core.models import FAILED_STATUSES, Plan, RunStatus, Step, StepStatus
 
 
 class Progress:
-    def __init__(self, plan: Plan):
+    """The plan's steps over the run's state: what is ready, what a failure skips, the run's
+    status and phase. The state (`RunState.status`, `attempts`, `waived`) is the run's; the
+    indexes kept here only make the questions cheap on a long plan."""
+
+    def __init__(self, plan: Plan, state: RunState | None = None):
+        """`state`: the run's (default: a run with no step started)."""
         self.plan = plan
-        self.status: dict[str, StepStatus | None] = {s.id: None for s in plan.steps}
-        self.attempts: dict[str, int] = {s.id: 0 for s in plan.steps}
-        self.waived: set[str] = set()  # skipped by a person: counts as done for what depends on it
+        state = state or RunState.begin("", "", plan)
+        self.status = state.status
+        self.attempts = state.attempts
+        self.waived = state.waived
         self._position = {s.id: i for i, s in enumerate(plan.steps)}
         self._first_open = 0  # no unfinished step comes before this position in the plan
         # Steps that neither wait to run nor succeeded, kept with every status change: asked at
         # every step, so a long plan is not walked for them.
-        self.off_track: dict[str, StepStatus] = {}
+        self.off_track: dict[str, StepStatus] = {
+            sid: status for sid, status in self.status.items() if status not in (None, "succeeded")
+        }
         self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
         for s in plan.steps:
             for dep in s.depends_on:

@@ -1,13 +1,16 @@
 """The sandbox interface: a place where a run's commands execute, one after another or side by side.
 
-One abstract session interface, one file per backend (Docker: `src/autodev/blocks/docker_sandbox.py`).
-A session lives as long as one run; files and installed packages persist between its commands.
+One abstract session interface; the Docker backend is `docker.py` (the container) and
+`session.py` (its commands), with the files it keeps per attempt in `layout.py` and what a dead
+orchestrator left behind in `leftovers.py`. A session lives as long as one run; files and
+installed packages persist between its commands.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 
 from autodev.core.models import CommandRequest, CommandResult
 
@@ -23,9 +26,14 @@ class SandboxSession(ABC):
     def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
         """Run one command to its end, handing each output chunk to `on_output` as it arrives;
         `on_started` is called once the command runs, before any of its output is handed over.
+        A request that names its step and attempt leaves their files in the sandbox's layout.
 
         Never raises for what the command does; a lost engine gives exit_code None with a reason.
         """
+
+    @abstractmethod
+    def log_path(self, step_id: str, attempt: int) -> Path | None:
+        """Where an attempt's full output is kept on this side (None: nowhere)."""
 
     @abstractmethod
     def close(self) -> None:

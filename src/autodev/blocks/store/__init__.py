@@ -1,8 +1,10 @@
-"""The state store block: where autodev keeps runs and step results; its URL picks the backend.
+"""The state store: where autodev keeps runs and step results; its URL picks the backend.
 
-`StateStore(database_url=...).connect()` gives an open backend (`src/autodev/blocks/store_base.py`) with
-its schema migrated: SQLite for `sqlite:///PATH` (the default, no server), PostgreSQL for
-`postgresql://...`. An unreachable database is an EnvironmentProblem that says the fix.
+`StateStore(database_url=...).connect()` gives an open `Store` (`store.py`) with its schema
+migrated: SQLite for `sqlite:///PATH` (the default, no server), PostgreSQL for `postgresql://...`.
+An unreachable database is an EnvironmentProblem that says the fix. What the store keeps is
+split by kind: `sessions`, `attempts`, `leases`, `metrics`, over one SQL dialect layer
+(`database.py`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from contextlib import contextmanager
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from autodev.blocks.store_base import StoreBackend
-from autodev.blocks.store_schema import SCHEMA_VERSION
+from autodev.blocks.store.database import Database
+from autodev.blocks.store.leases import LeaseLost
+from autodev.blocks.store.schema import SCHEMA_VERSION
+from autodev.blocks.store.store import Store
 from autodev.core.errors import BadInput, EnvironmentProblem
-from autodev.core.settings import load_settings
 
-__all__ = ["SCHEMA_VERSION", "StateStore", "StoreBackend", "redact_password"]
+__all__ = ["SCHEMA_VERSION", "LeaseLost", "StateStore", "Store", "redact_password"]
 
 
 class StateStore(Block):
@@ -29,23 +32,24 @@ class StateStore(Block):
 
     database_url: SecretStr = Field(description="sqlite:///PATH or postgresql://...")
 
-    def connect(self) -> StoreBackend:
-        """An open backend with its schema migrated, or EnvironmentProblem with the fix."""
+    def connect(self, retry_s: float = 60) -> Store:
+        """An open store with its schema migrated, or EnvironmentProblem with the fix; writes to a
+        PostgreSQL server that went away are tried again for `retry_s` (AUTODEV_STORE_RETRY_S)."""
         url = self.database_url.get_secret_value()
         shown = redact_password(url)
         with _unreachable_is_environment_problem(shown):
             if url.startswith("sqlite:///"):
-                from autodev.blocks.store_sqlite import SQLiteBackend  # each backend imports only its own driver
+                from autodev.blocks.store.sqlite import SQLiteDatabase  # each backend imports only its own driver
 
-                backend: StoreBackend = SQLiteBackend(url.removeprefix("sqlite:///"))
+                db: Database = SQLiteDatabase(url.removeprefix("sqlite:///"))
             elif url.startswith(("postgresql://", "postgres://")):
-                from autodev.blocks.store_postgres import PostgresBackend
+                from autodev.blocks.store.postgres import PostgresDatabase
 
-                backend = PostgresBackend(url, load_settings().store_retry_s)
+                db = PostgresDatabase(url, retry_s)
             else:
                 raise BadInput(f"AUTODEV_DATABASE_URL {shown!r}: use sqlite:///PATH or postgresql://...")
-            backend.migrate()
-        return backend
+            db.migrate()
+        return Store(db)
 
 
 @contextmanager

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 
-from autodev.blocks.store_base import StoreBackend
+from autodev.blocks.store.database import Database
 
 MIGRATION_LOCK_ID = 0x617574_6F646576  # "autodev"
 
 
-class PostgresBackend(StoreBackend):
+class PostgresDatabase(Database):
     types = {"json": "JSONB", "ts": "TIMESTAMPTZ", "serial_pk": "BIGSERIAL PRIMARY KEY", "p": "%s"}
     for_update = " FOR UPDATE"
 
@@ -27,7 +27,7 @@ class PostgresBackend(StoreBackend):
         self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor]:
+    def transaction(self) -> Iterator[psycopg.Cursor]:
         with self._lock:
             if self._conn.closed or self._conn.broken:
                 # The server restarted or the connection dropped: one fresh connection, then carry on.

@@ -3,7 +3,7 @@ still running in them, and the exit status files of commands that ended after it
 
 Every command of a run carries `AUTODEV_STEP=<run>/<step>/<attempt>/` in its environment, and
 the step wrapper writes its exit status to `.autodev/logs/<run>/<step>.<attempt>.exit` in the
-workspace when it ends (`src/autodev/blocks/docker_sandbox.py`). So a resumed run can tell, for each attempt
+workspace when it ends (`layout.py`). So a resumed run can tell, for each attempt
 its previous orchestrator had started: it finished (with this exit code), it is still running
 (it is killed now, and runs again), or it never finished.
 """
@@ -14,17 +14,10 @@ import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autodev.blocks.docker_sandbox import ENGINE_ERRORS, KILL_MARKED, MARKER_VAR, docker_client, read_exit_status, status_dir
+from autodev.blocks.sandbox.docker import docker_client
+from autodev.blocks.sandbox.layout import MARKER_VAR, exit_path, log_path, read_exit_status, status_dir
+from autodev.blocks.sandbox.session import ENGINE_ERRORS, KILL_MARKED
 from autodev.core.session import LeftAttempt, QueueEntry
-
-
-def attempt_key(run_id: str, step_id: str, attempt: int) -> str:
-    """The mark an attempt's processes carry (the trailing slash keeps attempt 1 apart from 10)."""
-    return f"{run_id}/{step_id}/{attempt}/"
-
-
-def exit_path(workspace: Path, run_id: str, step_id: str, attempt: int) -> Path:
-    return status_dir(workspace, run_id) / f"{step_id}.{attempt}.exit"
 
 
 def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
@@ -90,7 +83,7 @@ def _kill_and_remove(run_id: str) -> set[tuple[str, int]]:
 
 def _left(workspace: Path, run_id: str, step_id: str, attempt: int, was_running: bool, tail_bytes: int) -> LeftAttempt:
     status = exit_path(workspace, run_id, step_id, attempt)
-    log = status_dir(workspace, run_id) / f"{step_id}.{attempt}.log"
+    log = log_path(workspace, run_id, step_id, attempt)
     finished_at = None
     if (exit_code := read_exit_status(status)) is not None:
         finished_at = datetime.fromtimestamp(status.stat().st_mtime, UTC)

@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autodev.blocks.store_base import StoreBackend
+from autodev.blocks.store.database import Database
 
 BUSY_TIMEOUT_S = 30
 
 
-class SQLiteBackend(StoreBackend):
+class SQLiteDatabase(Database):
     types = {"json": "TEXT", "ts": "TEXT", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "p": "?"}
     for_update = ""  # BEGIN IMMEDIATE already holds the database's write lock
 
@@ -34,7 +34,7 @@ class SQLiteBackend(StoreBackend):
         self._conn.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -53,7 +53,7 @@ class SQLiteBackend(StoreBackend):
         cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return {row[0] for row in cur.fetchall()}
 
-    def _ts(self, value: datetime) -> str:
+    def ts(self, value: datetime) -> str:
         return value.isoformat()
 
     def compact(self) -> None:

@@ -1,4 +1,4 @@
-"""The state store's schema, as versioned migrations (`src/autodev/blocks/store_base.py` applies them)."""
+"""The state store's schema, as versioned migrations (`src/autodev/blocks/store/database.py` applies them)."""
 
 # Each migration runs once, in order, inside one transaction; {json}, {ts} and {serial_pk}
 # are the backend's spelling of a JSON document, a timestamp and an auto-increment key.

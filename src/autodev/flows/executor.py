@@ -1,0 +1,79 @@
+"""The plan flow's executor: each attempt the engine starts is a Prefect task run named after its
+step (`run_command`, or `run_agent` for the built-in agent), in the run's one sandbox.
+
+A step task hands its end to the loop through the executor's result channel as soon as it is
+judged; a task that broke before it had an end is heard of through its future, on the same
+channel (each attempt's end reaches the loop once). When an end says the sandbox went away, the
+next attempt gets a new sandbox (the engine starts none until a person said the engine is back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect.futures import PrefectFuture
+from prefect.utilities.annotations import quote
+
+from autodev.blocks.llm import LLM
+from autodev.blocks.sandbox import SandboxSession
+from autodev.core.engine.effects import AttemptSpec
+from autodev.core.engine.inputs import AttemptEnded
+from autodev.core.engine.loop import Executor
+from autodev.core.errors import CommandFailed
+from autodev.core.models import CommandResult, utcnow
+from autodev.tasks.agent import run_agent
+from autodev.tasks.run_command import Attempt, run_command
+
+
+class PrefectExecutor(Executor):
+    def __init__(
+        self, open_sandbox: Callable[[], SandboxSession], workspace: Path, llm: LLM | None,
+        tail_bytes: int, live_log_bytes: int,
+    ):  # fmt: skip
+        super().__init__()
+        self.open_sandbox = open_sandbox
+        self.workspace = workspace
+        self.llm = llm
+        self.tail_bytes = tail_bytes
+        self.live_log_bytes = live_log_bytes
+        self.sandbox = open_sandbox()
+        self._sandbox_lost = False
+
+    def start(self, spec: AttemptSpec) -> None:
+        if self._sandbox_lost:  # the engine came back (a person retried): a new sandbox for the run
+            self.sandbox.close()
+            self.sandbox, self._sandbox_lost = self.open_sandbox(), False
+        attempt = Attempt(spec, self.sandbox, self.channel, self.workspace, self.tail_bytes, self.live_log_bytes)
+        # quote(): handed over as they are; Prefect need not look inside them.
+        if spec.command is None:
+            future = run_agent.submit(spec.step.id, quote(attempt), quote(self.llm))
+        else:
+            future = run_command.submit(spec.step.id, quote(attempt))
+        future.add_done_callback(lambda done: self._ended_by_its_task(spec, done))
+
+    def next_ended(self, timeout_s: float) -> AttemptEnded | None:
+        ended = super().next_ended(timeout_s)
+        if ended is not None and ended.result.sandbox_lost:
+            self._sandbox_lost = True
+        return ended
+
+    def _ended_by_its_task(self, spec: AttemptSpec, future: PrefectFuture) -> None:
+        """The task run ended: its attempt's end was handed over already, unless the task broke first."""
+        if not self.channel.has(spec.step.id, spec.attempt):
+            self.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=_result_of(future)))
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+def _result_of(future: PrefectFuture) -> CommandResult:
+    """The CommandResult a step task returned, whether its state is Completed or Failed."""
+    outcome = future.result(raise_on_failure=False)
+    if isinstance(outcome, CommandResult):
+        return outcome
+    if isinstance(outcome, CommandFailed):
+        return outcome.result
+    # The task itself broke (not the command): keep the evidence, the exit code is unknown.
+    now = utcnow()
+    return CommandResult(status="failed", exit_code=None, exit_reason=f"task crashed: {outcome!r}"[:500], started_at=now, finished_at=now)
