@@ -30,7 +30,7 @@ STALL_S = 1.0
 
 def detection_latencies(trials: int, workdir: Path) -> list[float]:
     from autodev.blocks.sandbox.docker import DockerSandbox
-    from autodev.core.models import CommandRequest
+    from autodev.core.commands import CommandRequest
     from autodev.core.settings import load_settings
 
     latencies = []

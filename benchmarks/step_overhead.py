@@ -132,6 +132,52 @@ def ratio_line(ours: list[float], refs: list[float]) -> str:
     return f"median {statistics.median(ratios):.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
 
 
+def ms(values: list[float]) -> str:
+    return " / ".join(f"{v * 1000:.1f}" for v in values)
+
+
+def side_by_side(steps: int, rounds: int, workdir: Path) -> None:
+    """Per-step time and the gaps between commands, autodev against both references. Rounds
+    alternate: the references, then autodev, then the references again (ratio_line)."""
+    raws = [raw_docker_exec(steps)]
+    peer_step, peer_gap = bare_prefect_peer(steps)
+    peers, peer_gaps = [peer_step], [peer_gap]
+    ours: list[float] = []
+    our_gaps: list[float] = []
+    server_cpu = 0.0
+    for _ in range(rounds):
+        cpu_before = child_cpu_s()
+        per_step, attempts, wall = through_autodev(steps, workdir)
+        our_gaps.append(between_commands(attempts))
+        cpu_after = child_cpu_s()
+        if cpu_before is not None and cpu_after is not None:
+            server_cpu += cpu_after - cpu_before
+        ours.append(per_step)
+        raws.append(raw_docker_exec(steps))
+        peer_step, peer_gap = bare_prefect_peer(steps)
+        peers.append(peer_step)
+        peer_gaps.append(peer_gap)
+    print(f"per step, {rounds} rounds of {steps} trivial steps: autodev {ms(ours)} ms; "
+          f"bare Prefect peer {ms(peers)} ms; raw docker exec {ms(raws)} ms")
+    print(f"  flow wall time incl. sandbox start/stop (last round): {wall:.2f} s")
+    print(f"against the bare Prefect peer: {ratio_line(ours, peers)}  (target <= 1.0)")
+    print(f"against raw docker exec (the floor): {ratio_line(ours, raws)}")
+    print(f"between one command's end and the next one's start: autodev {ms(our_gaps)} ms; "
+          f"bare Prefect peer {ms(peer_gaps)} ms")
+    if server_cpu:  # the temporary server shares this machine's cores with the steps
+        print(f"  temporary Prefect server's CPU: {server_cpu / (rounds * steps) * 1000:.1f} ms per step")
+
+
+def growth(steps: int, workdir: Path) -> None:
+    """Does the loop slow down as a run grows: the last steps' intervals against the first ones'."""
+    _, attempts, wall = through_autodev(steps, workdir)
+    gaps, window = intervals(attempts), max(100, steps // 10)
+    first, last = statistics.mean(gaps[:window]), statistics.mean(gaps[-window:])
+    print(f"{steps}-step plan: {wall:.1f} s; first {window} steps {first * 1000:.1f} ms/step, "
+          f"last {window} {last * 1000:.1f} ms/step")
+    print(f"last/first ratio: {last / first:.2f}  (target <= 1.2)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps in the side-by-side comparison")
@@ -143,42 +189,8 @@ def main() -> None:
         workdir = Path(tmp)
         os.environ.setdefault("AUTODEV_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
         through_autodev(5, workdir)  # warm up: server, image layers, imports
-        # Rounds alternate: the references, then autodev, then the references again (ratio_line).
-        raws = [raw_docker_exec(args.steps)]
-        peer_step, peer_gap = bare_prefect_peer(args.steps)
-        peers, peer_gaps = [peer_step], [peer_gap]
-        ours: list[float] = []
-        our_gaps: list[float] = []
-        server_cpu = 0.0
-        for _ in range(args.rounds):
-            cpu_before = child_cpu_s()
-            per_step, attempts, wall = through_autodev(args.steps, workdir)
-            our_gaps.append(between_commands(attempts))
-            cpu_after = child_cpu_s()
-            if cpu_before is not None and cpu_after is not None:
-                server_cpu += cpu_after - cpu_before
-            ours.append(per_step)
-            raws.append(raw_docker_exec(args.steps))
-            peer_step, peer_gap = bare_prefect_peer(args.steps)
-            peers.append(peer_step)
-            peer_gaps.append(peer_gap)
-        ms = lambda values: " / ".join(f"{v * 1000:.1f}" for v in values)
-        print(f"per step, {args.rounds} rounds of {args.steps} trivial steps: autodev {ms(ours)} ms; "
-              f"bare Prefect peer {ms(peers)} ms; raw docker exec {ms(raws)} ms")
-        print(f"  flow wall time incl. sandbox start/stop (last round): {wall:.2f} s")
-        print(f"against the bare Prefect peer: {ratio_line(ours, peers)}  (target <= 1.0)")
-        print(f"against raw docker exec (the floor): {ratio_line(ours, raws)}")
-        print(f"between one command's end and the next one's start: autodev {ms(our_gaps)} ms; "
-              f"bare Prefect peer {ms(peer_gaps)} ms")
-        if server_cpu:  # the temporary server shares this machine's cores with the steps
-            print(f"  temporary Prefect server's CPU: {server_cpu / (args.rounds * args.steps) * 1000:.1f} ms per step")
-
-        _, attempts, wall = through_autodev(args.long, workdir)
-        gaps, window = intervals(attempts), max(100, args.long // 10)
-        first, last = statistics.mean(gaps[:window]), statistics.mean(gaps[-window:])
-        print(f"{args.long}-step plan: {wall:.1f} s; first {window} steps {first * 1000:.1f} ms/step, "
-              f"last {window} {last * 1000:.1f} ms/step")
-        print(f"last/first ratio: {last / first:.2f}  (target <= 1.2)")
+        side_by_side(args.steps, args.rounds, workdir)
+        growth(args.long, workdir)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:.0f} MB  (target <= 400 MB)")
 

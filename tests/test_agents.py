@@ -9,11 +9,12 @@ import pytest
 
 from autodev.blocks.secrets import resolve_secrets
 from autodev.core.agents import AgentStream, agent_template
+from autodev.core.commands import CommandResult
 from autodev.core.engine.effects import Policy
 from autodev.core.engine.inputs import AttemptEnded, Begin, DecisionTaken
 from autodev.core.engine.machine import RunEngine
 from autodev.core.errors import BadInput, EnvironmentProblem
-from autodev.core.models import CommandResult, utcnow
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.progress import ProgressMeter
 from autodev.core.secrets import SecretNames, lift_env_secrets, secret_names

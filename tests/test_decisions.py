@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from autodev.core.commands import CommandResult, StepAttempt
 from autodev.core.engine.inputs import AttemptEnded, Begin, Restore
 from autodev.core.events import RunBlocked, RunResumed
-from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.recovery import orchestrator_lost
 from autodev.core.session import Decision, Heartbeat, LeftAttempt, QueueEntry, SessionMetadata, SessionRecord

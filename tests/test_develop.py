@@ -34,16 +34,30 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     ]
     assert "13 passed" in report.steps[2].output_tail
     assert "Berlin, 2026-11-25: rain, 2°C to 7°C, 3.1 mm of rain. Take an umbrella." in report.steps[3].output_tail
+    assert_the_failed_tests_went_back_to_the_agent(report.run_id)
+    assert_each_agent_round_is_one_commit_after_the_scaffold(workspace)
+    assert_prefect_shows_the_feedback_round_and_the_evaluation(prefect_api, report.run_id)
 
+    out = tmp_path / "report.md"
+    result = autodev("report", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "| weather-bot | 1 | 1 (100%) | 100% |" in text and "### weather-bot (succeeded" in text
+
+
+def assert_the_failed_tests_went_back_to_the_agent(run_id: str) -> None:
+    """The store: the first test attempt failed, the agent's second round saw why, and the session
+    keeps the round, its evidence, the files left to do and the model calls."""
     s = store()
-    session = s.sessions.get(report.run_id)
-    attempts = s.attempts.of(report.run_id)
-    usage = s.attempts.model_calls(report.run_id)
+    session = s.sessions.get(run_id)
+    attempts = s.attempts.of(run_id)
+    usage = s.attempts.model_calls(run_id)
     s.close()
     first_test = next(a for a in attempts if a.step_id == "test" and a.attempt == 1)
     assert first_test.result.status == "failed" and "FAILED tests/test_message.py" in first_test.result.output_tail
     second_agent = next(a for a in attempts if a.step_id == "implement" and a.attempt == 2)
     assert "round halves away from zero" in second_agent.result.output_tail  # the answer only evidence unlocks
+    assert "weather_bot/client.py" not in second_agent.result.output_tail  # the stat of this round's commit only
     meta = session.metadata
     assert meta.feedback_rounds == 1 and meta.origin.source == "replay" and meta.origin.template == "weather-bot"
     assert meta.todo_files == ["weather_bot/client.py", "weather_bot/message.py"]  # kept for a continued run
@@ -51,6 +65,8 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert [u.purpose for u in usage] == ["decompose", "agent:implement", "agent:implement"]
     assert meta.evaluation.feedback_rounds == 1 and meta.evaluation.model_calls == 3 and meta.evaluation.success_rate == 1
 
+
+def assert_each_agent_round_is_one_commit_after_the_scaffold(workspace: Path) -> None:
     repo = git.Repo(workspace)
     repo.git.set_persistent_git_options(c="safe.directory=*")  # the sandbox user owns the workspace now
     first_commit = list(repo.iter_commits())[-1]
@@ -62,9 +78,11 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
         "implement: round halves away from zero: Python's round() rounds 18.5 to 18 and -4.5 to -4",
         "implement: fetch_forecast with urllib and WeatherAPIError for every failure; daily_message with round()",
     ]
-    assert "weather_bot/client.py" not in second_agent.result.output_tail  # the stat of this round's commit only
 
-    events = autodev_events(prefect_api, report.run_id)
+
+def assert_prefect_shows_the_feedback_round_and_the_evaluation(prefect_api: str, run_id: str) -> None:
+    """One autodev.feedback.round event back to `implement`; the plan and evaluation artifacts."""
+    events = autodev_events(prefect_api, run_id)
     rounds = [e for e in events if e["event"] == "autodev.feedback.round"]
     assert len(rounds) == 1 and rounds[0]["payload"]["to"] == "implement" and rounds[0]["payload"]["round"] == 1
     artifacts = httpx.post(f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"key": {"like_": "weather-bot"}}}).json()
@@ -72,12 +90,6 @@ def test_weather_bot_end_to_end_with_one_feedback_round(prefect_api, docker_engi
     assert {"plan-weather-bot", "evaluation-weather-bot"} <= keys
     evaluation = next(a for a in artifacts if a["key"] == "evaluation-weather-bot")["data"]
     assert "| 100% |" in evaluation and "Plan from: replay" in evaluation
-
-    out = tmp_path / "report.md"
-    result = autodev("report", "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    text = out.read_text()
-    assert "| weather-bot | 1 | 1 (100%) | 100% |" in text and "### weather-bot (succeeded" in text
 
 
 AGENT_CLI_PLAN = """

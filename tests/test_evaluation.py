@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from autodev.core.commands import CommandResult, StepAttempt
 from autodev.core.evaluation import evaluate, render_report
-from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.session import Intervention, LLMCall, Pause, RunOrigin, SessionMetadata, SessionRecord
 

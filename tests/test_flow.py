@@ -34,31 +34,9 @@ steps:
         ("quiet", "succeeded", 0),
     ]
     assert report.steps[1].output_tail == "handed-over\n"
-
-    names = sorted(t["name"] for t in task_runs(prefect_api, report.run_id, ["write", "read", "quiet", "insights"]))
-    assert [n for n in names if n != "insights"] == ["quiet", "read", "write"]
-    assert "insights" in names  # the advice is computed as its own task
-
-    s = store()
-    session = s.sessions.get(report.run_id)
-    assert session.status == "succeeded" and session.metadata.phase == "done"
-    assert session.metadata.queue == [] and session.metadata.blockers == []
-    assert [h.step_id for h in session.metadata.command_history] == ["write", "read", "quiet"]
-    assert session.metadata.last_command_result.exit_code == 0
-    assert len(s.attempts.of(report.run_id)) == 3
-    s.close()
-
-    artifacts = httpx.post(
-        f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [report.run_id]}}}
-    ).json()
-    by_key = {a["key"]: a for a in artifacts}
-    assert set(by_key) == {"autodev-progress", "autodev-steps", "autodev-run-summary", "insights-happy", "evaluation-happy"}
-    assert "# Next steps (confidence" in by_key["insights-happy"]["data"]
-    assert "| 100% |" in by_key["evaluation-happy"]["data"] and "Plan from: plan" in by_key["evaluation-happy"]["data"]
-    assert by_key["autodev-progress"]["data"] == 100
-    table = json.loads(by_key["autodev-steps"]["data"])
-    assert [(row["step"], row["state"]) for row in table] == [("write", "succeeded"), ("read", "succeeded"), ("quiet", "succeeded")]
-    assert "# Run succeeded" in by_key["autodev-run-summary"]["data"] and "heartbeat" in by_key["autodev-run-summary"]["data"]
+    assert_one_task_per_step_and_one_for_the_advice(prefect_api, report.run_id)
+    assert_the_store_keeps_the_finished_run(report.run_id)
+    assert_the_ui_shows_the_advice_evaluation_progress_steps_and_summary(prefect_api, report.run_id)
 
     log = tmp_path / ".autodev" / "logs" / report.run_id / "read.1.log"
     assert log.read_text() == "handed-over\n"
@@ -68,6 +46,39 @@ steps:
     names = [e["event"] for e in events if e["event"] != "autodev.heartbeat"]
     assert names[0] == "autodev.run.started" and names[-1] == "autodev.run.finished"
     assert names.count("autodev.command.finished") == 3
+
+
+def assert_one_task_per_step_and_one_for_the_advice(prefect_api: str, run_id: str) -> None:
+    names = sorted(t["name"] for t in task_runs(prefect_api, run_id, ["write", "read", "quiet", "insights"]))
+    assert [n for n in names if n != "insights"] == ["quiet", "read", "write"]
+    assert "insights" in names  # the advice is computed as its own task
+
+
+def assert_the_store_keeps_the_finished_run(run_id: str) -> None:
+    """The happy plan's session: done, nothing queued or blocking, every command and attempt kept."""
+    s = store()
+    session = s.sessions.get(run_id)
+    assert session.status == "succeeded" and session.metadata.phase == "done"
+    assert session.metadata.queue == [] and session.metadata.blockers == []
+    assert [h.step_id for h in session.metadata.command_history] == ["write", "read", "quiet"]
+    assert session.metadata.last_command_result.exit_code == 0
+    assert len(s.attempts.of(run_id)) == 3
+    s.close()
+
+
+def assert_the_ui_shows_the_advice_evaluation_progress_steps_and_summary(prefect_api: str, run_id: str) -> None:
+    """The happy plan's artifacts on its flow run, as the Prefect UI lists them."""
+    artifacts = httpx.post(
+        f"{prefect_api}/artifacts/latest/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    ).json()
+    by_key = {a["key"]: a for a in artifacts}
+    assert set(by_key) == {"autodev-progress", "autodev-steps", "autodev-run-summary", "insights-happy", "evaluation-happy"}
+    assert "# Next steps (confidence" in by_key["insights-happy"]["data"]
+    assert "| 100% |" in by_key["evaluation-happy"]["data"] and "Plan from: plan" in by_key["evaluation-happy"]["data"]
+    assert by_key["autodev-progress"]["data"] == 100
+    table = json.loads(by_key["autodev-steps"]["data"])
+    assert [(row["step"], row["state"]) for row in table] == [("write", "succeeded"), ("read", "succeeded"), ("quiet", "succeeded")]
+    assert "# Run succeeded" in by_key["autodev-run-summary"]["data"] and "heartbeat" in by_key["autodev-run-summary"]["data"]
 
 
 def test_a_failed_step_fails_the_flow_skips_downstream_and_records_a_blocker(prefect_api, docker_engine, tmp_path):
@@ -90,28 +101,39 @@ steps:
     assert by_id["lint"].status == "succeeded"
     assert report.success_rate == 0.25
 
-    s = store()
-    meta = s.sessions.get(report.run_id).metadata
-    s.close()
-    (blocker,) = meta.blockers
+    (blocker,) = blockers_of(report.run_id)
     assert blocker.step_id == "build" and blocker.exit_code == 2
     assert "error: missing semicolon" in blocker.summary
     # The seed's orchestrator_command_failures_total, as `autodev metrics serve` derives it from the store.
-    s = store()
-    samples = {m.name: m.samples[0].value for m in StoreCollector(s).collect() if m.name == "orchestrator_command_failures"}
-    s.close()
-    assert samples == {"orchestrator_command_failures": 1}
+    assert command_failures_from_the_store() == {"orchestrator_command_failures": 1}
 
     runs = task_runs(prefect_api, report.run_id, ["build", "lint"])
     states = {t["name"]: t["state"]["type"] for t in runs if t["name"] != "insights"}
     assert states == {"build": "FAILED", "lint": "COMPLETED"}
+    assert_one_failure_event_tells_the_step_command_and_error(prefect_api, report.run_id)
+    assert not containers_of(docker_engine, report.run_id)
 
-    events = autodev_events(prefect_api, report.run_id)
+
+def blockers_of(run_id: str) -> list:
+    s = store()
+    meta = s.sessions.get(run_id).metadata
+    s.close()
+    return meta.blockers
+
+
+def command_failures_from_the_store() -> dict[str, float]:
+    s = store()
+    samples = {m.name: m.samples[0].value for m in StoreCollector(s).collect() if m.name == "orchestrator_command_failures"}
+    s.close()
+    return samples
+
+
+def assert_one_failure_event_tells_the_step_command_and_error(prefect_api: str, run_id: str) -> None:
+    events = autodev_events(prefect_api, run_id)
     (failed,) = [e for e in events if e["event"] == "autodev.command.failed"]
     assert failed["payload"]["step"] == "build" and failed["payload"]["exit_code"] == 2
     assert failed["payload"]["command"].startswith("echo compiling")
     assert "missing semicolon" in failed["payload"]["summary"]
-    assert not containers_of(docker_engine, report.run_id)
 
 
 def test_retries_run_the_step_again_and_keep_every_attempt(prefect_api, docker_engine, tmp_path):

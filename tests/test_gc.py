@@ -13,7 +13,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.models import utcnow
 from autodev.core.session import RunWrite
 from autodev.core.settings import load_settings
 from tests.conftest import IMAGE

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from autodev.core.commands import CommandResult
 from autodev.core.engine.inputs import AttemptEnded, Begin
 from autodev.core.insights import advise
-from autodev.core.models import CommandResult, GitState, utcnow
+from autodev.core.models import GitState, utcnow
 from autodev.core.plan import load_plan, validate_plan
 from autodev.flows.plan_flow import PLAN_PARAMETER_BYTES, plan_parameter
 from autodev.testing import scripted_engine

@@ -8,14 +8,18 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autodev.blocks.store import StateStore
 from autodev.cli.exporter import serve
-from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.session import RunWrite
 
@@ -99,6 +103,16 @@ steps:
 
     exporter_port, prom_port = free_port(), free_port()
     server, _ = serve(StateStore(database_url=load_settings().database_url).connect(), "127.0.0.1", exporter_port)
+    try:
+        with prometheus_scraping(exporter_port, prom_port, tmp_path):
+            assert first_answer(prom_port, "orchestrator_command_failures_total") == 2
+    finally:
+        server.shutdown()
+
+
+@contextmanager
+def prometheus_scraping(exporter_port: int, prom_port: int, tmp_path: Path) -> Iterator[None]:
+    """A real Prometheus on 127.0.0.1:prom_port scraping the exporter every second; stopped after."""
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -110,19 +124,23 @@ steps:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        query = f"http://127.0.0.1:{prom_port}/api/v1/query?query=orchestrator_command_failures_total"
-        value = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and value is None:
-            time.sleep(0.5)
-            try:
-                result = json.load(urllib.request.urlopen(query, timeout=2))["data"]["result"]
-            except OSError:
-                continue  # Prometheus still starting
-            if result:
-                value = float(result[0]["value"][1])
-        assert value == 2
+        yield
     finally:
         prometheus.terminate()
         prometheus.wait(30)
-        server.shutdown()
+
+
+def first_answer(prom_port: int, expression: str, timeout_s: float = 60) -> float | None:
+    """The value of the first non-empty answer Prometheus gives to `expression` (it answers empty
+    until it has scraped); None if none came within `timeout_s`."""
+    query = f"http://127.0.0.1:{prom_port}/api/v1/query?query={expression}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            result = json.load(urllib.request.urlopen(query, timeout=2))["data"]["result"]
+        except OSError:
+            continue  # Prometheus still starting
+        if result:
+            return float(result[0]["value"][1])
+    return None

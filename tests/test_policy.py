@@ -5,8 +5,9 @@ from datetime import timedelta
 
 import pytest
 
+from autodev.core.commands import CommandResult
 from autodev.core.diagnosis import diagnose, fingerprint
-from autodev.core.models import CommandResult, utcnow
+from autodev.core.models import utcnow
 
 
 def result(status="failed", exit_code=1, tail="", reason=None) -> CommandResult:

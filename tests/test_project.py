@@ -145,6 +145,12 @@ def test_the_testing_module_runs_the_loop_the_flow_runs():
     assert "RunLoop" in {name.split(".")[-1] for name in imports_of(PACKAGE / "flows" / "plan_flow.py")}
 
 
+def test_mypy_finds_nothing_in_the_package():
+    """The type checker, configured in pyproject.toml, on src/autodev."""
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
 def test_ruff_finds_nothing():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from autodev.core.commands import CommandResult
 from autodev.core.engine.rules import (
     FAILURE_RULES,
     Block,
@@ -24,7 +25,7 @@ from autodev.core.engine.rules import (
     verdict_for,
 )
 from autodev.core.engine.state import Breaker
-from autodev.core.models import CommandResult, Step, StepDefaults, utcnow
+from autodev.core.models import Step, StepDefaults, utcnow
 
 CHECK = Step(id="test", run="pytest", feedback_to="implement")
 LIMITS = StepDefaults(retries=2, max_stall_retries=1)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from autodev.core.commands import CommandResult
 from autodev.core.engine.effects import Policy
 from autodev.core.engine.inputs import AttemptEnded, Begin
 from autodev.core.events import BreakerTripped, CommandFailed, FeedbackRound, RunBlocked, StepStalled
-from autodev.core.models import CommandResult, utcnow
+from autodev.core.models import utcnow
 from autodev.testing import FixedClock, Scripted, scripted_engine, scripted_run
 
 HANG = """

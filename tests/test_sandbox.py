@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from autodev.blocks.sandbox.docker import DockerSandbox
+from autodev.core.commands import CommandRequest, CommandResult
 from autodev.core.errors import EnvironmentProblem
-from autodev.core.models import CommandRequest, CommandResult
 from autodev.core.output import OutputCapture
 
 pytestmark = pytest.mark.docker

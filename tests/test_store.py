@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from autodev.blocks.store import SCHEMA_VERSION, LeaseLost, StateStore
-from autodev.core.models import CommandResult, StepAttempt, utcnow
+from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.session import LastCommandResult, Lease, QueueEntry, RunWrite, SessionMetadata
 

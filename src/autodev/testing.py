@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from autodev.core.commands import CommandResult, StepAttempt
 from autodev.core.engine.effects import AttemptSpec, Effects, Policy
 from autodev.core.engine.inputs import AttemptEnded, Restore
 from autodev.core.engine.judge import judge
 from autodev.core.engine.loop import Decider, Executor, Recorder, RunLoop
 from autodev.core.engine.machine import RunEngine
 from autodev.core.engine.state import RunState
-from autodev.core.models import Blocker, CommandResult, CommandStatus, Plan, StepAttempt, utcnow
+from autodev.core.models import Blocker, CommandStatus, Plan, utcnow
 from autodev.core.plan import parse_plan
 from autodev.core.session import Decision, SessionMetadata
 

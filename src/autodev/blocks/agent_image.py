@@ -88,7 +88,7 @@ def build_agent_image(preset: AgentPreset, base: str, tag: str, say: Callable[[s
             changes=["USER autodev", f"ENV HOME={SANDBOX_HOME}", "WORKDIR /workspace", f"LABEL {AGENT_LABEL}={agents}"],
         )
     finally:
-        with contextlib.suppress(ENGINE_ERRORS):
+        with contextlib.suppress(*ENGINE_ERRORS):
             container.remove(force=True)
     version_line = log.strip().splitlines()[-1] if log.strip() else "?"
     say(f"built {tag} with {preset.name} ({version_line}) in {time.monotonic() - started:.0f}s")

@@ -59,11 +59,11 @@ class ManagedServer:
     def ensure(self, say=None) -> str:
         """The API URL of the managed server, started first if it does not answer."""
         state = self.state()
-        if state.running:
+        if state.running and state.url:
             return state.url
         with self._lock():
             state = self.state()  # another process may have started it while this one waited
-            if state.running:
+            if state.running and state.url:
                 return state.url
             return self._start(say)
 

@@ -103,7 +103,7 @@ class ModelServer:
                     else {"error": {"message": content}}
                 )
                 if status == 200:
-                    outer.tokens_served.append(body["usage"]["total_tokens"])
+                    outer.tokens_served.append(int(body["usage"]["total_tokens"]))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

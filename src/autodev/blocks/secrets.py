@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from autodev.core.errors import EnvironmentProblem
 from autodev.core.secrets import SecretNames, block_name
@@ -33,6 +34,6 @@ def _from_block(name: str) -> str | None:
     from prefect.blocks.system import Secret
 
     try:
-        return str(Secret.load(block_name(name)).get())
+        return str(cast(Secret, Secret.load(block_name(name))).get())  # sync: called outside an event loop
     except ValueError:  # no such block
         return None

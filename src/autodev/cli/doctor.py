@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from autodev.core.errors import AutodevError
+from autodev.core.errors import AutodevError, EnvironmentProblem
 from autodev.core.models import Plan
 from autodev.core.settings import Settings
 
@@ -24,7 +24,7 @@ def check_engine() -> Check:
 
     try:
         client = docker_client(timeout=10)
-    except AutodevError as exc:
+    except EnvironmentProblem as exc:
         return Check("docker engine", False, exc.problem, exc.fix)
     version = client.version().get("Version", "?")
     client.close()
@@ -38,7 +38,7 @@ def check_image(image: str) -> Check:
 
     try:
         client = docker_client(timeout=10)
-    except AutodevError as exc:
+    except EnvironmentProblem as exc:
         return Check("sandbox image", False, exc.problem, exc.fix)
     try:
         found = client.images.get(image)
@@ -130,7 +130,7 @@ def check_network(network: bool | str) -> Check:
         client = docker_client(timeout=10)
         mode = network_mode_for(client, network)
         client.close()
-    except AutodevError as exc:
+    except EnvironmentProblem as exc:
         return Check("sandbox network", False, exc.problem, exc.fix)
     return Check("sandbox network", True, f"network {mode!r}")
 
@@ -149,7 +149,7 @@ def check_secrets(plan: Plan) -> Check | None:
         return None
     try:
         resolve_secrets(names, {**os.environ, **lifted.values}, blocks=bool(PREFECT_API_URL.value()))
-    except AutodevError as exc:
+    except EnvironmentProblem as exc:
         return Check("secrets", False, exc.problem, exc.fix)
     return Check("secrets", True, f"{', '.join(names.required)} set (values not shown)")
 

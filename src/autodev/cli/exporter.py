@@ -50,30 +50,45 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:  # scrapes may overlap; the running totals must not
             self._refresh()
-            commands = CounterMetricFamily("orchestrator_commands", "Commands run, by final status.", labels=["status"])
-            for status, count in sorted(self._count.items()):
-                commands.add_metric([status], count)
-            yield commands
-            yield CounterMetricFamily(
-                "orchestrator_command_failures",
-                "Commands that ended with a non-zero or unknown exit code, a stall or a timeout.",
-                value=sum(self._count.get(s, 0) for s in FAILED_STATUSES),
+            yield from self._attempt_metrics()
+        yield from self._run_metrics()
+        yield self._heartbeat_ages()
+        yield self._insight_confidence()
+        yield from self._llm_usage()
+
+    def _attempt_metrics(self) -> Iterator[Metric]:
+        """The commands run, failed and stalled, the breaker trips and the attempts' durations,
+        from the running totals (read them under the lock)."""
+        commands = CounterMetricFamily("orchestrator_commands", "Commands run, by final status.", labels=["status"])
+        for status, count in sorted(self._count.items()):
+            commands.add_metric([status], count)
+        yield commands
+        yield CounterMetricFamily(
+            "orchestrator_command_failures",
+            "Commands that ended with a non-zero or unknown exit code, a stall or a timeout.",
+            value=sum(self._count.get(s, 0) for s in FAILED_STATUSES),
+        )
+        yield CounterMetricFamily(
+            "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count.get("stalled", 0)
+        )
+        yield CounterMetricFamily(
+            "orchestrator_breaker_trips", "Runs blocked by the failure breaker.", value=self._trips
+        )
+        yield self._durations()
+
+    def _durations(self) -> HistogramMetricFamily:
+        duration = HistogramMetricFamily(
+            "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]
+        )
+        for status in sorted(self._count):
+            cumulative = [(str(b), n) for b, n in zip(DURATION_BUCKETS, self._buckets[status], strict=False)]
+            duration.add_metric(
+                [status], cumulative + [("+Inf", self._count[status])], sum_value=self._sum[status]
             )
-            yield CounterMetricFamily(
-                "orchestrator_stalls", "Commands killed for printing nothing too long.", value=self._count.get("stalled", 0)
-            )
-            yield CounterMetricFamily(
-                "orchestrator_breaker_trips", "Runs blocked by the failure breaker.", value=self._trips
-            )
-            duration = HistogramMetricFamily(
-                "orchestrator_step_duration_seconds", "Duration of each command attempt.", labels=["status"]
-            )
-            for status in sorted(self._count):
-                cumulative = [(str(b), n) for b, n in zip(DURATION_BUCKETS, self._buckets[status], strict=False)]
-                duration.add_metric(
-                    [status], cumulative + [("+Inf", self._count[status])], sum_value=self._sum[status]
-                )
-            yield duration
+        return duration
+
+    def _run_metrics(self) -> Iterator[Metric]:
+        """The runs by status and the steps blocked now, counted in the store at each scrape."""
         runs = GaugeMetricFamily("orchestrator_runs", "Runs in the state store, by status.", labels=["status"])
         for status, count in sorted(self.store.metrics.session_counts().items()):
             runs.add_metric([status], count)
@@ -81,6 +96,8 @@ class StoreCollector:
         yield GaugeMetricFamily(
             "orchestrator_blocked_steps", "Steps currently blocked, waiting for a person.", value=self.store.metrics.blocked_step_count()
         )
+
+    def _heartbeat_ages(self) -> GaugeMetricFamily:
         age = GaugeMetricFamily(
             "orchestrator_heartbeat_age_seconds",
             "Seconds since each running run last wrote its heartbeat (alert past 90).",
@@ -89,7 +106,9 @@ class StoreCollector:
         now = utcnow()
         for beat in self.store.metrics.running_sessions():
             age.add_metric([beat.run_id, beat.project], max((now - beat.updated_at).total_seconds(), 0.0))
-        yield age
+        return age
+
+    def _insight_confidence(self) -> GaugeMetricFamily:
         confidence = GaugeMetricFamily(
             "orchestrator_insight_confidence",
             "Confidence of the latest next-step advice of each running or blocked run.",
@@ -98,7 +117,10 @@ class StoreCollector:
         for session in self.store.sessions.with_status(("running", "blocked")):
             if session.metadata.next_actions is not None:
                 confidence.add_metric([session.run_id, session.project], session.metadata.next_actions.confidence)
-        yield confidence
+        return confidence
+
+    def _llm_usage(self) -> Iterator[Metric]:
+        """The tokens and cost of model calls, by model."""
         tokens = CounterMetricFamily("orchestrator_llm_tokens", "Tokens used by model calls.", labels=["model"])
         cost = CounterMetricFamily("orchestrator_llm_cost_usd", "Cost of model calls in US dollars.", labels=["model"])
         for total in self.store.metrics.llm_totals():

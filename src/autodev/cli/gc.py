@@ -19,15 +19,14 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from autodev.blocks.store.sqlite import SQLiteDatabase
 from autodev.core.errors import BadInput
-from autodev.core.models import utcnow
+from autodev.core.models import RunStatus, utcnow
 from autodev.core.session import SessionRecord
 from autodev.flows.runtime import runtime
 
 err = Console(stderr=True)
-FINISHED = ("succeeded", "failed")
-RESUMABLE = ("blocked", "running")
+FINISHED: tuple[RunStatus, ...] = ("succeeded", "failed")
+RESUMABLE: tuple[RunStatus, ...] = ("blocked", "running")
 
 
 class GcReport(BaseModel):
@@ -55,6 +54,8 @@ def gc(
         raise BadInput(f"--older-than {older_than:g}: days must be 0 or more")
     report = GcReport(older_than_days=older_than, dry_run=dry_run)
     cutoff = utcnow() - timedelta(days=older_than)
+    from autodev.blocks.store.sqlite import SQLiteDatabase  # the store's package imports Prefect: only when collecting
+
     store = runtime().store()
     db_file = store.db.path if isinstance(store.db, SQLiteDatabase) else None  # PostgreSQL's size is the server's
     report.database_bytes_before = _size(db_file)

@@ -7,26 +7,29 @@ waiting for a human; 4 environment problem (no Docker engine, no image, database
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from autodev.cli import setup
 from autodev.cli.gc import gc
+from autodev.cli.outcome import finish, unwind_on_sigterm
+from autodev.cli.resume import resume
 from autodev.cli.server import server_app
 from autodev.cli.setup import prefect_api, preflight, prepare_plan
 from autodev.cli.show import load_run, show_report
-from autodev.core.errors import AutodevError, BadInput, RunFailed
-from autodev.core.models import RunReport, utcnow
+from autodev.core.errors import AutodevError, BadInput
+from autodev.core.models import utcnow
 from autodev.core.plan import load_plan
-from autodev.core.session import SessionRecord
+from autodev.core.settings import Settings
 from autodev.flows.runtime import runtime
+
+if TYPE_CHECKING:  # the scaffold imports Jinja2: only `autodev run` needs it, when it checks its input
+    from autodev.core.scaffold import Requirements
 
 app = typer.Typer(
     help="autodev: run plans of commands as Prefect flows, every command in a Docker sandbox.",
@@ -45,7 +48,6 @@ app.command()(gc)
 
 out = Console()
 err = Console(stderr=True)
-EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
 
 
 def main() -> None:
@@ -77,8 +79,7 @@ def exec_plan(
     from autodev.flows.plan_flow import plan_parameter, run_plan  # imports Prefect's engine: only when a run starts
     from autodev.flows.start import start_flow
 
-    # `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox container is removed and the run recorded.
-    signal.signal(signal.SIGTERM, _interrupt)
+    unwind_on_sigterm()
     if not as_json:
         err.print(f"running {plan.project} ({len(plan.steps)} steps) in {workspace}", highlight=False, soft_wrap=True)
     with prefect_api(settings):
@@ -102,15 +103,8 @@ def run_requirements(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Decompose requirements into a plan, scaffold the workspace (or branch the repository), execute the plan."""
-    from autodev.core.scaffold import check_new_workspace
-    from autodev.flows.develop import is_repository, read_requirements
-
     settings = runtime().settings
-    wanted = read_requirements(str(requirements))  # bad input fails here, before any flow run
-    if replay is not None and not replay.is_file():
-        raise BadInput(f"--replay {replay}: no such file")
-    if workspace is not None and not is_repository(workspace):
-        check_new_workspace(workspace)
+    wanted = read_run_input(requirements, workspace, replay)
     preflight(settings.image, settings.database_url)
     if workspace is None:
         workspace = settings.new_workspace(wanted.project)
@@ -118,14 +112,9 @@ def run_requirements(
     from autodev.flows.develop import develop
     from autodev.flows.start import start_flow
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    unwind_on_sigterm()
     if not as_json:
-        if settings.llm_model:
-            made_by = f"the model {settings.llm_model}"
-        elif replay:
-            made_by = f"stored model responses from {replay}"
-        else:
-            made_by = "no model: a plan with manual guidance, agent steps wait for a person"
+        made_by = plan_maker(settings, replay)
         err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
     with prefect_api(settings):
         state = start_flow(
@@ -134,6 +123,28 @@ def run_requirements(
             replay=str(replay) if replay else None,
         )  # fmt: skip
         finish(state, as_json)
+
+
+def read_run_input(requirements: Path, workspace: Path | None, replay: Path | None) -> Requirements:
+    """The requirements of `autodev run`, its input checked first: bad input fails here, before any flow run."""
+    from autodev.core.scaffold import check_new_workspace
+    from autodev.flows.develop import is_repository, read_requirements
+
+    wanted = read_requirements(str(requirements))
+    if replay is not None and not replay.is_file():
+        raise BadInput(f"--replay {replay}: no such file")
+    if workspace is not None and not is_repository(workspace):
+        check_new_workspace(workspace)
+    return wanted
+
+
+def plan_maker(settings: Settings, replay: Path | None) -> str:
+    """Who will make the run's plan, as the command announces it."""
+    if settings.llm_model:
+        return f"the model {settings.llm_model}"
+    if replay:
+        return f"stored model responses from {replay}"
+    return "no model: a plan with manual guidance, agent steps wait for a person"
 
 
 @app.command("plan")
@@ -166,7 +177,7 @@ def plan_requirements(
         print(json.dumps(decomposition.model_dump(mode="json", exclude_none=True)))
         return
     err.print(f"template {decomposition.template}: {decomposition.template_reason}", highlight=False, soft_wrap=True)
-    if decomposition.source == "model":
+    if decomposition.source == "model" and llm is not None:  # only a model makes a plan of source "model"
         replayed = llm.model == REPLAY_MODEL
         err.print(f"plan made by the model {llm.model}" + (f" (stored responses from {replay})" if replayed else ""), highlight=False, soft_wrap=True)
     else:  # the decomposer's warning said why; the guidance is for the person who runs it
@@ -212,22 +223,6 @@ def report(
     err.print(f"wrote {output} from {len(evaluations)} recorded run(s)", highlight=False)
 
 
-def finish(state, as_json: bool) -> None:
-    """Show the report of a finished (or blocked) flow run and exit with the contract's code."""
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunFailed):
-        run_id = outcome.report.run_id
-    elif isinstance(outcome, RunReport):
-        run_id = outcome.run_id
-    elif isinstance(outcome, AutodevError):
-        raise outcome
-    else:
-        raise AutodevError(f"the run crashed: {state.message}")
-    report, session = load_run(run_id)
-    show_report(report, as_json, session)
-    raise typer.Exit(EXIT_FOR_STATUS[report.status])
-
-
 @app.command()
 def status(
     run_id: Annotated[str | None, typer.Argument(help="Run id (default: the newest run).")] = None,
@@ -240,122 +235,7 @@ def status(
     show_report(report, as_json, session, with_metadata=True)
 
 
-
-
-@app.command()
-def resume(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    action: Annotated[str, typer.Option(help="retry | skip | abort")] = "retry",
-    step: Annotated[str | None, typer.Option(help="The blocked step this is about (needed when several are blocked).")] = None,
-    command: Annotated[str | None, typer.Option(help="With retry: run this command instead of the plan's.")] = None,
-    note: Annotated[str, typer.Option(help="Why; kept with the run as an intervention.")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
-) -> None:
-    """Decide on a blocked run, or continue one whose orchestrator died: the decision goes to the
-    flow run waiting for it, or the run continues here from its first unfinished step."""
-    if action not in ("retry", "skip", "abort"):
-        raise BadInput(f"--action {action!r}: use retry, skip or abort")
-    if command is not None and action != "retry":
-        raise BadInput("--command goes with --action retry")
-    report, session = load_run(run_id)
-    check_resumable(report, session, step)
-    decision = {"action": action, "command": command, "note": note, "step": step}
-    with prefect_api(runtime().settings):
-        decide_or_continue(report, session, decision, as_json)
-
-
-def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict, as_json: bool) -> None:
-    """Hand the decision to the flow run waiting for it, or continue the run in this process."""
-    run_id = report.run_id
-    flow_run = None if report.orchestrator_gone else waiting_flow_run(session)
-    if flow_run is not None:
-        from prefect.flow_runs import resume_flow_run
-
-        # The run's own process is waiting for exactly this input: hand it over and follow the run.
-        resume_flow_run(flow_run.id, run_input=decision)
-        report = follow(run_id, decisions_before=len(session.metadata.interventions))
-        show_report(report, as_json, load_run(run_id)[1])
-        raise typer.Exit(EXIT_FOR_STATUS[report.status])
-
-    # Nobody waits for a decision (it timed out, or the orchestrator died): continue here.
-    from autodev.core.session import Decision
-    from autodev.flows.plan_flow import plan_parameter, run_plan
-    from autodev.flows.start import start_flow
-
-    settings = runtime().settings
-    preflight(session.plan.image or settings.image, settings.database_url)
-    prepare_plan(session.plan, settings)
-    if report.orchestrator_gone:
-        mark_flow_run_crashed(session.flow_run_id, f"its orchestrator died; the run is continued by `autodev resume {run_id}`")
-    signal.signal(signal.SIGTERM, _interrupt)
-    state = start_flow(
-        run_plan,
-        plan=plan_parameter(session.plan, Path(session.workspace)), workspace=session.workspace, continue_run=run_id, decision=Decision(**decision),
-    )  # fmt: skip
-    finish(state, as_json)
-
-
-def check_resumable(report: RunReport, session: SessionRecord, step: str | None) -> None:
-    """BadInput naming why the run cannot take a decision now."""
-    run_id = report.run_id
-    if session.status not in ("running", "blocked"):
-        raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
-    if session.status == "running" and not report.orchestrator_gone:
-        raise BadInput(f"run {run_id} is running and its orchestrator is alive: nothing to decide (`autodev status {run_id}` follows it)")
-    blocked = [b.step_id for b in report.blockers]
-    if step is not None and step not in blocked:
-        raise BadInput(f"--step {step}: not a blocked step of run {run_id} (blocked: {', '.join(blocked) or 'none'})")
-    if step is None and len(blocked) > 1:
-        listed = "; ".join(f"{b.step_id} ({b.kind}: {b.summary[:80]})" for b in report.blockers)
-        raise BadInput(f"run {run_id} has {len(blocked)} blocked steps: {listed}. Name one with --step; one decision each")
-
-
-def mark_flow_run_crashed(flow_run_id: str | None, message: str) -> None:
-    """The flow run of an orchestrator that died still shows Running or Paused: mark it Crashed."""
-    if not flow_run_id:
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
-
-    with contextlib.suppress(Exception), get_client(sync_client=True) as client:  # a temporary server is gone
-        flow_run = client.read_flow_run(flow_run_id)
-        if flow_run.state is not None and not flow_run.state.is_final():
-            client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
-
-
-def waiting_flow_run(session: SessionRecord):
-    """The run's flow run if it is paused for a decision (or about to be), else None."""
-    import time
-
-    from prefect.client.orchestration import get_client
-
-    if not session.flow_run_id or session.owner is None:
-        return None  # nobody holds the run: nobody waits for its decision
-    deadline = time.monotonic() + 15
-    with get_client(sync_client=True) as client:
-        while True:
-            flow_run = client.read_flow_run(session.flow_run_id)
-            if flow_run.state is not None and flow_run.state.is_paused():
-                return flow_run
-            # The loop records "waiting for a decision" a moment before Prefect shows Paused.
-            about_to_pause = flow_run.state is not None and flow_run.state.is_running()
-            if not (about_to_pause and session.metadata.phase.startswith("waiting for a decision")):
-                return None
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.2)
-
-
-def follow(run_id: str, decisions_before: int) -> RunReport:
-    """Wait while the run's own process applies the decision and goes on; its report once it
-    ends or blocks again. (Ctrl-C stops the waiting, not the run.)"""
-    import time
-
-    while True:
-        report, session = load_run(run_id)
-        if len(session.metadata.interventions) > decisions_before and session.status != "running":
-            return report
-        time.sleep(0.5)
+app.command()(resume)  # registered here so that `--help` lists it after `status`, as it always has
 
 
 @metrics_app.command("serve")
@@ -381,6 +261,3 @@ def metrics_serve(
     finally:
         store.close()
 
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"stopped by signal {signum}")

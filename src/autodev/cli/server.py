@@ -44,7 +44,7 @@ def start(as_json: JSON = False) -> None:
 def status(as_json: JSON = False) -> None:
     """Whether the server runs, where, and its log; and the warm process that runs commands."""
     state, warm_pids = _server().state(), running_warm_processes()
-    line = (f"running at {state.url.removesuffix('/api')} (pid {state.pid}), log {state.log}" if state.running
+    line = (f"running at {(state.url or '').removesuffix('/api')} (pid {state.pid}), log {state.log}" if state.running
             else f"not running: the next run without PREFECT_API_URL starts it (log {state.log})")
     warm = f"warm process: pid {', '.join(map(str, warm_pids))}" if warm_pids else "warm process: none (the next command starts one, unless AUTODEV_WARM=off)"
     _show(state, as_json, f"{line}\n{warm}", warm_pids)

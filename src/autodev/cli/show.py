@@ -11,7 +11,7 @@ from autodev.core.errors import BadInput
 from autodev.core.models import RepositoryReport, RunReport, utcnow
 from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
 from autodev.core.report import build_report
-from autodev.core.session import SessionRecord
+from autodev.core.session import SessionMetadata, SessionRecord
 from autodev.flows.runtime import runtime
 
 out = Console()
@@ -35,13 +35,32 @@ def show_report(report: RunReport, as_json: bool, session: SessionRecord, with_m
     """The report as a table, or as one JSON object (`with_metadata`: with the run's metadata
     document as the seed defines it: last_command_result, command_history, phase, blockers,
     queue, next_actions {recommendations, confidence, evidence}, heartbeat, ...)."""
-    meta = session.metadata
     if as_json:
-        shown = report.model_dump(mode="json")
-        if with_metadata:
-            shown["metadata"] = meta.model_dump(mode="json")
-        print(json.dumps(shown))
+        print_json(report, session.metadata if with_metadata else None)
         return
+    out.print(steps_table(report))
+    out.print(status_line(report, session.metadata))
+    show_blockers(report)
+    show_tasks(report)
+    if report.repository:
+        show_repository(report.repository)
+    for action in report.next_actions[:3]:
+        out.print(f"[cyan]next:[/] {action}", highlight=False)
+    ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
+    if ui:
+        out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
+
+
+def print_json(report: RunReport, metadata: SessionMetadata | None) -> None:
+    """The report as one JSON object on stdout, with the run's metadata under `metadata` if given."""
+    shown = report.model_dump(mode="json")
+    if metadata is not None:
+        shown["metadata"] = metadata.model_dump(mode="json")
+    print(json.dumps(shown))
+
+
+def steps_table(report: RunReport) -> Table:
+    """One row per step: its status, exit code, time, attempts and last line of output."""
     table = Table(title=f"run {report.run_id}", title_justify="left", header_style="bold")
     for column in ("step", "status", "exit", "seconds", "attempts", "last output"):
         table.add_column(column, overflow="fold")
@@ -56,7 +75,12 @@ def show_report(report: RunReport, as_json: bool, session: SessionRecord, with_m
             str(s.attempts),
             last_line[-80:],
         )
-    out.print(table)
+    return table
+
+
+def status_line(report: RunReport, meta: SessionMetadata) -> str:
+    """The run's status, success rate and phase, and how long ago its orchestrator's heartbeat was
+    (in red when it is late)."""
     colour = STATUS_STYLE.get(report.status, "")
     shown = f"{report.status}, orchestrator gone" if report.orchestrator_gone else report.status
     line = f"[bold {colour}]{shown}[/]  success rate {report.success_rate:.0%}  phase {meta.phase}"
@@ -65,22 +89,23 @@ def show_report(report: RunReport, as_json: bool, session: SessionRecord, with_m
         delay = heartbeat_delay_s(meta, now)
         late = heartbeat_is_late(meta, report.status, now) or report.orchestrator_gone
         line += f"  heartbeat {'[bold red]' if late else ''}{delay:.0f}s ago{'[/]' if late else ''}"
-    out.print(line)
+    return line
+
+
+def show_blockers(report: RunReport) -> None:
+    """Each blocked step: why, which steps wait on it, and what to try."""
     waiting = {b.step_id: [s.id for s in report.steps if b.step_id in s.waits_for] for b in report.blockers}
     for b in report.blockers:
         held = f"; waiting on it: {', '.join(waiting[b.step_id])}" if waiting[b.step_id] else ""
         out.print(f"[yellow]blocked at {b.step_id} ({b.kind}):[/] {b.summary}{held}", highlight=False)
         out.print(f"[yellow]try:[/] {b.suggested_action}", highlight=False)
+
+
+def show_tasks(report: RunReport) -> None:
+    """Each task of the plan: its status and its steps."""
     for task in report.tasks:
         style = STATUS_STYLE.get(task.status, "")
         out.print(f"task [{style}]{task.status}[/]: {task.task} ({', '.join(task.steps)})" if style else f"task {task.status}: {task.task}", highlight=False)
-    if report.repository:
-        show_repository(report.repository)
-    for action in report.next_actions[:3]:
-        out.print(f"[cyan]next:[/] {action}", highlight=False)
-    ui = flow_run_url(session.flow_run_id or report.run_id)  # a continued run's newest flow run
-    if ui:
-        out.print(f"Prefect UI: {ui}", highlight=False, soft_wrap=True)
 
 
 def show_repository(repo: RepositoryReport) -> None:

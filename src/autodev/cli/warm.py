@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import os
 import select
@@ -176,7 +177,8 @@ def become_command(forked: Forked) -> None:
     os.environ.update(request["env"])
     sys.argv = ["autodev", *request["argv"]]
     for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=stream.isatty())
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=stream.isatty())
     _reload_prefect_settings()
     threading.Thread(target=_die_with_caller, args=(conn,), name="autodev-caller", daemon=True).start()
     from autodev.cli.main import main

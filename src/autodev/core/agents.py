@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autodev.core.models import AgentName, AgentReport, Plan, Step, StepDefaults
+from autodev.core.commands import AgentReport
+from autodev.core.models import AgentName, Plan, Step, StepDefaults
 from autodev.core.session import LLMCall
 
 

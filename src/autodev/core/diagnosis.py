@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autodev.core.agent import AGENT_FAILED
-from autodev.core.models import CommandResult, summarise_output
+from autodev.core.commands import CommandResult, summarise_output
 
 
 @dataclass(frozen=True)
@@ -33,61 +34,133 @@ def diagnose(
 ) -> Diagnosis:
     """What broke and what to try. With `baseline_output` (the same tests before any change), the
     failing tests that were failing there already are told apart from those the run broke."""
-    tail = result.output_tail
+    failure = _Failure(command, result, stall_timeout_s, baseline_output)
+    # The last rule always applies, so one is always found.
+    action, *evidence = next(finding for rule in _RULES if (finding := rule(failure)))
+    return Diagnosis(_summary(result), action, [e for e in evidence if e])
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """The evidence the rules read."""
+
+    command: str
+    result: CommandResult
+    stall_timeout_s: float | None
+    baseline_output: str | None
+
+    @property
+    def tail(self) -> str:
+        return self.result.output_tail
+
+
+_Finding = tuple[str, ...]  # the action, then the output lines that show it
+
+
+def _summary(result: CommandResult) -> str:
     code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
     reason = f" ({result.exit_reason})" if result.exit_reason else ""
-    summary = f"{result.status} with {code}{reason}: {summarise_output(tail)}"
+    return f"{result.status} with {code}{reason}: {summarise_output(result.output_tail)}"
 
-    def found(action: str, *evidence: str) -> Diagnosis:
-        return Diagnosis(summary, action, [e for e in evidence if e])
 
-    if command.startswith("agent:") and (trouble := _agent_trouble(tail)):
-        return found(*trouble)
-    if ended := _how_it_ended(result, stall_timeout_s):
-        return found(ended)
-    if m := _NO_MODULE.search(tail):
-        return found(
+def _agent_could_not_work(failure: _Failure) -> _Finding | None:
+    return _agent_trouble(failure.tail) if failure.command.startswith("agent:") else None
+
+
+def _ended_without_exiting(failure: _Failure) -> _Finding | None:
+    ended = _how_it_ended(failure.result, failure.stall_timeout_s)
+    return (ended,) if ended else None
+
+
+def _missing_module(failure: _Failure) -> _Finding | None:
+    if m := _NO_MODULE.search(failure.tail):
+        return (
             f"Python module {m.group(1)!r} is missing: install it in an earlier step "
             f"(python -m pip install {m.group(1).split('.')[0]}) or add it to the project's dependencies",
             m.group(0),
         )
-    if result.exit_code == 127 or _NOT_FOUND.search(tail):
-        m = _NOT_FOUND.search(tail)
-        name = m.group(1) if m else command.split()[0]
-        return found(
-            f"command {name!r} is not installed in the sandbox image: install it in an earlier step, "
-            "use an image that has it (plan `image:`), or fix the command's name",
-            m.group(0).strip() if m else "",
+    return None
+
+
+def _missing_command(failure: _Failure) -> _Finding | None:
+    m = _NOT_FOUND.search(failure.tail)
+    if failure.result.exit_code != 127 and not m:
+        return None
+    name = m.group(1) if m else failure.command.split()[0]
+    return (
+        f"command {name!r} is not installed in the sandbox image: install it in an earlier step, "
+        "use an image that has it (plan `image:`), or fix the command's name",
+        m.group(0).strip() if m else "",
+    )
+
+
+def _failing_tests(failure: _Failure) -> _Finding | None:
+    failed = _FAILED_TEST.findall(failure.tail) or _ERROR_TEST.findall(failure.tail)
+    if not failed:
+        return None
+    before = failed_tests(failure.baseline_output) if failure.baseline_output else set()
+    broken = [t for t in failed if t not in before]
+    shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+    if old := sorted(set(failed) & before):
+        return (
+            f"fix the tests this run broke: {shown}; already failing before the run (not this run's): {', '.join(old[:5])}",
+            *broken[:5],
         )
-    if failed := _FAILED_TEST.findall(tail) or _ERROR_TEST.findall(tail):
-        before = failed_tests(baseline_output) if baseline_output else set()
-        broken = [t for t in failed if t not in before]
-        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
-        old = sorted(set(failed) & before)
-        if old:
-            return found(
-                f"fix the tests this run broke: {shown}; already failing before the run (not this run's): {', '.join(old[:5])}",
-                *broken[:5],
-            )
-        return found(f"fix the failing tests: {shown}", *failed[:5])
-    if "Permission denied" in tail or "Operation not permitted" in tail:
-        line = next(ln for ln in tail.splitlines() if "Permission denied" in ln or "Operation not permitted" in ln)
-        return found(
-            "the sandbox runs as a non-root user with no capabilities: write inside /workspace or /tmp, "
-            "and do not rely on sudo or root-owned paths",
-            line.strip(),
-        )
-    if "No space left on device" in tail:
-        return found("the disk is full: free space on the Docker host or clean the workspace")
-    if re.search(r"Temporary failure in name resolution|Network is unreachable|Could not resolve host", tail):
-        return found("the command needs a network: set `network: true` in the plan, or vendor what it downloads")
-    if result.exit_code in (137, 143):  # not out of memory (the cgroup counted no OOM kill): a signal from inside
-        return found(
-            f"the command was killed ({result.exit_reason or f'exit {result.exit_code}'}): something it ran sent the signal "
-            "(a test runner's timeout, a kill in a script); read the step's log for who"
-        )
-    log = f" ({result.log_path})" if result.log_path else ""
-    return found(f"read the step's full log{log} for the first error, fix it, then retry the step")
+    return (f"fix the failing tests: {shown}", *failed[:5])
+
+
+def _not_permitted(failure: _Failure) -> _Finding | None:
+    denied = ("Permission denied", "Operation not permitted")
+    line = next((ln for ln in failure.tail.splitlines() if any(d in ln for d in denied)), None)
+    if line is None:
+        return None
+    return (
+        "the sandbox runs as a non-root user with no capabilities: write inside /workspace or /tmp, "
+        "and do not rely on sudo or root-owned paths",
+        line.strip(),
+    )
+
+
+def _disk_full(failure: _Failure) -> _Finding | None:
+    if "No space left on device" in failure.tail:
+        return ("the disk is full: free space on the Docker host or clean the workspace",)
+    return None
+
+
+def _no_network(failure: _Failure) -> _Finding | None:
+    if re.search(r"Temporary failure in name resolution|Network is unreachable|Could not resolve host", failure.tail):
+        return ("the command needs a network: set `network: true` in the plan, or vendor what it downloads",)
+    return None
+
+
+def _killed(failure: _Failure) -> _Finding | None:
+    result = failure.result
+    if result.exit_code not in (137, 143):  # not out of memory (the cgroup counted no OOM kill): a signal from inside
+        return None
+    return (
+        f"the command was killed ({result.exit_reason or f'exit {result.exit_code}'}): something it ran sent the signal "
+        "(a test runner's timeout, a kill in a script); read the step's log for who",
+    )
+
+
+def _read_the_log(failure: _Failure) -> _Finding:
+    log = f" ({failure.result.log_path})" if failure.result.log_path else ""
+    return (f"read the step's full log{log} for the first error, fix it, then retry the step",)
+
+
+# Tried in order, the first that applies wins: the more specific evidence comes first.
+_RULES: tuple[Callable[[_Failure], _Finding | None], ...] = (
+    _agent_could_not_work,
+    _ended_without_exiting,
+    _missing_module,
+    _missing_command,
+    _failing_tests,
+    _not_permitted,
+    _disk_full,
+    _no_network,
+    _killed,
+    _read_the_log,
+)
 
 
 # What coding-agent CLIs print when their model provider cannot be used (Codex's JSON errors,

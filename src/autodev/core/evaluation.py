@@ -11,7 +11,7 @@ from datetime import datetime
 
 import jinja2
 
-from autodev.core.models import StepAttempt
+from autodev.core.commands import StepAttempt
 from autodev.core.session import LLMCall, RunEvaluation, SessionRecord
 
 

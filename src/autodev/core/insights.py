@@ -8,6 +8,8 @@ failed) lowers the confidence. `changed()` says when people should hear about it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,48 +20,91 @@ from autodev.core.models import FAILED_STATUSES, Blocker, GitState, Insight, LLM
 def advise(
     run_id: str,
     plan: Plan,
-    statuses: dict[str, str | None],
+    statuses: Mapping[str, str | None],
     attempts: dict[str, int],
     blockers: list[Blocker],
     git: GitState,
 ) -> Insight:
-    done = [s for s, st in statuses.items() if st == "succeeded"]
-    failed = [s for s, st in statuses.items() if st in FAILED_STATUSES]
-    blocked = [s for s, st in statuses.items() if st == "blocked"]
-    pending = [s.id for s in plan.steps if statuses[s.id] is None]
-    evidence: dict[str, Any] = {
+    """The run's advice: the recommendations of the rules that apply, how sure they are, the evidence."""
+    progress = _Progress.of(plan, statuses)
+    evidence = _evidence(plan, progress, attempts, blockers, git)
+    found = _recommendations(run_id, plan, statuses, progress, blockers, git)
+    confidence = _confidence(found, progress, evidence["retried"], git)
+    return Insight(recommendations=[r for r, _ in found], confidence=confidence, evidence=evidence)
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """The plan's steps by where they stand."""
+
+    done: list[str]
+    failed: list[str]
+    blocked: list[str]
+    pending: list[str]
+
+    @classmethod
+    def of(cls, plan: Plan, statuses: Mapping[str, str | None]) -> _Progress:
+        return cls(
+            done=[s for s, st in statuses.items() if st == "succeeded"],
+            failed=[s for s, st in statuses.items() if st in FAILED_STATUSES],
+            blocked=[s for s, st in statuses.items() if st == "blocked"],
+            pending=[s.id for s in plan.steps if statuses[s.id] is None],
+        )
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending and not self.blocked
+
+    @property
+    def succeeded(self) -> bool:
+        """Finished with no step failed."""
+        return self.finished and not self.failed
+
+
+def _evidence(
+    plan: Plan, progress: _Progress, attempts: dict[str, int], blockers: list[Blocker], git: GitState
+) -> dict[str, Any]:
+    """What the advice rests on; the recommendations' reasons point into it."""
+    return {
         "steps": {
-            "total": len(plan.steps), "succeeded": len(done),
-            "failed": _named(failed), "blocked": _named(blocked), "pending": _named(pending),
+            "total": len(plan.steps), "succeeded": len(progress.done),
+            "failed": _named(progress.failed), "blocked": _named(progress.blocked), "pending": _named(progress.pending),
         },  # fmt: skip
         "retried": sorted(s for s, n in attempts.items() if n > 1),
         "latest_blocker": blockers[-1].model_dump(mode="json") if blockers else None,
         "git": git.model_dump(),
     }
-    # Each rule that applies adds a recommendation and says how sure it is; the surest sets the confidence.
+
+
+def _recommendations(
+    run_id: str, plan: Plan, statuses: Mapping[str, str | None], progress: _Progress, blockers: list[Blocker], git: GitState
+) -> list[tuple[Recommendation, float]]:
+    """Each rule that applies adds a recommendation and says how sure it is."""
     found: list[tuple[Recommendation, float]] = []
     if git.conflicts:
         found.append((_resolve_conflicts(git), 0.9))
-    found += [(_decide_on_blocked(run_id, step_id, blockers, several=len(blocked) > 1), 0.8) for step_id in blocked]
-    found += [(_fix_failed(plan, step_id, statuses[step_id], blockers), 0.75) for step_id in failed]
-    finished = not pending and not blocked
-    if finished and not failed and git.is_repo and (git.dirty_files or git.untracked_files) and not git.conflicts:
-        found.append((_commit_changes(plan, done, git), 0.7))
-    if finished and not failed and not found:
+    several = len(progress.blocked) > 1
+    found += [(_decide_on_blocked(run_id, step_id, blockers, several=several), 0.8) for step_id in progress.blocked]
+    found += [(_fix_failed(plan, step_id, statuses[step_id], blockers), 0.75) for step_id in progress.failed]
+    if progress.succeeded and git.is_repo and (git.dirty_files or git.untracked_files) and not git.conflicts:
+        found.append((_commit_changes(plan, progress.done, git), 0.7))
+    if progress.succeeded and not found:
         found.append((_move_on(git), 0.85))
-    if not found and pending:
-        found.append((_let_it_run(pending), 0.6))
+    if not found and progress.pending:
+        found.append((_let_it_run(progress.pending), 0.6))
+    return found
+
+
+def _confidence(found: list[tuple[Recommendation, float]], progress: _Progress, retried: list[str], git: GitState) -> float:
+    """The surest rule's confidence, lowered where the evidence disagrees with itself."""
     confidence = max((c for _, c in found), default=0.6)
-    # Contradictions: the evidence disagrees with itself, so the advice is less sure.
-    if finished and not failed and git.conflicts:
+    if progress.succeeded and git.conflicts:
         confidence -= 0.3  # "succeeded" with an unmerged tree
-    if failed and git.commits_since_start:
+    if progress.failed and git.commits_since_start:
         confidence -= 0.2  # commits made while a step fails
-    if evidence["retried"] and not failed and not blocked:
+    if retried and not progress.failed and not progress.blocked:
         confidence -= 0.1  # flaky: success only after retries
-    return Insight(
-        recommendations=[r for r, _ in found], confidence=round(min(max(confidence, 0.05), 1.0), 2), evidence=evidence
-    )
+    return round(min(max(confidence, 0.05), 1.0), 2)
 
 
 EVIDENCE_NAMES = 20  # step ids an evidence list names; the run's metadata holds the advice

@@ -1,8 +1,9 @@
-"""Typed data shared by every layer: plans, command requests and results, advice, reports.
+"""Typed data shared by every layer: plans, blockers, advice, reports.
 
 Defined once here and reused by the CLI, the flows, the tasks and the blocks, so a plan read
-from YAML, a result stored in the database and the `--json` output are the same objects. A
-run's session record and its metadata document are in `src/autodev/core/session.py`.
+from YAML, a blocker stored in the database and the `--json` output are the same objects. A
+command's request and result are in `src/autodev/core/commands.py`; a run's session record and
+its metadata document are in `src/autodev/core/session.py`.
 """
 
 from __future__ import annotations
@@ -235,69 +236,6 @@ class Plan(_Strict):
         return self.defaults.model_copy(update=own)
 
 
-class CommandRequest(BaseModel):
-    """One command for a sandbox to run."""
-
-    command: str
-    timeout_s: float
-    stall_timeout_s: float
-    env: dict[str, str] = Field(default_factory=dict)
-    step_id: str | None = Field(
-        None, description="The step this is an attempt of: the sandbox keeps its log and exit status by it (none: no files)."
-    )
-    attempt: int = Field(1, ge=1, description="Which attempt of the step.")
-
-
-class AgentReport(BaseModel):
-    """What a coding-agent CLI reported in its event stream: the evidence of one agent round."""
-
-    agent: AgentName
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None  # when the agent says (Claude Code's total_cost_usd)
-    files_changed: list[str] = Field(default_factory=list)  # the files its edit tools changed
-    commands: int = 0  # shell commands it ran (they may have changed files too)
-    last_message: str | None = None
-    errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
-    events: int = 0  # how many events it printed
-
-    @property
-    def changed_nothing(self) -> bool:
-        """Neither an edit nor a command: as far as its events tell, the round did nothing."""
-        return not (self.files_changed or self.commands)
-
-
-class CommandResult(BaseModel):
-    """What happened to one command; the exit code comes from Docker or is None with a reason."""
-
-    status: CommandStatus
-    exit_code: int | None
-    exit_reason: str | None = None
-    started_at: datetime
-    finished_at: datetime
-    output_bytes: int = 0
-    output_tail: str = ""
-    log_path: str | None = None
-    sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
-    agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
-    round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-class StepAttempt(BaseModel):
-    """One attempt of one step, as kept in the results table."""
-
-    run_id: str
-    step_id: str
-    attempt: int
-    command: str
-    result: CommandResult
-    breaker_tripped: bool = False  # this attempt was the failure that tripped the breaker
-
-
 class Blocker(BaseModel):
     """A failed command, and whether it stopped the run (kind `stall` or `breaker`)."""
 
@@ -393,10 +331,3 @@ class RunReport(BaseModel):
     tasks: list[TaskReport] = Field(default_factory=list)  # each task's outcome, when the plan names tasks
     repository: RepositoryReport | None = None  # set for a run on a repository that exists
     orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died
-
-
-def summarise_output(tail: str, limit: int = 300) -> str:
-    """The last meaningful lines of an output tail, for blockers and notifications."""
-    lines = [ln for ln in re.split(r"\r?\n", tail) if ln.strip()]
-    text = " | ".join(lines[-3:])
-    return text[-limit:] if text else "(no output)"

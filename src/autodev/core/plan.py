@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from autodev.core.errors import BadInput
 from autodev.core.models import Plan
@@ -44,7 +45,7 @@ def validate_plan(data: dict[str, Any], source: str = "plan") -> Plan:
     return plan
 
 
-def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails, data: dict[str, Any]) -> str:
     loc = list(err["loc"])
     where = "top level"
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):

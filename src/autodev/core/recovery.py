@@ -14,8 +14,9 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 
+from autodev.core.commands import CommandResult
 from autodev.core.events import RunBlocked
-from autodev.core.models import Blocker, CommandResult, utcnow
+from autodev.core.models import Blocker, utcnow
 from autodev.core.session import LeftAttempt, SessionMetadata, SessionRecord
 
 LEASE_BEATS = 3  # a lease lasts this many heartbeat intervals

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from autodev.core.models import Blocker, Plan, RepositoryReport, RunReport, StepAttempt, StepReport, TaskReport, utcnow
+from autodev.core.commands import StepAttempt
+from autodev.core.models import Blocker, Plan, RepositoryReport, RunReport, StepReport, TaskReport, utcnow
 from autodev.core.recovery import heartbeat_delay_s, orchestrator_gone
 from autodev.core.session import SessionRecord
 
@@ -19,23 +20,38 @@ def build_report(
 ) -> RunReport:
     now = now or utcnow()
     last = {a.step_id: a for a in attempts}  # attempts come oldest first
-    queued = {q.step_id for q in session.metadata.queue}
     blocked = [s.id for s in session.plan.steps if step_states.get(s.id) == "blocked"]
-    waits = _waits_for(session.plan, set(blocked), step_states)
-    steps = []
+    steps = _steps(session, last, step_states, _waits_for(session.plan, set(blocked), step_states))
+    succeeded = sum(s.status == "succeeded" for s in steps)
+    newest: dict[str, Blocker] = {b.step_id: b for b in session.metadata.blockers if b.stops_the_run}
+    gone = orchestrator_gone(session, now)
+    return RunReport(
+        run_id=session.run_id,
+        status=session.status,
+        steps=steps,
+        success_rate=round(succeeded / len(steps), 4),
+        interventions=len(session.metadata.interventions),
+        next_actions=_next_actions(session, gone, now),
+        blockers=[newest[sid] for sid in blocked if sid in newest],
+        orchestrator_gone=gone,
+        tasks=_tasks(session.plan, {s.id: s.status for s in steps}),
+        repository=_repository(session, last),
+    )
+
+
+def _steps(
+    session: SessionRecord, last: dict[str, StepAttempt], states: dict[str, str], waits: dict[str, list[str]]
+) -> list[StepReport]:
+    """Each step's status and last attempt, in plan order."""
+    queued = {q.step_id for q in session.metadata.queue}
+    reports = []
     for step in session.plan.steps:
-        status = step_states.get(step.id)
-        if status is None:
-            if session.status == "running":
-                status = "running" if step.id in queued else "pending"
-            else:
-                status = "pending" if session.status == "blocked" else "skipped"
         a = last.get(step.id)
-        steps.append(
+        reports.append(
             StepReport(
                 id=step.id,
                 command=step.command,
-                status=status,
+                status=_status(session.status, states.get(step.id), queued=step.id in queued),
                 exit_code=a.result.exit_code if a else None,
                 duration_s=round(a.result.duration_s, 3) if a else 0.0,
                 attempts=a.attempt if a else 0,
@@ -43,26 +59,25 @@ def build_report(
                 waits_for=waits.get(step.id, []),
             )
         )
-    succeeded = sum(s.status == "succeeded" for s in steps)
-    newest: dict[str, Blocker] = {b.step_id: b for b in session.metadata.blockers if b.stops_the_run}
-    gone = orchestrator_gone(session, now)
-    next_actions = session.metadata.advice
-    if gone:
-        delay = heartbeat_delay_s(session.metadata, now)
-        beat = "it never recorded a heartbeat" if delay == float("inf") else f"its last heartbeat was {delay:.0f}s ago"
-        next_actions = [f"its orchestrator is gone ({beat}): continue it  ->  autodev resume {session.run_id}"]
-    return RunReport(
-        run_id=session.run_id,
-        status=session.status,
-        steps=steps,
-        success_rate=round(succeeded / len(steps), 4),
-        interventions=len(session.metadata.interventions),
-        next_actions=next_actions,
-        blockers=[newest[sid] for sid in blocked if sid in newest],
-        orchestrator_gone=gone,
-        tasks=_tasks(session.plan, {s.id: s.status for s in steps}),
-        repository=_repository(session, last),
-    )
+    return reports
+
+
+def _status(run_status: str, state: str | None, queued: bool) -> str:
+    """A step's status: its state, or for a step with none yet, what the run's status makes of it."""
+    if state is not None:
+        return state
+    if run_status == "running":
+        return "running" if queued else "pending"
+    return "pending" if run_status == "blocked" else "skipped"
+
+
+def _next_actions(session: SessionRecord, gone: bool, now: datetime) -> list[str]:
+    """The run's advice, or, when its orchestrator is gone, how to continue it."""
+    if not gone:
+        return session.metadata.advice
+    delay = heartbeat_delay_s(session.metadata, now)
+    beat = "it never recorded a heartbeat" if delay == float("inf") else f"its last heartbeat was {delay:.0f}s ago"
+    return [f"its orchestrator is gone ({beat}): continue it  ->  autodev resume {session.run_id}"]
 
 
 def _tasks(plan: Plan, statuses: dict[str, str]) -> list[TaskReport]:

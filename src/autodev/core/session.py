@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from autodev.core.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, StepAttempt, StepStatus, utcnow
+from autodev.core.commands import StepAttempt
+from autodev.core.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, StepStatus, utcnow
 
 DecisionAction = Literal["retry", "skip", "abort"]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect.utilities.annotations import quote
-
 from autodev.blocks.git_state import read_git_state
 from autodev.blocks.llm import LLM
 from autodev.blocks.replay import REPLAY_MODEL
@@ -23,6 +21,7 @@ from autodev.core.engine.machine import RunEngine
 from autodev.core.insights import advise
 from autodev.core.models import GitState, Insight
 from autodev.core.session import LLMCall
+from autodev.flows.arguments import as_is
 from autodev.tasks.insights import compute_insight
 
 
@@ -54,8 +53,8 @@ class RunAdvisor(Advisor):
             self._last_full = time.monotonic()
             # quote(): a large plan is costly for Prefect to look through
             advice = compute_insight(
-                self.run_id, quote(engine.plan), quote(statuses), quote(attempts), quote(blockers), str(self.workspace),
-                self.start_head, llm=quote(self.llm),
+                self.run_id, as_is(engine.plan), as_is(statuses), as_is(attempts), as_is(blockers), str(self.workspace),
+                self.start_head, llm=as_is(self.llm),
             )  # fmt: skip
             insight = advice.insight
             if advice.usage is not None:

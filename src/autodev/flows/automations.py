@@ -9,6 +9,7 @@ tell people, and mark flow runs whose process died as Crashed.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 from uuid import UUID
 
 from prefect.automations import Automation
@@ -67,62 +68,79 @@ REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
 
 
 def definitions(webhook_id: UUID, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> list[Automation]:
+    """Every automation autodev applies; each notifies through the webhook block `webhook_id`."""
+
     def notify(headline: str) -> CallWebhook:
         return CallWebhook(block_document_id=webhook_id, payload=payload_template(headline, ui_url))
 
     reactive = [
-        Automation(
-            name=name,
-            description=description,
-            trigger=EventTrigger(
-                expect={event.name}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1
-            ),
-            actions=[notify(headline)],
-        )
-        for name, event, headline, description in REACTIVE
+        reactive_automation(name, event, description, notify(headline)) for name, event, headline, description in REACTIVE
     ]
-    return reactive + [
-        Automation(
-            name="autodev: orchestrator heartbeat late",
-            description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
-            trigger=EventTrigger(
-                after={HeartbeatBeat.name},
-                expect={HeartbeatBeat.name, RunFinished.name, RunBlocked.name},
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(seconds=heartbeat_late_s),
-            ),
-            actions=[notify("autodev orchestrator heartbeat late")],
-        ),
-        Automation(
-            name="autodev: zombie flow run",
-            description=(
-                "Prefect's recipe: a flow run whose process stopped sending flow-run heartbeats is marked "
-                f"Crashed (flow processes need PREFECT_FLOWS_HEARTBEAT_FREQUENCY={FLOW_RUN_HEARTBEAT_S})."
-            ),
-            trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"},
-                expect={
-                    "prefect.flow-run.heartbeat",
-                    "prefect.flow-run.Completed",
-                    "prefect.flow-run.Failed",
-                    "prefect.flow-run.Cancelled",
-                    "prefect.flow-run.Crashed",
-                },
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(seconds=3 * FLOW_RUN_HEARTBEAT_S),
-            ),
-            actions=[
-                ChangeFlowRunState(state=StateType.CRASHED, message="No flow-run heartbeat for three beats."),
-                notify("autodev flow run crashed (no heartbeat)"),
-            ],
-        ),
+    return [
+        *reactive,
+        heartbeat_late_automation(heartbeat_late_s, notify("autodev orchestrator heartbeat late")),
+        zombie_automation(notify("autodev flow run crashed (no heartbeat)")),
     ]
+
+
+def reactive_automation(name: str, event: type[RunEvent], description: str, notification: CallWebhook) -> Automation:
+    """Notify each time a flow run emits `event`."""
+    return Automation(
+        name=name,
+        description=description,
+        trigger=EventTrigger(
+            expect={event.name}, match={"prefect.resource.id": "prefect.flow-run.*"}, posture=Posture.Reactive, threshold=1
+        ),
+        actions=[notification],
+    )
+
+
+def heartbeat_late_automation(heartbeat_late_s: float, notification: CallWebhook) -> Automation:
+    """Notify when a running run's orchestrator wrote no heartbeat for `heartbeat_late_s` seconds."""
+    return Automation(
+        name="autodev: orchestrator heartbeat late",
+        description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
+        trigger=EventTrigger(
+            after={HeartbeatBeat.name},
+            expect={HeartbeatBeat.name, RunFinished.name, RunBlocked.name},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=heartbeat_late_s),
+        ),
+        actions=[notification],
+    )
+
+
+def zombie_automation(notification: CallWebhook) -> Automation:
+    """Mark Crashed, and notify, a flow run whose process stopped sending Prefect's flow-run heartbeats."""
+    return Automation(
+        name="autodev: zombie flow run",
+        description=(
+            "Prefect's recipe: a flow run whose process stopped sending flow-run heartbeats is marked "
+            f"Crashed (flow processes need PREFECT_FLOWS_HEARTBEAT_FREQUENCY={FLOW_RUN_HEARTBEAT_S})."
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * FLOW_RUN_HEARTBEAT_S),
+        ),
+        actions=[
+            ChangeFlowRunState(state=StateType.CRASHED, message="No flow-run heartbeat for three beats."),
+            notification,
+        ],
+    )
 
 
 def apply(webhook_url: str, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> list[str]:
@@ -132,11 +150,11 @@ def apply(webhook_url: str, ui_url: str, heartbeat_late_s: float = HEARTBEAT_LAT
     webhook = Webhook(
         method="POST", url=webhook_url, headers={"Content-Type": "application/json"}, allow_private_urls=True
     )
-    webhook_id = webhook.save(WEBHOOK_BLOCK, overwrite=True)
+    webhook_id = cast(UUID, webhook.save(WEBHOOK_BLOCK, overwrite=True))
     names = []
     for automation in definitions(webhook_id, ui_url, heartbeat_late_s):
         try:
-            existing = Automation.read(name=automation.name)
+            existing = cast(Automation, Automation.read(name=automation.name))
         except (ObjectNotFound, ValueError):
             existing = None
         if existing is None:

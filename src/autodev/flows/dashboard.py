@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import time
+from typing import cast
+from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
@@ -35,9 +37,9 @@ class RunDashboard:
         self.plan = plan
         self.interval_s = interval_s
         self._last = 0.0
-        self._progress_id = create_progress_artifact(
+        self._progress_id = cast(UUID, create_progress_artifact(
             progress=0.0, key="autodev-progress", description=f"{plan.project}: steps finished"
-        )
+        ))  # fmt: skip
 
     def update(self, progress: Progress, running: set[str], force: bool = False) -> None:
         if not force and time.monotonic() - self._last < self.interval_s:

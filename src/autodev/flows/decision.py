@@ -47,7 +47,7 @@ def ask_for_decision(
     resumed later). The form starts on the first blocked step."""
     first = blockers[0]
     try:
-        return pause_flow_run(
+        answer = pause_flow_run(
             wait_for_input=decision_form(blockers, run_id).with_initial_data(
                 step=first.step_id,
                 action="skip" if first.kind == "manual" else "retry",
@@ -55,6 +55,7 @@ def ask_for_decision(
             timeout=int(timeout_s),
             poll_interval=max(1, min(10, int(timeout_s // 4) or 1)),
         )
+        return Decision.model_validate(answer.model_dump(include=set(Decision.model_fields)))
     except FlowPauseTimeout:
         back_to_running("no decision in time")
         logger.warning(

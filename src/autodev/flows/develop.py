@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect import runtime as prefect_runtime
@@ -24,6 +25,7 @@ from autodev.core.decomposition import Decomposition
 from autodev.core.errors import AutodevError, BadInput, RunFailed
 from autodev.core.models import Plan, RepositoryReport, utcnow
 from autodev.core.plan import load_plan
+from autodev.core.repository import RepoMap
 from autodev.core.scaffold import (
     Requirements,
     check_new_workspace,
@@ -91,43 +93,80 @@ def develop(
     `template` overrides the one the requirements name; `confirm=False` runs a plan no model
     made without asking; `replay` names a file of stored model responses, used when no model
     is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
-    instead of requirements (a plan, or a plan file's path), it runs that plan as `autodev exec`
-    does (the workspace may exist).
+    (or a plan file's path) instead, it runs that plan as `autodev exec` does.
     """
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if (requirements is None) == (plan is None):
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     if plan is not None:
-        plan = load_plan(plan) if isinstance(plan, str) else plan  # a plan file's path, or a plan
-        workspace = workspace or str(runtime().settings.new_workspace(plan.project))
-        return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
+        return run_given_plan(plan, workspace, replay, blocks)
+    assert requirements is not None
     wanted = read_requirements(requirements)
-    repository = Path(workspace) if workspace and is_repository(Path(workspace)) else None
-    workspace = workspace or str(runtime().settings.new_workspace(wanted.project))
-    if repository is None:
-        check_new_workspace(Path(workspace))  # before any model call or question
-    repo_map = read_repo_map(repository) if repository else None
-    with runtime().model(llm_block, replay, get_run_logger().info) as llm:
-        decomposition = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
+    target = choose_target(workspace, wanted)
+    decomposition = make_plan(wanted, template, target.repo_map, llm_block, replay)
     show_plan(decomposition)
-    pauses: list[Pause] = []
-    if decomposition.source == "template" and confirm:
-        try:
-            pauses.append(ask_for_confirmation(decomposition))
-        except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
-            get_run_logger().error(str(exc))
-            return Failed(message=str(exc), data=exc)
-    if repository is None:
-        scaffold(workspace, wanted, decomposition.template, decomposition.files)
-        branch = None
-    else:
-        branch = open_branch(repository, wanted.project, repo_map.left_out)
-        workspace = branch.worktree
-    origin = origin_of(decomposition, requirements)
+    try:
+        pauses = [ask_for_confirmation(decomposition)] if decomposition.source == "template" and confirm else []
+    except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc), data=exc)
+    workspace, branch = set_up_workspace(target, wanted, decomposition)
+    return run_developed_plan(decomposition, requirements, workspace, branch, pauses, replay, blocks)
+
+
+class Target(NamedTuple):
+    """Where a development run works: a new directory, or a repository to branch, with its map."""
+
+    workspace: str
+    repository: Path | None = None
+    repo_map: RepoMap | None = None
+
+
+def run_given_plan(plan: Plan | str, workspace: str | None, replay: str | None, blocks: dict[str, str | None]):
+    """Run a plan (or a plan file's path) as `autodev exec` does; the workspace may exist."""
+    plan = load_plan(plan) if isinstance(plan, str) else plan
+    workspace = workspace or str(runtime().settings.new_workspace(plan.project))
+    return outcome_of(run_plan(plan=plan, workspace=workspace, replay=replay, return_state=True, **blocks))
+
+
+def choose_target(workspace: str | None, wanted: Requirements) -> Target:
+    """`workspace` if it is a git repository with commits (with its map, for the plan), else a new
+    directory (`workspace`, or one under AUTODEV_WORKSPACE_ROOT) checked before any model call or question."""
+    if workspace and is_repository(Path(workspace)):
+        return Target(workspace, Path(workspace), read_repo_map(Path(workspace)))
+    workspace = workspace or str(runtime().settings.new_workspace(wanted.project))
+    check_new_workspace(Path(workspace))
+    return Target(workspace)
+
+
+def make_plan(
+    wanted: Requirements, template: str | None, repo_map: RepoMap | None, llm_block: str | None, replay: str | None
+) -> Decomposition:
+    """The plan for the requirements: for the repository of `repo_map`, or for a template; the
+    model's, or the template's with manual guidance."""
+    with runtime().model(llm_block, replay, get_run_logger().info) as llm:
+        return decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
+
+
+def set_up_workspace(target: Target, wanted: Requirements, decomposition: Decomposition) -> tuple[str, RepositoryReport | None]:
+    """Where the plan runs: the new directory scaffolded from the template (its first git commit),
+    or the repository's new branch in a worktree of its own (with the branch, for the run's report)."""
+    if target.repository is None:
+        scaffold(target.workspace, wanted, decomposition.template, decomposition.files)
+        return target.workspace, None
+    branch = open_branch(target.repository, wanted.project, target.repo_map.left_out if target.repo_map else [])
+    return branch.worktree, branch
+
+
+def run_developed_plan(
+    decomposition: Decomposition, requirements: str, workspace: str, branch: RepositoryReport | None, pauses: list[Pause],
+    replay: str | None, blocks: dict[str, str | None],
+):  # fmt: skip
+    """Run the plan flow on the plan, with where it came from; this flow's return for its outcome."""
     state = run_plan(
-        plan=decomposition.plan, workspace=workspace, origin=origin, pauses=pauses, replay=replay, repository=branch,
-        return_state=True, **blocks,
-    )
+        plan=decomposition.plan, workspace=workspace, origin=origin_of(decomposition, requirements), pauses=pauses,
+        replay=replay, repository=branch, return_state=True, **blocks,
+    )  # fmt: skip
     return outcome_of(state)
 
 

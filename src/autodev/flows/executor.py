@@ -13,15 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prefect.futures import PrefectFuture
-from prefect.utilities.annotations import quote
 
 from autodev.blocks.llm import LLM
 from autodev.blocks.sandbox import SandboxSession
+from autodev.core.commands import CommandResult
 from autodev.core.engine.effects import AttemptSpec
 from autodev.core.engine.inputs import AttemptEnded
 from autodev.core.engine.loop import Executor
 from autodev.core.errors import CommandFailed
-from autodev.core.models import CommandResult, utcnow
+from autodev.core.models import utcnow
+from autodev.flows.arguments import as_is
 from autodev.tasks.agent import run_agent
 from autodev.tasks.run_command import Attempt, run_command
 
@@ -45,11 +46,11 @@ class PrefectExecutor(Executor):
             self.sandbox.close()
             self.sandbox, self._sandbox_lost = self.open_sandbox(), False
         attempt = Attempt(spec, self.sandbox, self.channel, self.workspace, self.tail_bytes, self.live_log_bytes)
-        # quote(): handed over as they are; Prefect need not look inside them.
         if spec.command is None:
-            future = run_agent.submit(spec.step.id, quote(attempt), quote(self.llm))
+            assert self.llm is not None  # the engine starts the built-in agent only with a model
+            future = run_agent.submit(spec.step.id, as_is(attempt), as_is(self.llm))
         else:
-            future = run_command.submit(spec.step.id, quote(attempt))
+            future = run_command.submit(spec.step.id, as_is(attempt))
         future.add_done_callback(lambda done: self._ended_by_its_task(spec, done))
 
     def next_ended(self, timeout_s: float) -> AttemptEnded | None:

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Failed
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from autodev.blocks.git_state import commit_all
 from autodev.core.errors import RunFailed
 from autodev.core.evaluation import evaluate, render_report
 from autodev.core.models import RunReport, utcnow
+from autodev.core.session import RunEvaluation
 from autodev.flows.develop import develop
 from autodev.flows.runtime import runtime
 
@@ -51,46 +52,19 @@ def nightly_experiments(
     llm_block: str | None = None,
 ):
     """Develop every experiment from its requirements, one after another, and report the night."""
-    logger = get_run_logger()
     settings = runtime().settings
     use_model = bool(llm_block or settings.llm_model)
     night = Path(workspace_root or settings.workspace_root) / f"nightly-{datetime.now():%Y%m%d-%H%M%S}"
+    blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     reports: list[RunReport] = []
     problems: list[str] = []
     for experiment in experiments:
         name = Path(experiment.requirements).stem.removesuffix("_requirements")
-        workspace = night / name
-        if experiment.repository:  # the user's repository, as a user has it: committed
-            shutil.copytree(experiment.repository, workspace)
-            commit_all(workspace, f"{name}: the repository as it was")
-        state = develop(
-            requirements=experiment.requirements,
-            workspace=str(workspace),
-            confirm=False,  # nobody is awake to confirm: a template's plan runs as it is
-            replay=None if use_model else experiment.replay,
-            sandbox_block=sandbox_block,
-            state_store_block=state_store_block,
-            llm_block=llm_block,
-            return_state=True,
-        )
-        outcome = state.result(raise_on_failure=False)
-        report = outcome.report if isinstance(outcome, RunFailed) else outcome
-        if isinstance(report, RunReport):
-            reports.append(report)
-            logger.info("%s: %s, success rate %.0f%%", name, report.status, 100 * report.success_rate)
-            if report.status != "succeeded":
-                problems.append(f"{name} {report.status}")
-        else:
-            problems.append(f"{name} did not run: {outcome}")
-            logger.error("%s did not run: %s", name, outcome)
-    store = runtime().store(state_store_block)
-    try:
-        evaluations = []
-        for r in reports:
-            session = store.sessions.get(r.run_id)
-            evaluations.append(evaluate(session, store.attempts.of(r.run_id), store.attempts.states(r.run_id), store.attempts.model_calls(r.run_id)))
-    finally:
-        store.close()
+        outcome = run_experiment(experiment, night / name, use_model, blocks)
+        if isinstance(outcome, RunReport):
+            reports.append(outcome)
+        problems += note_outcome(name, outcome)
+    evaluations = evaluate_runs(reports, state_store_block)
     if evaluations:
         create_markdown_artifact(
             key="nightly-report", markdown=render_report(evaluations, utcnow()), description="the night's experiments"
@@ -98,3 +72,45 @@ def nightly_experiments(
     if problems:
         return Failed(message="; ".join(problems))
     return [r.run_id for r in reports]
+
+
+def run_experiment(experiment: Experiment, workspace: Path, use_model: bool, blocks: dict[str, str | None]) -> object:
+    """Develop one experiment in `workspace`: the run's report, or what came back instead if it did not run."""
+    if experiment.repository:  # the user's repository, as a user has it: committed
+        shutil.copytree(experiment.repository, workspace)
+        commit_all(workspace, f"{workspace.name}: the repository as it was")
+    state: State = develop(  # type: ignore[assignment] # return_state=True: the flow's final state, run here
+        requirements=experiment.requirements,
+        workspace=str(workspace),
+        confirm=False,  # nobody is awake to confirm: a template's plan runs as it is
+        replay=None if use_model else experiment.replay,
+        return_state=True,
+        **blocks,
+    )
+    outcome = state.result(raise_on_failure=False)
+    report = outcome.report if isinstance(outcome, RunFailed) else outcome
+    return report if isinstance(report, RunReport) else outcome
+
+
+def note_outcome(name: str, outcome: object) -> list[str]:
+    """Log how an experiment went; what the night's result names as a problem of it (nothing if it succeeded)."""
+    logger = get_run_logger()
+    if not isinstance(outcome, RunReport):
+        logger.error("%s did not run: %s", name, outcome)
+        return [f"{name} did not run: {outcome}"]
+    logger.info("%s: %s, success rate %.0f%%", name, outcome.status, 100 * outcome.success_rate)
+    return [] if outcome.status == "succeeded" else [f"{name} {outcome.status}"]
+
+
+def evaluate_runs(reports: list[RunReport], state_store_block: str | None) -> list[RunEvaluation]:
+    """The evaluation of each run, from what it recorded in the state store."""
+    store = runtime().store(state_store_block)
+    try:
+        evaluations = []
+        for r in reports:
+            session = store.sessions.get(r.run_id)
+            assert session is not None, r.run_id  # the run recorded itself before it reported
+            evaluations.append(evaluate(session, store.attempts.of(r.run_id), store.attempts.states(r.run_id), store.attempts.model_calls(r.run_id)))
+    finally:
+        store.close()
+    return evaluations

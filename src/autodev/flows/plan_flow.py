@@ -50,7 +50,7 @@ def _flow_run_name() -> str:
     if isinstance(plan, str):  # a plan file's path
         project = Path(plan).stem
     else:
-        project = plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan")
+        project = str(plan.get("project") if isinstance(plan, dict) else getattr(plan, "project", "plan"))
     return f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -82,14 +82,12 @@ def run_plan(
     """Run every step of `plan` (or of the plan file at that path, as this process sees the file
     system) in a Docker sandbox with `workspace` mounted at /workspace.
 
-    `continue_run` (with a `decision`) continues a blocked run recorded earlier, from its
-    first unfinished step, in the same workspace. `sandbox_block`, `state_store_block` and
-    `llm_block` name blocks saved in Prefect (created or edited in the UI); without them the
-    AUTODEV_* settings apply. `origin` says where the plan came from and `pauses` where it
-    waited for a person before the run began (both kept with the run); `replay` names a file
-    of stored model responses to use when no model is configured. `repository` says the
-    workspace is a worktree of a repository that exists (its branch gets a commit per agent
-    round, and the run's report shows the branch's changes).
+    `continue_run` (with a `decision`) continues a run recorded earlier, in the same workspace.
+    `sandbox_block`, `state_store_block` and `llm_block` name blocks saved in Prefect (the UI);
+    without them the AUTODEV_* settings apply. `origin` says where the plan came from and
+    `pauses` where it waited for a person before the run began; `replay` names stored model
+    responses to use when no model is configured; `repository` says the workspace is a
+    worktree of a repository that exists (a commit per agent round, its branch in the report).
     """
     lifted = secrets_of(load_plan(plan) if isinstance(plan, str) else plan)
     workspace_path = Path(workspace).resolve()
@@ -106,11 +104,17 @@ def run_plan(
             raise
     finally:
         store.close()
-    if report.status != "succeeded":
-        failed = [s.id for s in report.steps if s.status not in ("succeeded", "skipped")]
-        message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
-        return Failed(message=message, data=RunFailed(message, report))
-    return report
+    return outcome_of(report)
+
+
+def outcome_of(report: RunReport) -> RunReport | State:
+    """The flow run's end: the report; a Failed state carrying it when a step did not succeed
+    (Prefect 3 does not fail a flow for its failed tasks)."""
+    if report.status == "succeeded":
+        return report
+    failed = [s.id for s in report.steps if s.status not in ("succeeded", "skipped")]
+    message = f"run {report.status}: step(s) {', '.join(failed)} did not succeed"
+    return Failed(message=message, data=RunFailed(message, report))
 
 
 def _open(store: Store, plan: Plan, workspace: Path, doc: SessionMetadata, continue_run: str | None) -> tuple[StoreRecorder, SessionRecord]:

@@ -28,7 +28,7 @@ from autodev.core.engine.state import RunState
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.evaluation import evaluate
 from autodev.core.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
-from autodev.core.models import Plan, RunReport
+from autodev.core.models import Plan, RunReport, RunStatus
 from autodev.core.recovery import holder_gone_here
 from autodev.core.report import build_report
 from autodev.core.session import Lease, LLMCall, RunWrite, SessionMetadata, SessionRecord
@@ -165,10 +165,10 @@ class StoreRecorder(Recorder):
         self._release()
         self.events.emit(RunFinished(status="failed", reason="crashed"))
 
-    def _amend(self, phase: str, status: str | None = None) -> None:
+    def _amend(self, phase: str, status: RunStatus | None = None) -> None:
         """The run's document as last written (or stored), with a new phase."""
         doc = self._doc or _session(self.store, self.run_id).metadata
-        self.store.write(RunWrite(run_id=self.run_id, metadata=doc.model_copy(update={"phase": phase}), status=status))  # type: ignore[arg-type]
+        self.store.write(RunWrite(run_id=self.run_id, metadata=doc.model_copy(update={"phase": phase}), status=status))
 
     def _release(self) -> None:
         if self.lease is not None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from autodev.core.models import Plan
 from autodev.core.settings import Settings, load_settings
@@ -32,7 +32,7 @@ class Runtime:
         """The state store, open: the block saved under `block_name`, or AUTODEV_DATABASE_URL's."""
         from autodev.blocks.store import StateStore
 
-        config = StateStore.load(block_name) if block_name else StateStore(database_url=self.settings.database_url)
+        config = cast(StateStore, StateStore.load(block_name)) if block_name else StateStore(database_url=self.settings.database_url)
         return config.connect(retry_s=self.settings.store_retry_s)
 
     def sandbox(self, block_name: str | None, plan: Plan) -> DockerSandbox:
@@ -41,7 +41,7 @@ class Runtime:
         from autodev.blocks.sandbox.docker import DockerSandbox
 
         s = self.settings
-        config = DockerSandbox.load(block_name) if block_name else DockerSandbox(image=s.image, memory=s.sandbox_memory, pids_limit=s.sandbox_pids)
+        config = cast(DockerSandbox, DockerSandbox.load(block_name)) if block_name else DockerSandbox(image=s.image, memory=s.sandbox_memory, pids_limit=s.sandbox_pids)
         return config.model_copy(update={"image": plan.image or config.image, "network": plan.network or config.network})
 
     def llm(self, block_name: str | None = None) -> LLM | None:
@@ -49,7 +49,7 @@ class Runtime:
         from autodev.blocks.llm import LLM
 
         if block_name:
-            return LLM.load(block_name)
+            return cast(LLM, LLM.load(block_name))
         s = self.settings
         if not s.llm_model:
             return None

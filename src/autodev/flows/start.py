@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from prefect import Flow
@@ -39,7 +39,7 @@ def start_flow(flow: Flow, **parameters: Any) -> State:
     """Run `flow` with `parameters` as a new flow run: its final state (as `return_state=True`)."""
     parameters = get_call_parameters(flow.fn, (), parameters)  # with the defaults, as a call has them
     flow_run = create_flow_run(flow, parameters)
-    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    return cast(State, run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state"))
 
 
 def create_flow_run(flow: Flow, parameters: dict[str, Any]) -> FlowRun:

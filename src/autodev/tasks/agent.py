@@ -12,17 +12,19 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from autodev.blocks.llm import LLM, LLMError
 from autodev.core.agent import AGENT_FAILED, AGENT_PROMPT, AgentEdits, agent_request, apply_edits_command, check_edits
+from autodev.core.commands import CommandResult
 from autodev.core.errors import BadInput
-from autodev.core.models import CommandResult, LLMUsage, utcnow
+from autodev.core.models import LLMUsage, utcnow
 from autodev.core.session import LLMCall
 from autodev.tasks.run_command import Attempt, finish, output_capture, run_captured
 
 
-@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
+@task(task_run_name="{step_id}", cache_policy=NO_CACHE, persist_result=False)
 def run_agent(step_id: str, attempt: Attempt, llm: LLM) -> CommandResult | State:
     """Ask the model for edits to the step's files (default: those that held TODO markers when
     the run began) and apply them in the sandbox, under the attempt's clocks, log and marks (its

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from autodev.blocks.llm import LLM, LLMError
@@ -53,7 +54,7 @@ def template_for(
     return choice.model_copy(update={"reason": f"{choice.reason}; the model picked no other: {picked.why}", "usage": usage})
 
 
-@task(name="decompose", task_run_name="decompose", cache_policy=None, persist_result=False)
+@task(name="decompose", task_run_name="decompose", cache_policy=NO_CACHE, persist_result=False)
 def decompose(requirements: Requirements, template: str | None, llm: LLM | None) -> Decomposition:
     """The template (named, picked by the model, or the generic one), its files rendered, and a
     plan for them: the model's (one repair attempt when its answer does not validate), or, when
@@ -89,7 +90,7 @@ def plan_for(
     )
 
 
-@task(name="decompose", task_run_name="decompose-repository", cache_policy=None, persist_result=False)
+@task(name="decompose", task_run_name="decompose-repository", cache_policy=NO_CACHE, persist_result=False)
 def decompose_repository(requirements: Requirements, repo: RepoMap, llm: LLM | None) -> Decomposition:
     """A plan for tasks in a repository that exists: the model's, or one agent step and the
     tests per task, with manual guidance; a baseline run of the tests comes first either way."""

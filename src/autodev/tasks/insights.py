@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from autodev.blocks.git_state import read_git_state
 from autodev.blocks.llm import LLM, LLMError
@@ -13,11 +15,11 @@ from autodev.core.insights import REFINE_PROMPT, Advice, ModelAdvice, advise, re
 from autodev.core.models import Blocker, Insight, Plan
 
 
-@task(name="insights", task_run_name="insights", cache_policy=None, persist_result=False)
+@task(name="insights", task_run_name="insights", cache_policy=NO_CACHE, persist_result=False)
 def compute_insight(
     run_id: str,
     plan: Plan,
-    statuses: dict[str, str | None],
+    statuses: Mapping[str, str | None],
     attempts: dict[str, int],
     blockers: list[Blocker],
     workspace: str,

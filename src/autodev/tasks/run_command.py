@@ -14,17 +14,18 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from autodev.blocks.git_state import RoundNotCommitted, change_digest, commit_round
 from autodev.blocks.sandbox import SandboxSession
 from autodev.core.agents import AgentStream
+from autodev.core.commands import AgentReport, CommandRequest, CommandResult
 from autodev.core.engine.effects import AttemptSpec
 from autodev.core.engine.inputs import AttemptEnded
 from autodev.core.engine.judge import judge
 from autodev.core.engine.loop import ResultChannel
 from autodev.core.errors import CommandFailed
-from autodev.core.models import AgentReport, CommandRequest, CommandResult
 from autodev.core.output import OutputCapture
 from autodev.core.progress import ProgressMeter
 from autodev.core.session import LLMCall
@@ -74,7 +75,7 @@ class Attempt:
         )  # fmt: skip
 
 
-@task(task_run_name="{step_id}", cache_policy=None, persist_result=False)
+@task(task_run_name="{step_id}", cache_policy=NO_CACHE, persist_result=False)
 def run_command(step_id: str, attempt: Attempt) -> CommandResult | State:
     """Run the command, streaming its output into this task's log. A command that did not
     succeed ends the task run Failed (red in the UI); the state's data is a CommandFailed

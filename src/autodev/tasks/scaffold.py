@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from autodev.blocks.git_state import commit_all
 from autodev.core.errors import BadInput
@@ -13,7 +14,7 @@ from autodev.core.scaffold import Requirements, check_new_workspace, find_todos
 REQUIREMENTS_FILE = "REQUIREMENTS.md"  # kept in the workspace so agents and people can read it
 
 
-@task(name="scaffold", task_run_name="scaffold", cache_policy=None, persist_result=False)
+@task(name="scaffold", task_run_name="scaffold", cache_policy=NO_CACHE, persist_result=False)
 def scaffold(workspace: str, requirements: Requirements, template: str, files: dict[str, str]) -> str:
     """Write the rendered `files` into an empty `workspace`, then commit them; the commit's sha.
 

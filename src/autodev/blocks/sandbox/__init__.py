@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-from autodev.core.models import CommandRequest, CommandResult
+from autodev.core.commands import CommandRequest, CommandResult
 
 # Takes each chunk of output; False when the chunk shows no progress (it leaves the stall clock as
 # it is), anything else when it does.

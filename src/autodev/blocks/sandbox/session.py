@@ -27,7 +27,8 @@ import requests.exceptions
 
 from autodev.blocks.sandbox import OutputSink, SandboxSession
 from autodev.blocks.sandbox.layout import MARKER_VAR, attempt_key, exit_path, log_path, read_exit_status
-from autodev.core.models import CommandRequest, CommandResult, utcnow
+from autodev.core.commands import CommandRequest, CommandResult
+from autodev.core.models import utcnow
 
 CONTAINER_WORKSPACE = "/workspace"
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
@@ -193,7 +194,7 @@ class DockerSandboxSession(SandboxSession):
             next_poll = time.monotonic() + poll_in
 
     def _kill_marked(self, marker: str) -> None:
-        with contextlib.suppress(ENGINE_ERRORS):
+        with contextlib.suppress(*ENGINE_ERRORS):
             self.container.exec_run(["/bin/sh", "-c", KILL_MARKED, "autodev-kill", marker])
 
     def close(self) -> None:

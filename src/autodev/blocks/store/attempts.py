@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from autodev.blocks.store.database import Cursor, Database, load_ts
-from autodev.core.models import AgentReport, CommandResult, StepAttempt, StepStatus, utcnow
+from autodev.core.commands import AgentReport, CommandResult, StepAttempt
+from autodev.core.models import StepStatus, utcnow
 from autodev.core.session import LLMCall
 
 ATTEMPT_COLUMNS = (

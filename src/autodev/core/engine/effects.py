@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from autodev.core.commands import StepAttempt
 from autodev.core.events import RunEvent
-from autodev.core.models import AgentName, Plan, RunStatus, Step, StepAttempt, StepDefaults, StepStatus
+from autodev.core.models import AgentName, Plan, RunStatus, Step, StepDefaults, StepStatus
 from autodev.core.redact import Redactor
 from autodev.core.session import LLMCall
 

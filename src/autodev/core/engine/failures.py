@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from autodev.core.agent import failure_evidence
+from autodev.core.commands import StepAttempt
 from autodev.core.diagnosis import diagnose, fingerprint
 from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
 from autodev.core.engine.rules import Block, Failure, Retry, SendBack, Settle, verdict_for
 from autodev.core.events import CommandFailed, FeedbackRound, StepStalled
-from autodev.core.models import Blocker, Step, StepAttempt
+from autodev.core.models import Blocker, Step
 
 LOST_SANDBOX_ACTION = (
     "the Docker engine stopped or restarted under the run: once `autodev doctor` shows it back, "

@@ -10,7 +10,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from autodev.core.models import CommandResult, Insight, RepositoryReport, StepAttempt
+from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.models import Insight, RepositoryReport
 from autodev.core.session import Decision, LeftAttempt, LLMCall
 
 

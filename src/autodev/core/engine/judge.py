@@ -3,8 +3,9 @@ the task run's own verdict in the Prefect UI says what the run does."""
 
 from __future__ import annotations
 
+from autodev.core.commands import CommandResult
 from autodev.core.diagnosis import failed_tests
-from autodev.core.models import CommandResult, Step
+from autodev.core.models import Step
 
 
 def judge(step: Step, result: CommandResult, baseline_output: str = "") -> CommandResult:
@@ -17,14 +18,14 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
         return result
     report = result.agent
     if result.status == "succeeded" and report and report.errors and report.changed_nothing:
-        why = f"the agent exited 0 but reported errors and changed nothing: {report.errors[-1]}"
-        return result.model_copy(update={"status": "failed", "exit_reason": why[:500]})
+        idle = f"the agent exited 0 but reported errors and changed nothing: {report.errors[-1]}"
+        return result.model_copy(update={"status": "failed", "exit_reason": idle[:500]})
     if step.expect == "any":
         return result.model_copy(update={"status": "succeeded", "exit_reason": "the baseline: how the tests stood before any change"})
     if step.expect == "tests-fail":
         if result.exit_code in (1, 2):  # failed; or (pytest's 2) could not import what does not exist yet
             return result.model_copy(update={"status": "succeeded", "exit_reason": "the tests fail, as they must before the code exists"})
-        why = "the tests passed before the code exists: they do not test it" if result.exit_code == 0 else result.exit_reason
+        why: str | None = "the tests passed before the code exists: they do not test it" if result.exit_code == 0 else result.exit_reason
         return result.model_copy(update={"status": "failed", "exit_reason": why})
     if step.baseline and result.status == "failed":
         before, now = failed_tests(baseline_output), failed_tests(result.output_tail)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from autodev.core.agent import agent_cli_command
 from autodev.core.agents import agent_call, agent_template, preset_of
+from autodev.core.commands import StepAttempt
 from autodev.core.engine.decisions import DecisionHandling
 from autodev.core.engine.effects import AttemptSpec, Effects, Note
 from autodev.core.engine.failures import FailureHandling
@@ -33,7 +34,7 @@ from autodev.core.engine.restore import Restoring
 from autodev.core.engine.rules import Hold, Start, hold_for
 from autodev.core.events import CommandFinished, InsightChanged
 from autodev.core.insights import changed as insight_changed
-from autodev.core.models import Blocker, Step, StepAttempt
+from autodev.core.models import Blocker, Step
 from autodev.core.secrets import step_env
 from autodev.core.session import Heartbeat, LastCommandResult, LLMCall, Pause, QueueEntry
 

@@ -4,10 +4,10 @@ behind are settled (one that finished meanwhile counts as it ended; it is not ru
 
 from __future__ import annotations
 
+from autodev.core.commands import StepAttempt
 from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
 from autodev.core.engine.inputs import AttemptEnded, Restore
-from autodev.core.models import StepAttempt
 from autodev.core.recovery import left_result
 from autodev.core.session import LeftAttempt, QueueEntry
 

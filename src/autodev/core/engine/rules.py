@@ -19,7 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
-from autodev.core.models import CommandResult, Step, StepDefaults
+from autodev.core.commands import CommandResult
+from autodev.core.models import Step, StepDefaults
 
 NO_AGENT = "no coding agent for this step: no model is configured (AUTODEV_LLM_MODEL) and it has no agent or agent_command"
 

@@ -6,6 +6,7 @@ Pure logic over a validated plan and the run's state; the engine asks it at ever
 from __future__ import annotations
 
 import itertools
+from collections.abc import Set as AbstractSet
 
 from autodev.core.engine.state import RunState
 from autodev.core.models import FAILED_STATUSES, Plan, RunStatus, Step, StepStatus
@@ -124,7 +125,7 @@ class Progress:
             self._set(sid, "skipped")
         return rest
 
-    def restore(self, states: dict[str, str], skipped_by_a_person: set[str] = frozenset()) -> None:
+    def restore(self, states: dict[str, str], skipped_by_a_person: AbstractSet[str] = frozenset()) -> None:
         """Continue a run from what the store recorded: settled steps stay as they are (a failed
         step stays failed, and what it skipped stays skipped); a step a person skipped counts as
         done for what depends on it. Steps with no final state (pending, running) run."""
