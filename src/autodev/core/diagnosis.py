@@ -1,7 +1,7 @@
 """Reading a failed command's evidence: an error summary, a suggested action, a fingerprint.
 
 Pure rules over the exit code, the status and the output tail, so a notification can say what
-broke and what to try, and the failure breaker (`src/autodev/core/policy.py`) can tell the same failure
+broke and what to try, and the failure breaker (`src/autodev/core/engine/state.py`) can tell the same failure
 from a new one.
 """
 

@@ -4,7 +4,7 @@ document lists, and the plan when no model makes one. Pure functions over what
 
 The work happens on a new branch in a git worktree, so the user's checkout is never touched; a
 baseline run of the tests comes before any change, and a check that has the baseline does not
-blame the agent for tests that already failed there (`src/autodev/core/policy.py`, `judge`).
+blame the agent for tests that already failed there (`src/autodev/core/engine/judge.py`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""A run as the state store keeps it: the session record, its metadata document, and the changes
-a loop iteration makes to that document.
+"""A run as the state store keeps it: the session record, its metadata document, and what one
+write of a run holds.
 
 The metadata is the seed's `agent_sessions.metadata`: the last command result, the newest 20
-results, the phase, the blockers, the dispatch queue, the heartbeat and the advice. Every change
-to it is a `MetadataChanges`, merged per loop iteration and written at once by the recorder
-(`src/autodev/flows/recorder.py`), so a change is data a test can read, not a closure.
+results, the phase, the blockers, the dispatch queue, the heartbeat and the advice. It is the
+part of the run engine's state (`autodev/core/engine/state.py`) the store keeps; the recorder
+(`autodev/flows/recorder.py`) writes it whole, with the answer's attempts, in one `RunWrite`.
 """
 
 from __future__ import annotations

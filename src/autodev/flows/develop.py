@@ -7,9 +7,9 @@ model made, scaffold the workspace as its first git commit, then run the plan fl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect import runtime as prefect_runtime
@@ -114,7 +114,8 @@ def develop(
     return run_developed_plan(decomposition, requirements, workspace, branch, pauses, replay, blocks)
 
 
-class Target(NamedTuple):
+@dataclass(frozen=True)
+class Target:
     """Where a development run works: a new directory, or a repository to branch, with its map."""
 
     workspace: str

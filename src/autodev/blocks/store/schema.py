@@ -82,7 +82,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE agent_sessions ADD COLUMN lease_until {ts}",
         ],
     ),
-    # What an agent CLI's event stream reported for the attempt (autodev.models.AgentReport, JSON).
+    # What an agent CLI's event stream reported for the attempt (autodev.core.commands.AgentReport, JSON).
     (7, ["ALTER TABLE step_results ADD COLUMN agent TEXT"]),
     (
         8,
