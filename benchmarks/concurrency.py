@@ -56,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autodev.cli.warm_registry import running_warm_processes, socket_path  # noqa: E402
+from autodev.cli.warm import running_warm_processes, socket_path  # noqa: E402
 from benchmarks.batch_report import Batch, Child, one_run_of, print_batch, print_raw_batch, summarize  # noqa: E402
 from benchmarks.references import execs_at_once, reference_containers  # noqa: E402
 from tests.services import postgres_bindir, throwaway_postgres  # noqa: E402

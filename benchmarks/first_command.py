@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from autodev.blocks.prefect_server import ManagedServer
-    from autodev.cli.warm_registry import socket_path
+    from autodev.cli.warm import socket_path
 
     with tempfile.TemporaryDirectory(prefix="autodev-first-") as tmp:
         workdir = Path(tmp)

@@ -43,7 +43,7 @@ def autodev_home() -> Iterator[Path]:
     """The session's autodev home: at the end, the warm processes commands run with
     AUTODEV_WARM=on started there are stopped, and it is removed."""
     yield Path(os.environ["AUTODEV_HOME"])
-    from autodev.cli.warm_registry import stop_warm_processes
+    from autodev.cli.warm import stop_warm_processes
 
     stop_warm_processes()
     shutil.rmtree(os.environ["AUTODEV_HOME"], ignore_errors=True)

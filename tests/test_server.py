@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from autodev.blocks.prefect_server import ManagedServer
-from autodev.cli.warm_registry import stop_warm_processes
+from autodev.cli.warm import stop_warm_processes
 from tests.helpers import AUTODEV
 
 PLAN = "project: served\nsteps:\n  - {id: hello, run: 'echo hello'}\n"

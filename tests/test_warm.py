@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from autodev.blocks.sandbox.leftovers import remove_run_containers
-from autodev.cli.warm_registry import code_version, running_warm_processes, socket_path, start_warm_process
+from autodev.cli.warm import code_version, running_warm_processes, socket_path, start_warm_process
 from tests.helpers import AUTODEV
 
 SLEEPY_PLAN = "project: warm\nsteps:\n  - {id: nap, run: 'sleep 60'}\n"
@@ -183,14 +183,14 @@ def test_a_warm_process_stops_by_itself_when_idle():
 
 
 def test_another_version_of_the_code_has_a_warm_process_of_its_own(tmp_path, monkeypatch):
-    from autodev.cli import warm_registry
+    from autodev.cli.warm import registry as warm_registry
 
-    for package in warm_registry.PACKAGES:
-        (tmp_path / package).mkdir()
+    for package in ("flows", "core/engine"):
+        (tmp_path / package).mkdir(parents=True)
         (tmp_path / package / "module.py").write_text("")
     monkeypatch.setattr(warm_registry, "CODE_ROOT", tmp_path)
     before = code_version()
-    edited = tmp_path / "flows" / "module.py"
+    edited = tmp_path / "core" / "engine" / "module.py"  # a subpackage's module counts too
     later = edited.stat().st_mtime_ns + 10**9
     os.utime(edited, ns=(later, later))
     assert code_version() != before

@@ -1,78 +1,12 @@
-"""The `autodev` command's entry point: hand the command to autodev's warm process, or run it here.
-
-Importing Prefect and the flow engine costs a new process 1.5-2 s of CPU before its first
-command. The warm process (`src/autodev/cli/warm.py`) has paid that once: it forks a copy of itself for each
-command, which runs with this process's arguments, directory, environment and terminal (its
-standard streams are passed over a Unix socket). This module only uses the standard library,
-so handing a command over costs milliseconds; when no warm process answers, the command runs in
-this process as before and a warm process is started in the background for the next ones.
-
-One warm process serves one version of the code (its socket is named after it) and stops after
-AUTODEV_WARM_IDLE_S seconds without a command (default 900); `autodev server stop` stops it.
-AUTODEV_WARM=off runs every command in its own process.
-"""
+"""The `autodev` command's entry point: hand the command to autodev's warm process
+(`autodev/cli/warm/`), or run it here."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import socket
-import struct
 import sys
-from pathlib import Path
 
-from autodev.cli.warm_registry import socket_path, start_warm_process
-
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
-
-
-def uses_warm_process(argv: list[str], env=os.environ) -> bool:
-    """Every command but `autodev server ...` (it stops warm processes) goes to one, unless AUTODEV_WARM=off."""
-    return env.get("AUTODEV_WARM", "on").lower() not in ("off", "0", "false", "no") and argv[:1] != ["server"]
-
-
-def send_command(path: Path, argv: list[str]) -> int | None:
-    """Run `argv` in the warm process at `path`; its exit code, or None if no warm process took it
-    (nothing was started then)."""
-    try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(str(path))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}).encode()
-        socket.send_fds(conn, [struct.pack("!I", len(request)) + request], [0, 1, 2])
-        replies = conn.makefile("r", encoding="utf-8")
-        started = json.loads(replies.readline() or "{}")
-    except (OSError, ValueError):
-        return None
-    if "pid" not in started:
-        return None  # refused (another user, a busy process): run here
-    return _follow(replies, started["pid"])
-
-
-def _follow(replies, pid: int) -> int:
-    """Forward this process's signals to the command's process until it reports how it ended."""
-    for signum in FORWARDED:
-        signal.signal(signum, lambda number, _frame: _forward(pid, number))
-    ended = json.loads(replies.readline() or "{}")
-    if "exit" in ended:
-        return ended["exit"]
-    if "signal" in ended:  # end the same way, so a parent sees what the command's process saw
-        sys.stdout.flush()
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP keep their default
-            signal.signal(ended["signal"], signal.SIG_DFL)
-        os.kill(os.getpid(), ended["signal"])
-        return 128 + ended["signal"]
-    print(f"error: autodev's warm process stopped answering for its command (pid {pid})", file=sys.stderr)
-    return 1
-
-
-def _forward(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
+from autodev.cli.warm import hand_over
 
 
 def main() -> None:
@@ -82,14 +16,9 @@ def main() -> None:
     # anywhere unless asked. Set here, before anything imports Prefect, for every process.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    argv = sys.argv[1:]
-    if uses_warm_process(argv):
-        path = socket_path()
-        if len(str(path)) <= MAX_SOCKET_PATH:
-            code = send_command(path, argv) if path.exists() else None
-            if code is not None:
-                sys.exit(code)
-            start_warm_process(path)
+    code = hand_over(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     from autodev.cli.main import main as run_here
 
     run_here()

@@ -1,5 +1,5 @@
 """`autodev server`: the local Prefect server autodev starts when PREFECT_API_URL is not set, and
-autodev's warm process (`src/autodev/cli/warm.py`), which `stop` stops too."""
+autodev's warm process (`autodev/cli/warm/`), which `stop` stops too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from autodev.blocks.prefect_server import ManagedServer, ServerState
-from autodev.cli.warm_registry import running_warm_processes, socket_path, start_warm_process, stop_warm_processes
+from autodev.cli.warm import running_warm_processes, socket_path, start_warm_process, stop_warm_processes
 from autodev.flows.runtime import runtime
 
 server_app = typer.Typer(help="The local Prefect server runs use when PREFECT_API_URL is not set.", no_args_is_help=True)

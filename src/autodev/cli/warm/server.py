@@ -1,6 +1,6 @@
 """autodev's warm process: Prefect and the flow engine imported once, a fork for each command.
 
-`python -m cli.warm SOCKET` (started by `src/autodev/cli/launch.py`) imports what every command needs, listens
+`python -m autodev.cli.warm.server SOCKET` (started by `registry.py`) imports what every command needs, listens
 on SOCKET, and for each command received forks a copy of itself. The copy takes the command's
 standard streams, directory, umask and environment, then runs the command line as the `autodev`
 process would; its process ends the usual way (atexit handlers and all), and this process sends

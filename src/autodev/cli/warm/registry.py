@@ -1,5 +1,5 @@
 """Where autodev's warm processes live (`<AUTODEV_HOME>/warm/`): one socket, PID file and log per
-version of the code, started, found and stopped here. Standard library only: `src/autodev/cli/launch.py` uses it
+version of the code, started, found and stopped here. Standard library only: the `autodev` command uses it
 before anything else is imported."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-CODE_ROOT = Path(__file__).resolve().parents[1]  # src/autodev
-PACKAGES = ("core", "blocks", "tasks", "flows", "cli")
+CODE_ROOT = Path(__file__).resolve().parents[2]  # src/autodev
 STARTING_STALE_S = 60
 
 
@@ -26,7 +25,7 @@ def warm_dir(env=os.environ) -> Path:
 def code_version() -> str:
     """What a warm process must have loaded to serve a command of this process: this interpreter,
     this checkout and its files' modification times, the installed libraries."""
-    newest = max(entry.stat().st_mtime_ns for package in PACKAGES for entry in (CODE_ROOT / package).glob("*.py"))
+    newest = max(entry.stat().st_mtime_ns for entry in CODE_ROOT.rglob("*.py"))  # subpackages included
     libraries = Path(sysconfig.get_paths()["purelib"])
     interpreter = f"{os.path.realpath(sys.executable)}|{sys.prefix}"  # `python` and `python3` are one
     made_of = f"{interpreter}|{CODE_ROOT}|{newest}|{libraries}|{libraries.stat().st_mtime_ns}"
@@ -51,7 +50,7 @@ def start_warm_process(path: Path, env=os.environ) -> None:
         return
     with open(path.with_suffix(".log"), "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "autodev.cli.warm", str(path)], cwd=CODE_ROOT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "autodev.cli.warm.server", str(path)], cwd=CODE_ROOT, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
 
@@ -78,7 +77,7 @@ def stop_warm_processes(env=os.environ) -> list[int]:
 
 
 def _is_warm_process(pid: int) -> bool:
-    """A PID file may outlive its process (a reboot): only a `python -m cli.warm` counts."""
+    """A PID file may outlive its process (a reboot): only a `python -m autodev.cli.warm...` counts."""
     try:
         return b"autodev.cli.warm" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
