@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from autodev.blocks.secrets import resolve_secrets
-from autodev.core.agents import AgentStream, agent_template
+from autodev.core.agents import AgentChoice, AgentStream, agent_template, with_agent
 from autodev.core.commands import CommandResult
 from autodev.core.engine.effects import Policy
 from autodev.core.engine.inputs import AttemptEnded, Begin, DecisionTaken
@@ -67,6 +67,22 @@ def test_a_steps_own_agent_command_wins_over_the_plans_preset():
     plan = parse_plan(CODEX_PLAN.replace('instruction: "add', 'agent_command: "my-agent {instruction}", instruction: "add'))
     assert agent_template(plan, plan.step("edit")) == "my-agent {instruction}"
     assert scripted_engine(plan).handle(Begin()).started[0].agent_stream is None
+
+
+def test_the_runs_agent_takes_every_agent_step_and_leaves_commands_alone():
+    plan = parse_plan(
+        CODEX_PLAN.replace('instruction: "add', 'agent_command: "my-agent {instruction}", instruction: "add')
+        + '  - {id: docs, kind: agent, agent: aider, instruction: "document it", depends_on: [test]}\n'
+    )
+    chosen = with_agent(plan, AgentChoice(name="claude", args="--model opus", image="sandbox-claude:1", network="host"))
+    started = scripted_engine(chosen).handle(Begin()).started[0]
+    assert shlex.split(started.command)[:2] == ["claude", "-p"] and "--model" in started.command
+    assert [agent_template(chosen, step) is not None for step in chosen.steps] == [True, False, True]
+    assert agent_template(chosen, chosen.step("docs")).startswith("claude -p")  # the step's own aider gave way
+    assert chosen.step("test").command == "pytest"
+    assert (chosen.image, chosen.network) == ("sandbox-claude:1", "host")  # the CLI's image; it reaches its model
+    on_a_network = with_agent(parse_plan(CODEX_PLAN + "network: build-net\n"), AgentChoice(name="codex"))
+    assert on_a_network.network == "build-net" and on_a_network.image is None  # the plan's own stay
 
 
 @pytest.mark.parametrize(

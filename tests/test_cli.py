@@ -66,6 +66,33 @@ def test_environment_problems_exit_4_with_the_fix(docker_engine, tmp_path, env, 
     assert "topsecret" not in result.stderr
 
 
+TASKS = "# chores\n\n- [ ] add a greeting\n"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["--agent", "gpt-pilot"], {}, 2, "--agent 'gpt-pilot': no such agent; choose codex, claude, aider, or builtin"),
+        (["--agent", "codex", "--network", "not a name!"], {}, 2, "use false, true, host or the name of a Docker network"),
+        (["--network", "host"], {"AUTODEV_AGENT": "aider", "AUTODEV_IMAGE": "autodev-agentless:test"}, 4,
+         "fix: autodev image build --agent aider"),
+    ],
+)  # fmt: skip
+def test_autodev_runs_agent_is_checked_before_anything_runs(docker_engine, tmp_path, args, env, code, message):
+    from autodev.core.settings import DEFAULT_IMAGE
+
+    docker_engine.images.get(DEFAULT_IMAGE).tag("autodev-agentless", "test")  # no agent CLI in it
+    try:
+        tasks = write(tmp_path / "TASKS.md", TASKS)
+        result = autodev("run", str(tasks), "--workspace", str(tmp_path / "ws"), *args, env=env)
+    finally:
+        docker_engine.images.remove("autodev-agentless:test")
+    assert result.returncode == code, result.stderr
+    assert message in " ".join(result.stderr.split())  # the message, however the terminal wrapped it
+    assert not (tmp_path / "ws").exists()  # nothing was made
+
+
 @pytest.mark.slow
 @pytest.mark.docker
 def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engine, tmp_path):

@@ -158,3 +158,41 @@ def test_a_plan_whose_image_lacks_its_agent_is_refused_with_the_build_command(pr
     plan.write_text("project: p\nagent: codex\nsteps:\n  - {id: e, kind: agent, instruction: do it}\n")
     done = subprocess.run([*AUTODEV, "exec", str(plan), "--workspace", str(tmp_path / "ws")], capture_output=True, text=True)
     assert done.returncode == 4 and "autodev image build --agent codex" in done.stderr
+
+
+def small_repository(path: Path) -> Path:
+    """A Python repository with one passing test, committed, as a user has it."""
+    (path / "tests").mkdir(parents=True)
+    (path / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    (path / "README.md").write_text("# tiny\n")
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "tiny"]):
+        subprocess.run(["git", *command], cwd=path, check=True)
+    return path
+
+
+def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, codex_image, tmp_path):
+    """`autodev run TASKS.md --workspace REPO --agent codex` with no model of autodev's own: the
+    plan is one agent step per task, and Codex does each of them."""
+    repo = small_repository(tmp_path / "tiny")
+    tasks = tmp_path / "TASKS.md"
+    tasks.write_text("# tiny chores\n\n- [ ] add greet.py\n- [ ] add bye.py\n")
+    script = [shell("echo 'GREETING = 1' > greet.py"), message("Added greet.py."),
+              shell("echo 'FAREWELL = 1' > bye.py"), message("Added bye.py.")]  # fmt: skip
+    with ScriptedResponses(script) as model:
+        args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
+        done = subprocess.run(
+            [*AUTODEV, "run", str(tasks), "--workspace", str(repo), "--agent", "codex", "--agent-args", args,
+             "--network", "host", "--yes", "--json"],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "OPENAI_API_KEY": SECRET},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert [(t["task"], t["status"]) for t in report["tasks"]] == [("add greet.py", "succeeded"), ("add bye.py", "succeeded")]
+    assert len(model.requests) == 4 and "add greet.py" in model.requests[0].body_text
+    commits = [c.split(" ", 1)[1] for c in report["repository"]["commits"]]
+    assert commits == ["autodev: task-1 (attempt 1)", "autodev: task-2 (attempt 1)"]
+    s = store()
+    usage = s.attempts.model_calls(report["run_id"])
+    s.close()
+    assert sorted(u.purpose for u in usage) == ["agent:task-1", "agent:task-2"]  # Codex's tokens, per task
+    assert SECRET not in done.stdout + done.stderr

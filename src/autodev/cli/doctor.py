@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from autodev.core.errors import AutodevError, EnvironmentProblem
 from autodev.core.models import Plan
 from autodev.core.settings import Settings
+
+if TYPE_CHECKING:
+    from autodev.core.agents import AgentPreset
 
 
 @dataclass
@@ -101,7 +106,7 @@ def check_agents(image: str, plan: Plan) -> list[Check]:
         labelled = agents_in(client, image)
         checks = []
         for preset in presets:
-            found = preset.name in labelled or _on_path(client, image, preset.binary)
+            found = preset.name in labelled or has_binary(client, image, preset.binary)
             checks.append(Check(
                 f"agent {preset.name}", found,
                 f"{image} has {preset.binary}" if found else f"the image {image!r} has no {preset.binary} for `agent: {preset.name}`",
@@ -113,12 +118,35 @@ def check_agents(image: str, plan: Plan) -> list[Check]:
         return [Check("agents", False, str(exc), "autodev image build")]
 
 
-def _on_path(client, image: str, binary: str) -> bool:
+def has_binary(client, image: str, binary: str) -> bool:
     try:
         client.containers.run(image, ["/bin/sh", "-c", f"command -v {binary}"], remove=True, network_mode="none")
         return True
     except Exception:  # the docker SDK raises ContainerError for a non-zero exit, ImageNotFound, ...
         return False
+
+
+def image_with_agent(base: str, preset: AgentPreset) -> str:
+    """The sandbox image for agent steps running `preset`: `base` if it holds the CLI, else the
+    image `autodev image build --agent` makes from it; EnvironmentProblem (exit 4) with that
+    build command when neither does."""
+    import docker.errors
+
+    from autodev.blocks.agent_image import agent_image_tag, agents_in
+    from autodev.blocks.sandbox.docker import docker_client
+
+    client = docker_client(timeout=10)
+    try:
+        for image in (base, agent_image_tag(base, preset)):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                if preset.name in agents_in(client, image) or (image == base and has_binary(client, image, preset.binary)):
+                    return image
+    finally:
+        client.close()
+    raise EnvironmentProblem(
+        f"--agent {preset.name}: neither {base!r} nor {agent_image_tag(base, preset)!r} has the {preset.binary} CLI",
+        f"autodev image build --agent {preset.name}",
+    )
 
 
 def check_network(network: bool | str) -> Check:

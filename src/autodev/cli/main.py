@@ -20,7 +20,7 @@ from autodev.cli.gc import gc
 from autodev.cli.outcome import finish, unwind_on_sigterm
 from autodev.cli.resume import resume
 from autodev.cli.server import server_app
-from autodev.cli.setup import prefect_api, preflight, prepare_plan
+from autodev.cli.setup import choose_agent, prefect_api, preflight, prepare_plan
 from autodev.cli.show import load_run, show_report
 from autodev.core.errors import AutodevError, BadInput
 from autodev.core.models import utcnow
@@ -29,6 +29,7 @@ from autodev.core.settings import Settings
 from autodev.flows.runtime import runtime
 
 if TYPE_CHECKING:  # the scaffold imports Jinja2: only `autodev run` needs it, when it checks its input
+    from autodev.core.agents import AgentChoice
     from autodev.core.scaffold import Requirements
 
 app = typer.Typer(
@@ -87,6 +88,15 @@ def exec_plan(
         finish(state, as_json)
 
 
+AgentOption = Annotated[
+    str | None,
+    typer.Option(help="The coding-agent CLI for every agent step: codex, claude, aider (default: AUTODEV_AGENT, else builtin)."),
+]
+NetworkOption = Annotated[
+    str | None, typer.Option(help="The network an agent CLI gets to reach its model: true, host or a Docker network.")
+]
+
+
 @app.command("run")
 def run_requirements(
     requirements: Annotated[Path, typer.Argument(help="Requirements document (markdown).", metavar="REQUIREMENTS.md")],
@@ -100,12 +110,16 @@ def run_requirements(
         Path | None,
         typer.Option(help="With no model configured: answer model calls from this file of stored responses (offline)."),
     ] = None,
+    agent: AgentOption = None,
+    agent_args: Annotated[str | None, typer.Option(help="Extra arguments for that CLI (model, provider settings).")] = None,
+    network: NetworkOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Decompose requirements into a plan, scaffold the workspace (or branch the repository), execute the plan."""
     settings = runtime().settings
     wanted = read_run_input(requirements, workspace, replay)
     preflight(settings.image, settings.database_url)
+    chosen = choose_agent(settings, agent, agent_args, network)
     if workspace is None:
         workspace = settings.new_workspace(wanted.project)
 
@@ -114,13 +128,13 @@ def run_requirements(
 
     unwind_on_sigterm()
     if not as_json:
-        made_by = plan_maker(settings, replay)
+        made_by = plan_maker(settings, replay, chosen)
         err.print(f"developing {wanted.project} from {requirements} in {workspace} ({made_by})", highlight=False, soft_wrap=True)
     with prefect_api(settings):
         state = start_flow(
             develop,
             requirements=str(requirements), workspace=str(workspace), template=template, confirm=not yes,
-            replay=str(replay) if replay else None,
+            replay=str(replay) if replay else None, agent=chosen,
         )  # fmt: skip
         finish(state, as_json)
 
@@ -138,12 +152,15 @@ def read_run_input(requirements: Path, workspace: Path | None, replay: Path | No
     return wanted
 
 
-def plan_maker(settings: Settings, replay: Path | None) -> str:
-    """Who will make the run's plan, as the command announces it."""
+def plan_maker(settings: Settings, replay: Path | None, agent: AgentChoice | None) -> str:
+    """Who will make the run's plan and do its agent steps, as the command announces it."""
+    doer = f"; agent steps run {agent.name} in {agent.image}" if agent else ""
     if settings.llm_model:
-        return f"the model {settings.llm_model}"
+        return f"the model {settings.llm_model}{doer}"
     if replay:
-        return f"stored model responses from {replay}"
+        return f"stored model responses from {replay}{doer}"
+    if agent:
+        return f"no model: one agent step per task{doer}"
     return "no model: a plan with manual guidance, agent steps wait for a person"
 
 

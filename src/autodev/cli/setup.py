@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autodev.core.agents import AgentChoice
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.models import Plan
 from autodev.core.plan import load_plan
@@ -146,6 +147,30 @@ def prepare_plan(plan: Plan, settings: Settings) -> Plan:
         if check is not None and not check.ok:
             raise EnvironmentProblem(check.detail, check.fix)
     return lifted.plan
+
+
+def choose_agent(settings: Settings, name: str | None, args: str | None, network: str | None) -> AgentChoice | None:
+    """The coding-agent CLI for every agent step of `autodev run` (`--agent`, else the
+    settings'); None: the built-in agent. BadInput for a name with no preset (exit 2),
+    EnvironmentProblem (exit 4) when no sandbox image holds the CLI or the network cannot be had."""
+    from autodev.cli.doctor import check_network, image_with_agent
+    from autodev.core.agents import PRESETS
+    from autodev.core.models import network_mode
+
+    name = name or settings.agent
+    if name is None or name == "builtin":
+        return None
+    if name not in PRESETS:
+        raise BadInput(f"--agent {name!r}: no such agent; choose {', '.join(PRESETS)}, or builtin (autodev's own agent)")
+    preset = PRESETS[name]
+    try:
+        wanted = network_mode(network if network is not None else settings.agent_network)
+    except ValueError as exc:
+        raise BadInput(f"--network {exc}") from exc
+    if wanted is not False and not (checked := check_network(wanted)).ok:
+        raise EnvironmentProblem(checked.detail, checked.fix)
+    image = image_with_agent(settings.image, preset)
+    return AgentChoice(name=preset.name, args=args or settings.agent_args, image=image, network=wanted)
 
 
 def preflight(image: str, database_url: str) -> None:

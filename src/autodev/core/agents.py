@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from autodev.core.commands import AgentReport
-from autodev.core.models import AgentName, Plan, Step, StepDefaults
+from autodev.core.models import AgentName, NetworkMode, Plan, Step, StepDefaults
 from autodev.core.session import LLMCall
 
 
@@ -109,6 +109,31 @@ AIDER = AgentPreset(
     stream="aider",
 )
 PRESETS: dict[str, AgentPreset] = {p.name: p for p in (CODEX, CLAUDE, AIDER)}
+
+
+class AgentChoice(BaseModel, frozen=True):
+    """The coding-agent CLI a run's every agent step uses (`autodev run --agent`, or `agent` in
+    the config file), whoever made the plan: the model, the template fallback, a repository's."""
+
+    name: AgentName
+    args: str | None = None  # the preset's `agent_args`: model, provider settings
+    image: str | None = None  # a sandbox image that holds the CLI (None: the plan's own)
+    network: NetworkMode = True  # the CLI reaches its model: the plan's network, unless it has one
+
+
+def with_agent(plan: Plan, choice: AgentChoice) -> Plan:
+    """`plan` with every agent step running `choice`'s preset: the steps' own agents and agent
+    commands give way, the image is one that holds the CLI, and a plan with no network gets
+    `choice.network`. Command steps are as they were."""
+    steps = [
+        {**step.model_dump(exclude_unset=True), "agent": None, "agent_args": None, "agent_command": None}
+        if step.kind == "agent" else step.model_dump(exclude_unset=True)
+        for step in plan.steps
+    ]  # fmt: skip
+    return Plan.model_validate({
+        **plan.model_dump(exclude_unset=True), "steps": steps, "agent": choice.name, "agent_args": choice.args,
+        "agent_command": None, "image": choice.image or plan.image, "network": plan.network or choice.network,
+    })  # fmt: skip
 
 
 def preset_of(plan: Plan, step: Step) -> AgentPreset | None:

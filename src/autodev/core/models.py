@@ -168,6 +168,19 @@ def _one_agent(agent: str | None, agent_command: str | None, agent_args: str | N
 NetworkMode = bool | str  # false, true, "host" or a Docker network's name
 
 
+def network_mode(network: NetworkMode) -> NetworkMode:
+    """A network as a plan, a setting or a flag writes it: true/false (or their words), none,
+    host, or a Docker network's name; ValueError naming the choices for anything else."""
+    if isinstance(network, bool):
+        return network
+    words = {"true": True, "yes": True, "false": False, "no": False, "none": False}
+    if network.lower() in words:
+        return words[network.lower()]
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", network):
+        raise ValueError(f"{network!r}: use false, true, host or the name of a Docker network")
+    return network
+
+
 class Plan(_Strict):
     project: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     image: str | None = None
@@ -200,9 +213,7 @@ class Plan(_Strict):
     @field_validator("network")
     @classmethod
     def _network_name(cls, network: NetworkMode) -> NetworkMode:
-        if isinstance(network, str) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", network):
-            raise ValueError(f"{network!r}: use false, true, host or the name of a Docker network")
-        return False if network == "none" else network
+        return network_mode(network)
 
     @field_validator("secrets")
     @classmethod

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     decision_timeout_s: float = Field(
         3600, ge=1, description="How long a blocked run waits for a person's decision before the CLI exits 3."
     )
+    agent: str | None = Field(
+        None, description="The coding-agent CLI for every agent step of `autodev run`: codex, claude or aider "
+        "(`--agent` wins); unset or builtin: autodev's built-in agent."
+    )
+    agent_args: str | None = Field(None, description="Extra arguments for that CLI (model, provider settings).")
+    agent_network: bool | str = Field(
+        True, description="The sandbox network an agent CLI gets to reach its model, when the plan names none: "
+        "true (Docker's default bridge), host, or a Docker network's name."
+    )
     webhook_url: str | None = Field(None, description="Where `autodev automations apply` sends notifications.")
     insight_confidence_drop: float = Field(
         0.2, gt=0, le=1, description="A confidence drop this large sends a decision-support notification."

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from autodev.blocks.git_state import has_commits, open_worktree, read_repo_map
 from autodev.blocks.replay import REPLAY_MODEL
+from autodev.core.agents import AgentChoice, with_agent
 from autodev.core.decomposition import Decomposition
 from autodev.core.errors import AutodevError, BadInput, RunFailed
 from autodev.core.models import Plan, RepositoryReport, utcnow
@@ -82,6 +83,7 @@ def develop(
     sandbox_block: str | None = None,
     state_store_block: str | None = None,
     llm_block: str | None = None,
+    agent: AgentChoice | None = None,
 ):
     """Develop `requirements` (a markdown file) in `workspace` and run the plan.
 
@@ -91,19 +93,18 @@ def develop(
     (default: one under AUTODEV_WORKSPACE_ROOT), scaffolded from a template first.
 
     `template` overrides the one the requirements name; `confirm=False` runs a plan no model
-    made without asking; `replay` names a file of stored model responses, used when no model
-    is configured (offline experiments). The blocks are as for the plan flow. Given a `plan`
-    (or a plan file's path) instead, it runs that plan as `autodev exec` does.
+    made without asking; `replay`: stored model responses, when no model is configured;
+    `agent`: the coding-agent CLI of every agent step (default: the built-in agent). The blocks
+    are as for the plan flow. Given a `plan` (or its file's path), it runs it as `autodev exec` does.
     """
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
-    if (requirements is None) == (plan is None):
-        raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
-    if plan is not None:
+    if plan is not None and requirements is None:
         return run_given_plan(plan, workspace, replay, blocks)
-    assert requirements is not None
+    if requirements is None or plan is not None:
+        raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     wanted = read_requirements(requirements)
     target = choose_target(workspace, wanted)
-    decomposition = make_plan(wanted, template, target.repo_map, llm_block, replay)
+    decomposition = make_plan(wanted, template, target.repo_map, llm_block, replay, agent)
     show_plan(decomposition)
     try:
         pauses = [ask_for_confirmation(decomposition)] if decomposition.source == "template" and confirm else []
@@ -141,12 +142,14 @@ def choose_target(workspace: str | None, wanted: Requirements) -> Target:
 
 
 def make_plan(
-    wanted: Requirements, template: str | None, repo_map: RepoMap | None, llm_block: str | None, replay: str | None
-) -> Decomposition:
+    wanted: Requirements, template: str | None, repo_map: RepoMap | None, llm_block: str | None, replay: str | None,
+    agent: AgentChoice | None = None,
+) -> Decomposition:  # fmt: skip
     """The plan for the requirements: for the repository of `repo_map`, or for a template; the
-    model's, or the template's with manual guidance."""
+    model's, or the template's with manual guidance; its agent steps run `agent` when one is chosen."""
     with runtime().model(llm_block, replay, get_run_logger().info) as llm:
-        return decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
+        made = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
+    return made if agent is None else made.model_copy(update={"plan": with_agent(made.plan, agent)})
 
 
 def set_up_workspace(target: Target, wanted: Requirements, decomposition: Decomposition) -> tuple[str, RepositoryReport | None]:
