@@ -172,12 +172,12 @@ def small_repository(path: Path) -> Path:
 
 def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, codex_image, tmp_path):
     """`autodev run TASKS.md --workspace REPO --agent codex` with no model of autodev's own: the
-    plan is one agent step per task, and Codex does each of them."""
+    plan is one agent step per task, and Codex does each of them, with git at hand."""
     repo = small_repository(tmp_path / "tiny")
     tasks = tmp_path / "TASKS.md"
     tasks.write_text("# tiny chores\n\n- [ ] add greet.py\n- [ ] add bye.py\n")
-    script = [shell("echo 'GREETING = 1' > greet.py"), message("Added greet.py."),
-              shell("echo 'FAREWELL = 1' > bye.py"), message("Added bye.py.")]  # fmt: skip
+    script = [shell("git log --oneline && echo 'GREETING = 1' > greet.py && git add greet.py && git commit -qm 'agent: greet'"),
+              message("Added greet.py."), shell("echo 'FAREWELL = 1' > bye.py && git status --short"), message("Added bye.py.")]  # fmt: skip
     with ScriptedResponses(script) as model:
         args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
         done = subprocess.run(
@@ -189,8 +189,16 @@ def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, co
     report = json.loads(done.stdout)
     assert [(t["task"], t["status"]) for t in report["tasks"]] == [("add greet.py", "succeeded"), ("add bye.py", "succeeded")]
     assert len(model.requests) == 4 and "add greet.py" in model.requests[0].body_text
+    # git works inside the sandbox, on the task's branch: the agent read the history, committed
+    # by itself (autodev still marks the round with a commit) and saw its own change.
+    assert " tiny" in model.requests[1].body_text and "?? bye.py" in model.requests[3].body_text
     commits = [c.split(" ", 1)[1] for c in report["repository"]["commits"]]
-    assert commits == ["autodev: task-1 (attempt 1)", "autodev: task-2 (attempt 1)"]
+    assert commits == ["agent: greet", "autodev: task-1 (attempt 1)", "autodev: task-2 (attempt 1)"]
+    branch = report["repository"]["branch"]  # brought into the repository; its checkout untouched
+    log = subprocess.run(["git", "log", "--format=%s", branch], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert log.split("\n")[:4] == ["autodev: task-2 (attempt 1)", "autodev: task-1 (attempt 1)", "agent: greet", "tiny"]
+    status = subprocess.run(["git", "status", "--short", "--branch"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert status == "## main\n"
     s = store()
     usage = s.attempts.model_calls(report["run_id"])
     s.close()

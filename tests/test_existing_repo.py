@@ -46,7 +46,10 @@ def test_tasks_in_an_existing_repository_run_on_a_branch_of_their_own(prefect_ap
     assert (Path(repo.working_dir) / "README.md").read_text() == readme and (Path(repo.working_dir) / "scratch.txt").exists()
     assert report["repository"]["left_out"] == ["README.md", "scratch.txt"]
     # One commit per agent round, on the branch, with the agent's files only.
-    assert [c.split(" ", 1)[1] for c in report["repository"]["commits"]] == ["autodev: remove (attempt 1)", "autodev: report (attempt 1)"]
+    # (The built-in agent commits each round in the sandbox, with its summary: git works there.)
+    assert [c.split(" ", 1)[1] for c in report["repository"]["commits"]] == [
+        "remove: Inventory.remove with a ValueError naming the item, and its tests", "report: Inventory.report sorted by name, and its tests",
+    ]
     changed = repo.git.diff("--name-only", head, branch).split()
     assert sorted(changed) == ["shelf/inventory.py", "tests/test_remove.py", "tests/test_report.py"]
     # The baseline's red test (tests/test_csv.py) was there before: the checks do not blame the agent.
@@ -99,7 +102,7 @@ def test_a_task_that_blocks_does_not_hold_back_the_other(prefect_api, docker_eng
         ("Add `Inventory.remove(name, count=1)`", "succeeded"), ("Add `Inventory.report()`", "blocked"),
     ]
     assert [b["step_id"] for b in report["blockers"]] == ["report"]
-    assert [c.split(" ", 1)[1] for c in report["repository"]["commits"]] == ["autodev: remove (attempt 1)"]
+    assert [c.split(" ", 1)[1] for c in report["repository"]["commits"]] == ["remove: Inventory.remove with a ValueError naming the item, and its tests"]
     assert subprocess.run(["git", "-C", repo.working_dir, "status", "--porcelain"], capture_output=True, text=True).stdout.split() == [
         "M", "README.md", "??", "scratch.txt",
     ]

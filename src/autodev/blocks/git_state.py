@@ -123,31 +123,26 @@ def read_repo_map(path: Path) -> RepoMap:
     )
 
 
-def open_worktree(repo_path: Path, branch: str, worktree: Path) -> str:
-    """A new branch `branch` from the checkout's HEAD, checked out in a worktree at `worktree`
-    (the checkout, its branch and its working tree are not touched); the base commit's sha."""
-    with git.Repo(repo_path) as repo:
-        base = repo.head.commit.hexsha
-        repo.git.worktree("add", "-b", branch, str(worktree), base)
-    return base
+def head_of(workspace: Path) -> str | None:
+    """The workspace's HEAD commit; None when it is no git repository or has no commit."""
+    try:
+        with git.Repo(workspace) as repo:
+            repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+            return repo.head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
 
 
-def commit_round(workspace: Path, message: str) -> str | None:
+def commit_round(workspace: Path, message: str, since: str | None = None) -> str | None:
     """Commit what an agent round changed in the workspace (autodev's own files and Python's
-    caches left out); the new commit's sha, or None when nothing changed. RoundNotCommitted
-    when git refused it."""
+    caches left out); the new commit's sha, or None when nothing changed. An agent that
+    committed its work itself since `since` (the round's start) gets a commit that marks the
+    round's end, so every round is one autodev commit. RoundNotCommitted when git refused it."""
     with git.Repo(workspace) as repo:
         repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
         _read_only(repo)
-        entries = iter(repo.git.status("--porcelain", "-z", "-uall").split("\0"))
-        changed = []
-        for entry in entries:  # "XY path"; a rename or copy is followed by its old path
-            if entry:
-                changed.append(entry[3:])
-                if entry[0] in "RC":
-                    changed.append(next(entries, ""))
-        work = [path for path in changed if path and _is_work(path)]
-        if not work:
+        work = [path for path in _changed(repo) if path and _is_work(path)]
+        if not work and not (since and _agent_committed(repo, since)):
             return None
         try:
             return _while_locked(lambda: _add_and_commit(repo, work, message))
@@ -156,13 +151,31 @@ def commit_round(workspace: Path, message: str) -> str | None:
             raise RoundNotCommitted(detail.splitlines()[0][:300] if detail else str(exc)) from exc
 
 
+def _changed(repo: git.Repo) -> list[str]:
+    """The paths `git status` lists: changed, added, deleted, untracked."""
+    entries = iter(repo.git.status("--porcelain", "-z", "-uall").split("\0"))
+    changed = []
+    for entry in entries:  # "XY path"; a rename or copy is followed by its old path
+        if entry:
+            changed.append(entry[3:])
+            if entry[0] in "RC":
+                changed.append(next(entries, ""))
+    return changed
+
+
+def _agent_committed(repo: git.Repo, since: str) -> bool:
+    """Someone other than autodev committed on the branch since `since` (the agent, in the sandbox)."""
+    return any(email != AUTODEV_ACTOR.email for email in repo.git.log("--format=%ae", f"{since}..HEAD").split())
+
+
 class RoundNotCommitted(Exception):
     """git refused an agent round's commit (another git process kept a lock, a broken index);
     the changes stay in the workspace, for the next round's commit."""
 
 
 def _add_and_commit(repo: git.Repo, paths: list[str], message: str) -> str:
-    repo.git.add("-A", "--", *paths)
+    if paths:
+        repo.git.add("-A", "--", *paths)
     return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
 
 
@@ -183,12 +196,13 @@ def _while_locked(work: Callable[[], T]) -> T:
             time.sleep(0.1)
 
 
-def change_digest(workspace: Path, sha: str) -> str:
-    """What a commit changes, as a short digest of its patch (blob ids left out), so a round
-    that makes the same change as an earlier one is known."""
+def change_digest(workspace: Path, sha: str, since: str | None = None) -> str:
+    """What a round changed (from `since` to `sha`; without `since`, the commit `sha` alone), as a
+    short digest of its patch (blob ids left out), so a round that makes the same change as an
+    earlier one is known."""
     with git.Repo(workspace) as repo:
         repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
-        patch = repo.git.show("--format=", "--no-color", sha)
+        patch = repo.git.diff("--no-color", since, sha) if since else repo.git.show("--format=", "--no-color", sha)
     lines = [line for line in patch.splitlines() if not line.startswith("index ")]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 

@@ -51,8 +51,8 @@ CODEX = AgentPreset(
         "--json": "prints one JSON event per line: autodev reads tool calls, edits, tokens and the last message from it",
         "--dangerously-bypass-approvals-and-sandbox": "asks for no approvals; autodev's container is the sandbox "
         "(Codex's own bwrap sandbox cannot create namespaces in it, and without this flag Codex does nothing and exits 0)",
-        "--skip-git-repo-check": "works in a workspace that is not a git repository (a repository's worktree "
-        "has no .git folder in the sandbox)",
+        "--skip-git-repo-check": "works in a workspace that is not a git repository too (`autodev exec` runs in "
+        "any directory; `autodev run`'s workspaces are repositories)",
     },
     secrets=("OPENAI_API_KEY", "CODEX_API_KEY"),
     stall_timeout_s=600,

@@ -301,7 +301,7 @@ class RepositoryReport(BaseModel):
 
     repository: str  # the user's repository (its checkout is never touched)
     branch: str  # the new branch the work is on
-    worktree: str  # the git worktree the run works in
+    worktree: str  # the clone the run works in (its branch is brought into `repository` at the end)
     base: str  # the commit the branch starts from (the checkout's HEAD)
     left_out: list[str] = Field(default_factory=list)  # uncommitted changes of the checkout, not on the branch
     commits: list[str] = Field(default_factory=list)  # "sha subject" of the branch's commits, oldest first

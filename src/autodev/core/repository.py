@@ -2,7 +2,7 @@
 document lists, and the plan when no model makes one. Pure functions over what
 `src/autodev/blocks/git_state.py` reads.
 
-The work happens on a new branch in a git worktree, so the user's checkout is never touched; a
+The work happens on a new branch in a clone of its own, so the user's checkout is never touched; a
 baseline run of the tests comes before any change, and a check that has the baseline does not
 blame the agent for tests that already failed there (`src/autodev/core/engine/judge.py`).
 """
@@ -28,7 +28,7 @@ class RepoMap(BaseModel):
     readme: str = ""  # the head of the README
     language: str = "unknown"
     test_command: str | None = None
-    left_out: list[str] = Field(default_factory=list)  # uncommitted changes the worktree does not have
+    left_out: list[str] = Field(default_factory=list)  # uncommitted changes the branch does not have
 
 
 class BranchChanges(BaseModel):

@@ -19,7 +19,8 @@ from prefect.input import RunInput
 from prefect.states import Failed
 from pydantic import Field
 
-from autodev.blocks.git_state import has_commits, open_worktree, read_repo_map
+from autodev.blocks.git_branch import open_branch as open_clone
+from autodev.blocks.git_state import has_commits, read_repo_map
 from autodev.blocks.replay import REPLAY_MODEL
 from autodev.core.agents import AgentChoice, with_agent
 from autodev.core.decomposition import Decomposition
@@ -88,7 +89,7 @@ def develop(
     """Develop `requirements` (a markdown file) in `workspace` and run the plan.
 
     A `workspace` that is a git repository with commits is worked on as it is: on a new branch
-    `autodev/<project>-<time>` in a git worktree (the checkout is never touched), with no
+    `autodev/<project>-<time>` in a clone of its own (the checkout is never touched), with no
     scaffold, planned from a map of the repository. Otherwise `workspace` is a new directory
     (default: one under AUTODEV_WORKSPACE_ROOT), scaffolded from a template first.
 
@@ -154,7 +155,7 @@ def make_plan(
 
 def set_up_workspace(target: Target, wanted: Requirements, decomposition: Decomposition) -> tuple[str, RepositoryReport | None]:
     """Where the plan runs: the new directory scaffolded from the template (its first git commit),
-    or the repository's new branch in a worktree of its own (with the branch, for the run's report)."""
+    or the repository's new branch in a clone of its own (with the branch, for the run's report)."""
     if target.repository is None:
         scaffold(target.workspace, wanted, decomposition.template, decomposition.files)
         return target.workspace, None
@@ -180,12 +181,12 @@ def is_repository(path: Path) -> bool:
 
 
 def open_branch(repository: Path, project: str, left_out: list[str]) -> RepositoryReport:
-    """The run's branch, in a worktree of its own under AUTODEV_WORKSPACE_ROOT; `left_out` are
-    the checkout's uncommitted changes, which the branch does not have."""
+    """The run's branch, in a clone of its own under AUTODEV_WORKSPACE_ROOT (git works in the
+    sandbox); `left_out` are the checkout's uncommitted changes, which the branch does not have."""
     logger = get_run_logger()
     worktree = runtime().settings.new_workspace(project)
     branch = f"autodev/{worktree.name}"
-    base = open_worktree(repository, branch, worktree)
+    base = open_clone(repository, branch, worktree)
     if left_out:
         logger.warning("left out of branch %s (uncommitted in your checkout): %s", branch, ", ".join(left_out[:20]))
     logger.info("working on branch %s (from %s) in %s; your checkout is not touched", branch, base[:8], worktree)

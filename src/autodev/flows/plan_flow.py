@@ -15,10 +15,12 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import git
 from prefect import flow, get_run_logger
 from prefect import runtime as prefect_runtime
 from prefect.states import Failed, State
 
+from autodev.blocks.git_branch import publish_branch
 from autodev.blocks.git_state import branch_changes
 from autodev.blocks.sandbox.leftovers import clear_leftovers, remove_run_containers
 from autodev.blocks.secrets import resolve_secrets
@@ -212,6 +214,13 @@ def secrets_of(plan: Plan) -> LiftedSecrets:
 
 
 def branch_summary(repository: RepositoryReport, worktree: Path) -> RepositoryReport:
-    """The run's branch as it ends: its commits and what they change (shown in the report)."""
+    """The run's branch as it ends, brought into the repository: its commits and what they
+    change (shown in the report). When git refuses to bring it in, it stays in the clone."""
+    try:
+        publish_branch(worktree, Path(repository.repository), repository.branch)
+    except (git.GitCommandError, OSError) as exc:
+        reason = exc.stderr.strip() if isinstance(exc, git.GitCommandError) else str(exc)
+        get_run_logger().error("could not bring branch %s into %s (%s); it stays in %s", repository.branch,
+                               repository.repository, reason[:300], worktree)  # fmt: skip
     changes = branch_changes(worktree, repository.base)
     return repository.model_copy(update={"commits": changes.commits, "diff_stat": changes.diff_stat})

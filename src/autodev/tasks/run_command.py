@@ -17,7 +17,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from autodev.blocks.git_state import RoundNotCommitted, change_digest, commit_round
+from autodev.blocks.git_state import RoundNotCommitted, change_digest, commit_round, head_of
 from autodev.blocks.sandbox import SandboxSession
 from autodev.core.agents import AgentStream
 from autodev.core.commands import AgentReport, CommandRequest, CommandResult
@@ -109,6 +109,7 @@ def run_captured(
         if preamble:
             feed(preamble.encode())
 
+    since = head_of(attempt.workspace) if spec.step.kind == "agent" else None  # the round's start
     try:
         result = attempt.sandbox.run(request, feed, announce)
     finally:
@@ -120,16 +121,16 @@ def run_captured(
         updates["started_at"] = started_at
     if meter and meter.stream:
         updates["agent"] = _masked(meter.stream.report, spec)
-    return finish(attempt, result.model_copy(update=updates), model_calls or [])
+    return finish(attempt, result.model_copy(update=updates), model_calls or [], since)
 
 
-def finish(attempt: Attempt, result: CommandResult, model_calls: list[LLMCall]) -> CommandResult | State:
+def finish(attempt: Attempt, result: CommandResult, model_calls: list[LLMCall], since: str | None = None) -> CommandResult | State:
     """The attempt's end: judged as its step expects, an agent round committed, handed to the
     loop; the task's return says the same (the result, or a Failed state carrying it)."""
     spec, logger = attempt.spec, get_run_logger()
     result = judge(spec.step, result, spec.baseline_output)
     if spec.step.kind == "agent" and result.status == "succeeded":
-        result = result.model_copy(update={"round_digest": record_round(attempt, result)})
+        result = result.model_copy(update={"round_digest": record_round(attempt, result, since)})
     attempt.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=result, model_calls=model_calls))
     verdict = describe(result)
     if result.status == "succeeded":
@@ -139,21 +140,22 @@ def finish(attempt: Attempt, result: CommandResult, model_calls: list[LLMCall]) 
     return Failed(message=verdict, data=CommandFailed(verdict, result))
 
 
-def record_round(attempt: Attempt, result: CommandResult) -> str | None:
+def record_round(attempt: Attempt, result: CommandResult, since: str | None) -> str | None:
     """An agent round that succeeded in a git workspace is a commit of its own (the built-in
-    agent commits in the sandbox; an agent CLI leaves that to this). The digest of what the
-    round changed ("" for nothing), None when there is no round to commit."""
+    agent commits in the sandbox; an agent CLI leaves that to this, or commits some of it
+    itself since `since`). The digest of what the round changed ("" for nothing), None when
+    there is no round to commit."""
     workspace, step_id, logger = attempt.workspace, attempt.spec.step.id, get_run_logger()
     if not (workspace / ".git").exists():
         return None
     try:
-        sha = commit_round(workspace, f"autodev: {step_id} (attempt {attempt.spec.attempt})")
+        sha = commit_round(workspace, f"autodev: {step_id} (attempt {attempt.spec.attempt})", since)
     except RoundNotCommitted as exc:
         logger.warning("could not commit what %s changed (git: %s); the changes stay in the workspace for the next commit", step_id, exc)
         return None
     if sha:
         logger.info("committed what %s changed: %s", step_id, sha[:8])
-        return change_digest(workspace, sha)
+        return change_digest(workspace, sha, since)
     if result.agent is not None:  # an agent CLI that said it was done, having changed nothing
         logger.warning("agent step %s changed no file in the workspace", step_id)
         return ""

@@ -80,7 +80,7 @@ class DockerSandbox(Block):
             # (an agent CLI's) is found; autodev's images make it writable for any uid.
             environment={"HOME": SANDBOX_HOME},
             working_dir=CONTAINER_WORKSPACE,
-            volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}},
+            volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}, **borrowed_objects(workspace)},
             network_mode=network_mode,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -89,6 +89,16 @@ class DockerSandbox(Block):
             labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
         )
         return DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory)
+
+
+def borrowed_objects(workspace: Path) -> dict[str, dict[str, str]]:
+    """Read-only mounts, each at its own path, of the object folders a workspace's git clone
+    borrows (`git clone --shared`: listed in .git/objects/info/alternates), so git works in the
+    sandbox while the repository they belong to cannot be written."""
+    alternates = workspace / ".git" / "objects" / "info" / "alternates"
+    lines = alternates.read_text().splitlines() if alternates.is_file() else []
+    found = [Path(line) for line in lines if line.startswith("/") and Path(line).is_dir()]
+    return {str(path): {"bind": str(path), "mode": "ro"} for path in found}
 
 
 def network_mode_for(client: docker.DockerClient, network: bool | str) -> str:

@@ -1,0 +1,54 @@
+"""A run's branch of a repository that exists: a clone of its own, with git working inside the sandbox.
+
+The clone (`git clone --shared`) borrows the repository's objects instead of copying them: its
+`.git/objects/info/alternates` names the repository's object folder, which the Docker sandbox
+mounts read-only at the same path (`blocks/sandbox/docker.py`), so `git status`, `git diff`,
+`git log` and `git commit` work inside the sandbox on the run's branch and nowhere else. The
+repository itself is only ever read until the run ends; then `publish_branch` fetches the
+branch into it (a fetch writes new objects and one new branch, never a checkout, an index or
+another branch).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import git
+
+from autodev.core.errors import BadInput
+
+AGENT_IDENTITY = {"user.name": "autodev agent", "user.email": "agent@autodev.localhost"}  # commits an agent makes itself
+
+
+def open_branch(repo_path: Path, branch: str, clone: Path) -> str:
+    """A new branch `branch` from the checkout's HEAD, checked out in a clone at `clone` (the
+    checkout, its branch and its working tree are not touched); the base commit's sha. BadInput
+    when the repository has a branch of that name already."""
+    with git.Repo(repo_path) as repo:
+        if branch in {head.name for head in repo.heads}:
+            raise BadInput(f"branch {branch} exists already in {repo_path}: rename or delete it, or run again a second later")
+        base = repo.head.commit.hexsha
+    with git.Repo.clone_from(str(repo_path), str(clone), shared=True, no_checkout=True) as made:
+        made.git.checkout("-q", "-b", branch, base)
+        with made.config_writer() as config:
+            for key, value in AGENT_IDENTITY.items():
+                section, option = key.split(".")
+                config.set_value(section, option, value)
+        exclude = Path(made.git_dir) / "info" / "exclude"
+        exclude.parent.mkdir(exist_ok=True)
+        with exclude.open("a") as out:
+            out.write(".autodev/\n")  # autodev's logs and status files: not the agent's work
+    return base
+
+
+def publish_branch(clone: Path, repo_path: Path, branch: str) -> None:
+    """Bring the clone's branch into the repository (a fast-forward of autodev's own branch);
+    git's refusal is raised as GitCommandError."""
+    # The clone belongs to the sandbox's user, so the upload-pack that reads it (a process of
+    # its own, which a local fetch gives none of this one's `-c` settings) is told it is safe;
+    # upload-pack runs nothing from the clone's own config or hooks.
+    path = clone.resolve()
+    upload_pack = f"git -c safe.directory={shlex.quote(str(path))} -c safe.directory={shlex.quote(str(path / '.git'))} upload-pack"
+    with git.Repo(repo_path) as repo:
+        repo.git.fetch("--quiet", "--upload-pack", upload_pack, str(path), f"refs/heads/{branch}:refs/heads/{branch}")
