@@ -70,6 +70,19 @@ def test_a_non_empty_directory_that_is_no_repository_is_refused_with_the_fix(tmp
     assert refused.returncode == 2 and "not a git repository with commits" in refused.stderr and "git init" in refused.stderr
 
 
+def test_a_repository_with_no_commit_and_an_order_in_a_cycle_are_refused_before_anything_runs(tmp_path):
+    empty = tmp_path / "empty"
+    git.Repo.init(empty)
+    (empty / "app.py").write_text("x = 1\n")
+    refused = autodev("run", str(TASKS), "--workspace", str(empty))
+    assert refused.returncode == 2 and "a git repository with no commit yet" in refused.stderr and "git commit" in refused.stderr
+    cycle = tmp_path / "CYCLE.md"
+    cycle.write_text("# chores\n\n- [ ] a, after task 2\n- [ ] b, after task 1\n")
+    refused = autodev("run", str(cycle), "--workspace", shelf_repository(tmp_path).working_dir)
+    assert refused.returncode == 2 and "cycle: task 1 -> task 2 -> task 1" in refused.stderr
+    assert "developing" not in refused.stderr  # refused before any flow run began
+
+
 def scripted_model(request: dict) -> tuple[int, str]:
     """A model for a task list where the second task's agent never answers in time."""
     prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))

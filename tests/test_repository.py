@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from autodev.core.errors import BadInput
 from autodev.core.plan import parse_plan
 from autodev.core.repository import RepoMap, detect, repository_plan, tasks_of, with_baseline
 from autodev.core.scaffold import parse_requirements
@@ -35,6 +38,32 @@ def test_without_a_model_each_task_is_an_agent_step_and_its_check_after_a_baseli
         ("check-2", "success", ["task-2"], "baseline"),
     ]
     assert plan.step("check-2").feedback_to == "task-2" and plan.step("task-2").task == "add a --quiet flag"
+
+
+def test_tasks_the_document_orders_wait_for_the_tasks_before_them():
+    wanted = parse_requirements(
+        "# Work\n\n- [ ] add a schema\n- [ ] migrate the data, after task 1\n- [ ] document both (depends on #1 and #2)\n- [ ] fix typos\n"
+    )
+    assert [t.after for t in tasks_of(wanted)] == [[], [1], [1, 2], []]
+    plan = repository_plan(wanted, RepoMap(files=["app.py"], file_count=1, test_command="pytest -q"))
+    assert plan.step("task-2").depends_on == ["baseline", "check-1"]  # after task 1's tests passed
+    assert plan.step("task-3").depends_on == ["baseline", "check-1", "check-2"]
+    assert plan.step("task-4").depends_on == ["baseline"]  # unordered: runs whatever the others do
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        ("- [ ] a, after task 2\n- [ ] b, after task 3\n- [ ] c, after #1\n",
+         "the tasks' order goes round in a cycle: task 1 -> task 2 -> task 3 -> task 1"),
+        ("- [ ] a\n- [ ] b, after task 7\n", "task 2 ('b, after task 7') comes after task 7, which is not another task of the list (1-2)"),
+        ("- [ ] a, after task 1\n- [ ] b\n", "comes after task 1, which is not another task"),
+    ],
+)  # fmt: skip
+def test_an_order_that_cannot_be_kept_is_refused_naming_the_tasks(tasks, message):
+    with pytest.raises(BadInput, match="^TASKS.md: ") as refused:
+        tasks_of(parse_requirements(f"# Work\n\n{tasks}", source="TASKS.md"))
+    assert message in str(refused.value)
 
 
 def test_a_models_plan_gets_the_baseline_before_any_change():

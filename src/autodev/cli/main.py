@@ -141,14 +141,17 @@ def run_requirements(
 
 def read_run_input(requirements: Path, workspace: Path | None, replay: Path | None) -> Requirements:
     """The requirements of `autodev run`, its input checked first: bad input fails here, before any flow run."""
-    from autodev.core.scaffold import check_new_workspace
-    from autodev.flows.develop import is_repository, read_requirements
+    from autodev.flows.develop import check_workspace, is_repository, read_requirements
 
     wanted = read_requirements(str(requirements))
     if replay is not None and not replay.is_file():
         raise BadInput(f"--replay {replay}: no such file")
     if workspace is not None and not is_repository(workspace):
-        check_new_workspace(workspace)
+        check_workspace(workspace)
+    elif workspace is not None:
+        from autodev.core.repository import tasks_of
+
+        tasks_of(wanted)  # an order that cannot be kept (a cycle) is refused before anything runs
     return wanted
 
 

@@ -13,6 +13,7 @@ import re
 
 from pydantic import BaseModel, Field
 
+from autodev.core.errors import BadInput
 from autodev.core.models import Plan
 from autodev.core.plan import validate_plan
 from autodev.core.scaffold import Requirements
@@ -41,6 +42,11 @@ class Task(BaseModel):
 
     title: str
     text: str
+    after: list[int] = Field(default_factory=list)  # the tasks (numbered from 1) it waits for: "after task 2", "depends on #1"
+
+
+# "after task 2", "after #1 and #3", "depends on task 1, 2": the numbers of the tasks a task waits for.
+ORDER = re.compile(r"\b(?:after|depends on)\s+((?:task\s+|#)\d+(?:\s*(?:,|and)\s*(?:task\s+|#)?\d+)*)", re.I)
 
 
 class Detected(BaseModel):
@@ -70,15 +76,42 @@ def detect(files: list[str], contents: dict[str, str]) -> Detected:
 
 
 def tasks_of(requirements: Requirements) -> list[Task]:
-    """The tasks a document lists: its `- [ ]` items, else its `##` sections, else itself."""
+    """The tasks a document lists: its `- [ ]` items, else its `##` sections, else itself; each
+    with the tasks it says it comes after. BadInput for an order that names no task of the list
+    or goes round in a cycle."""
     text = requirements.text
     items = re.findall(r"^\s*[-*] \[ \] (.+(?:\n(?!\s*[-*] \[)[ \t]+\S.*)*)", text, re.M)
     if items:
-        return [Task(title=_title(item), text=" ".join(line.strip() for line in item.splitlines())) for item in items]
-    sections = re.split(r"^## +", text, flags=re.M)[1:]
-    if sections:
-        return [Task(title=_title(s.splitlines()[0]), text=s.strip()) for s in sections if s.strip()]
-    return [Task(title=requirements.project, text=text.strip())]
+        found = [Task(title=_title(item), text=" ".join(line.strip() for line in item.splitlines())) for item in items]
+    elif sections := re.split(r"^## +", text, flags=re.M)[1:]:
+        found = [Task(title=_title(s.splitlines()[0]), text=s.strip()) for s in sections if s.strip()]
+    else:
+        found = [Task(title=requirements.project, text=text.strip())]
+    return _ordered(found, requirements.source)
+
+
+def _ordered(tasks: list[Task], source: str) -> list[Task]:
+    """The tasks with the order their text gives them, checked: every number names a task of the
+    list, and no task waits for itself through the others."""
+    for n, task in enumerate(tasks, 1):
+        task.after = sorted({int(d) for match in ORDER.findall(task.text) for d in re.findall(r"\d+", match)})
+        if wrong := [m for m in task.after if not 1 <= m <= len(tasks) or m == n]:
+            raise BadInput(f"{source}: task {n} ({task.title!r}) comes after task {wrong[0]}, which is not another task of the list (1-{len(tasks)})")
+    for n in range(1, len(tasks) + 1):
+        if cycle := _cycle_from(n, tasks, [n]):
+            raise BadInput(f"{source}: the tasks' order goes round in a cycle: " + " -> ".join(f"task {m}" for m in cycle)
+                           + " (each comes after the next); drop one of these 'after's")  # fmt: skip
+    return tasks
+
+
+def _cycle_from(start: int, tasks: list[Task], path: list[int]) -> list[int] | None:
+    """A path of 'after's from `path`'s last task back to `start`, if there is one."""
+    for m in tasks[path[-1] - 1].after:
+        if m == start:
+            return [*path, m]
+        if m not in path and (cycle := _cycle_from(start, tasks, [*path, m])):
+            return cycle
+    return None
 
 
 def _title(text: str) -> str:
@@ -112,7 +145,7 @@ def repository_plan(requirements: Requirements, repo: RepoMap) -> Plan:
     for n, task in enumerate(tasks_of(requirements), 1):
         agent = {"id": f"task-{n}", "kind": "agent", "task": task.title, "instruction": (
             f"In this repository: {task.text.rstrip('.')}. Do only this task, and keep the tests passing."
-        )}
+        ), "depends_on": [f"check-{m}" if repo.test_command else f"task-{m}" for m in task.after]}
         steps.append(agent)
         if repo.test_command:
             steps.append({"id": f"check-{n}", "run": repo.test_command, "task": task.title, "depends_on": [agent["id"]],

@@ -138,8 +138,19 @@ def choose_target(workspace: str | None, wanted: Requirements) -> Target:
     if workspace and is_repository(Path(workspace)):
         return Target(workspace, Path(workspace), read_repo_map(Path(workspace)))
     workspace = workspace or str(runtime().settings.new_workspace(wanted.project))
-    check_new_workspace(Path(workspace))
+    check_workspace(Path(workspace))
     return Target(workspace)
+
+
+def check_workspace(path: Path) -> None:
+    """A workspace that is no repository with commits must be new or empty (BadInput names the
+    fix, for a repository with no commit yet too)."""
+    if (path / ".git").exists() and not is_repository(path):
+        raise BadInput(
+            f"workspace {path} is a git repository with no commit yet: autodev branches from a commit, "
+            "so commit what is there first (`git add -A && git commit -m start`)"
+        )
+    check_new_workspace(path)
 
 
 def make_plan(
