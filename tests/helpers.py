@@ -19,8 +19,9 @@ from autodev.blocks.llm import LLM
 from autodev.blocks.replay import ModelServer
 from autodev.blocks.store import StateStore
 from autodev.core.errors import RunFailed
-from autodev.core.models import RunReport, utcnow
+from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
+from autodev.core.report import RunReport
 from autodev.core.settings import load_settings
 from tests.services import free_port
 

@@ -188,6 +188,7 @@ def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, co
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert [(t["task"], t["status"]) for t in report["tasks"]] == [("add greet.py", "succeeded"), ("add bye.py", "succeeded")]
+    assert [t["tokens"] for t in report["tasks"]] == [220, 220]  # what Codex reported, per task
     assert len(model.requests) == 4 and "add greet.py" in model.requests[0].body_text
     # git works inside the sandbox, on the task's branch: the agent read the history, committed
     # by itself (autodev still marks the round with a commit) and saw its own change.

@@ -72,3 +72,28 @@ def test_the_report_sums_up_by_project_and_lists_every_run():
     assert "| 1 (50%) | 75% | 180.0 |" in demo_row  # 1 of 2 runs succeeded; steps 100% and 50%; median of 120 s and 240 s
     assert text.count("\n| 20") == 3  # one row per run, newest first
     assert "### demo (succeeded" in text and "### other (succeeded" in text
+
+
+def test_the_morning_report_gives_each_task_its_time_cost_and_what_to_do_next():
+    from autodev.core.models import Blocker
+    from autodev.core.report import build_report
+    from autodev.flows.dashboard import tasks_markdown
+
+    plan = parse_plan(
+        "project: demo\nsteps:\n"
+        "  - {id: impl, kind: agent, instruction: do, task: Add search}\n"
+        "  - {id: test, run: pytest, depends_on: [impl], task: Add search}\n"
+        "  - {id: docs, kind: agent, instruction: write, task: Write docs}\n"
+    )
+    blocked = session(status="blocked").model_copy(update={"plan": plan})
+    blocked.metadata.blockers = [Blocker(step_id="docs", command="agent", exit_code=137, summary="stalled: no output for 600s",
+                                         suggested_action="the agent went quiet: retry it", kind="stall", ts=T0)]  # fmt: skip
+    attempts = [*ATTEMPTS[:2], attempt("docs", 1, "stalled", 600.0)]
+    report = build_report(blocked, attempts, {"impl": "succeeded", "test": "succeeded", "docs": "blocked"}, calls=USAGE)
+    search, docs = report.tasks
+    assert (search.status, search.duration_s, search.tokens, search.cost_usd, search.reason) == ("succeeded", 5.0, 1200, 0.012, "")
+    assert (docs.status, docs.duration_s, docs.tokens) == ("blocked", 600.0, 0)
+    assert docs.reason == "stalled: no output for 600s" and docs.command == "autodev resume r1 --step docs --action retry"
+    table = tasks_markdown(report)
+    assert table[3] == "| Add search | **succeeded** | impl, test | 5 | 1,200 | 0.01 |  |  |"
+    assert table[4].endswith("| stalled: no output for 600s | the agent went quiet: retry it `autodev resume r1 --step docs --action retry` |")

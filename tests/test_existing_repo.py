@@ -115,6 +115,11 @@ def test_a_task_that_blocks_does_not_hold_back_the_other(prefect_api, docker_eng
         ("Add `Inventory.remove(name, count=1)`", "succeeded"), ("Add `Inventory.report()`", "blocked"),
     ]
     assert [b["step_id"] for b in report["blockers"]] == ["report"]
+    # The morning report: per task, its time and tokens; for the blocked one, why and what next.
+    done, blocked = report["tasks"]
+    assert done["tokens"] > 0 and done["duration_s"] > 0 and done["reason"] == done["action"] == ""
+    assert "stalled" in blocked["reason"] and "could not reach its model" in blocked["action"]
+    assert blocked["command"] == f"autodev resume {report['run_id']} --step report --action retry"
     assert [c.split(" ", 1)[1] for c in report["repository"]["commits"]] == ["remove: Inventory.remove with a ValueError naming the item, and its tests"]
     assert subprocess.run(["git", "-C", repo.working_dir, "status", "--porcelain"], capture_output=True, text=True).stdout.split() == [
         "M", "README.md", "??", "scratch.txt",

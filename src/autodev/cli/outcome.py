@@ -9,7 +9,7 @@ import typer
 
 from autodev.cli.show import load_run, show_report
 from autodev.core.errors import AutodevError, RunFailed
-from autodev.core.models import RunReport
+from autodev.core.report import RunReport
 
 EXIT_FOR_STATUS = {"succeeded": 0, "failed": 1, "blocked": 3, "running": 1}
 

@@ -15,7 +15,7 @@ from autodev.cli.outcome import EXIT_FOR_STATUS, finish, unwind_on_sigterm
 from autodev.cli.setup import prefect_api, preflight, prepare_plan
 from autodev.cli.show import load_run, show_report
 from autodev.core.errors import BadInput
-from autodev.core.models import RunReport
+from autodev.core.report import RunReport
 from autodev.core.session import SessionRecord
 from autodev.flows.runtime import runtime
 

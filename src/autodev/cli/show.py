@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from autodev.core.errors import BadInput
-from autodev.core.models import RepositoryReport, RunReport, utcnow
+from autodev.core.models import RepositoryReport, utcnow
 from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
-from autodev.core.report import build_report
+from autodev.core.report import RunReport, build_report
 from autodev.core.session import SessionMetadata, SessionRecord
 from autodev.flows.runtime import runtime
 
@@ -25,7 +25,8 @@ def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
         session = store.sessions.get(run_id) if run_id else store.sessions.latest()
         if session is None:
             raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
-        report = build_report(session, store.attempts.of(session.run_id), store.attempts.states(session.run_id))
+        attempts, states = store.attempts.of(session.run_id), store.attempts.states(session.run_id)
+        report = build_report(session, attempts, states, calls=store.attempts.model_calls(session.run_id))
     finally:
         store.close()
     return report, session
@@ -102,10 +103,18 @@ def show_blockers(report: RunReport) -> None:
 
 
 def show_tasks(report: RunReport) -> None:
-    """Each task of the plan: its status and its steps."""
+    """Each task of the plan: its status, its steps, its time and cost; why it did not succeed
+    and what to do about it."""
     for task in report.tasks:
         style = STATUS_STYLE.get(task.status, "")
-        out.print(f"task [{style}]{task.status}[/]: {task.task} ({', '.join(task.steps)})" if style else f"task {task.status}: {task.task}", highlight=False)
+        cost = f", {task.tokens:,} tokens" + (f", ${task.cost_usd:.2f}" if task.cost_usd else "") if task.tokens else ""
+        figures = f" {task.duration_s:.0f}s{cost}"
+        status = f"[{style}]{task.status}[/]" if style else task.status
+        out.print(f"task {status}: {task.task} ({', '.join(task.steps)};{figures})", highlight=False, soft_wrap=True)
+        if task.reason:
+            out.print(f"  why: {task.reason}", highlight=False, soft_wrap=True)
+        if task.action or task.command:
+            out.print(f"  next: {task.action}" + (f"  ->  {task.command}" if task.command else ""), highlight=False, soft_wrap=True)
 
 
 def show_repository(repo: RepositoryReport) -> None:

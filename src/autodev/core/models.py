@@ -308,37 +308,3 @@ class RepositoryReport(BaseModel):
     diff_stat: str = ""  # `git diff --shortstat base..branch`
     tests_before: str | None = None  # the baseline's last line
     tests_after: str | None = None  # the last check's last line
-
-
-class TaskReport(BaseModel):
-    """How one task of the requirements went: its steps' outcome."""
-
-    task: str
-    status: StepStatus
-    steps: list[str]
-
-
-class StepReport(BaseModel):
-    id: str
-    command: str
-    status: StepStatus
-    exit_code: int | None
-    duration_s: float
-    attempts: int
-    output_tail: str
-    waits_for: list[str] = Field(default_factory=list)  # the blocked steps this one waits on (upstream)
-
-
-class RunReport(BaseModel):
-    """The contract's `--json` object."""
-
-    run_id: str
-    status: RunStatus
-    steps: list[StepReport]
-    success_rate: float
-    interventions: int = 0
-    next_actions: list[str] = Field(default_factory=list)
-    blockers: list[Blocker] = Field(default_factory=list)  # what stopped each blocked step, in plan order
-    tasks: list[TaskReport] = Field(default_factory=list)  # each task's outcome, when the plan names tasks
-    repository: RepositoryReport | None = None  # set for a run on a repository that exists
-    orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died

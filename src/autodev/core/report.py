@@ -9,15 +9,61 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel, Field
+
 from autodev.core.commands import StepAttempt
-from autodev.core.models import Blocker, Plan, RepositoryReport, RunReport, StepReport, TaskReport, utcnow
+from autodev.core.models import Blocker, Plan, RepositoryReport, RunStatus, StepStatus, utcnow
 from autodev.core.recovery import heartbeat_delay_s, orchestrator_gone
-from autodev.core.session import SessionRecord
+from autodev.core.session import LLMCall, SessionRecord
+
+
+class TaskReport(BaseModel):
+    """How one task of the requirements went: its steps' outcome, what it cost, and for a task
+    that did not succeed, why and what to do next."""
+
+    task: str
+    status: StepStatus
+    steps: list[str]
+    duration_s: float = 0.0  # its steps' attempts, all of them
+    tokens: int = 0  # its agent steps' model calls (the built-in agent's, or what an agent CLI reported)
+    cost_usd: float = 0.0
+    reason: str = ""  # what stopped it (its newest blocker's summary)
+    action: str = ""  # the suggested next step
+    command: str = ""  # for a blocked task, the command that decides on it (retry; skip and abort work too)
+
+
+class StepReport(BaseModel):
+    id: str
+    command: str
+    status: StepStatus
+    exit_code: int | None
+    duration_s: float
+    attempts: int
+    output_tail: str
+    waits_for: list[str] = Field(default_factory=list)  # the blocked steps this one waits on (upstream)
+
+
+class RunReport(BaseModel):
+    """The contract's `--json` object."""
+
+    run_id: str
+    status: RunStatus
+    steps: list[StepReport]
+    success_rate: float
+    interventions: int = 0
+    next_actions: list[str] = Field(default_factory=list)
+    blockers: list[Blocker] = Field(default_factory=list)  # what stopped each blocked step, in plan order
+    tasks: list[TaskReport] = Field(default_factory=list)  # each task's outcome, when the plan names tasks
+    repository: RepositoryReport | None = None  # set for a run on a repository that exists
+    orchestrator_gone: bool = False  # marked running or blocked, but the process that ran it died
 
 
 def build_report(
-    session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str], now: datetime | None = None
-) -> RunReport:
+    session: SessionRecord, attempts: list[StepAttempt], step_states: dict[str, str], now: datetime | None = None,
+    calls: list[LLMCall] | None = None,
+) -> RunReport:  # fmt: skip
+    """The report of the run as the store has it: its steps' attempts and states, and the model
+    calls it made (what each task cost)."""
     now = now or utcnow()
     last = {a.step_id: a for a in attempts}  # attempts come oldest first
     blocked = [s.id for s in session.plan.steps if step_states.get(s.id) == "blocked"]
@@ -34,7 +80,7 @@ def build_report(
         next_actions=_next_actions(session, gone, now),
         blockers=[newest[sid] for sid in blocked if sid in newest],
         orchestrator_gone=gone,
-        tasks=_tasks(session.plan, {s.id: s.status for s in steps}),
+        tasks=_tasks(session, {s.id: s.status for s in steps}, attempts, calls or []),
         repository=_repository(session, last),
     )
 
@@ -80,18 +126,30 @@ def _next_actions(session: SessionRecord, gone: bool, now: datetime) -> list[str
     return [f"its orchestrator is gone ({beat}): continue it  ->  autodev resume {session.run_id}"]
 
 
-def _tasks(plan: Plan, statuses: dict[str, str]) -> list[TaskReport]:
+def _tasks(session: SessionRecord, statuses: dict[str, str], attempts: list[StepAttempt], calls: list[LLMCall]) -> list[TaskReport]:
     """Each task's outcome: succeeded when all its steps did; else blocked, failed or pending."""
     by_task: dict[str, list[str]] = {}
-    for step in plan.steps:
+    for step in session.plan.steps:
         if step.task:
             by_task.setdefault(step.task, []).append(step.id)
-    reports = []
-    for task, ids in by_task.items():
-        seen = {statuses[sid] for sid in ids}
-        status = next((st for st in ("blocked", "failed", "stalled", "timed_out", "skipped", "running", "pending") if st in seen), "succeeded")
-        reports.append(TaskReport(task=task, status=status, steps=ids))
-    return reports
+    return [_task(session, task, ids, statuses, attempts, calls) for task, ids in by_task.items()]
+
+
+def _task(
+    session: SessionRecord, task: str, ids: list[str], statuses: dict[str, str], attempts: list[StepAttempt], calls: list[LLMCall],
+) -> TaskReport:  # fmt: skip
+    seen = {statuses[sid] for sid in ids}
+    status = next((st for st in ("blocked", "failed", "stalled", "timed_out", "skipped", "running", "pending") if st in seen), "succeeded")
+    own_calls = [c for c in calls if c.purpose.removeprefix("agent:") in ids and c.purpose.startswith("agent:")]
+    stopped = next((b for b in reversed(session.metadata.blockers) if b.step_id in ids), None) if status != "succeeded" else None
+    blocked_at = next((sid for sid in ids if statuses[sid] == "blocked"), None)
+    return TaskReport(
+        task=task, status=status, steps=ids,
+        duration_s=round(sum(a.result.duration_s for a in attempts if a.step_id in ids), 3),
+        tokens=sum(c.tokens for c in own_calls), cost_usd=round(sum(c.cost_usd for c in own_calls), 6),
+        reason=stopped.summary if stopped else "", action=stopped.suggested_action if stopped else "",
+        command=f"autodev resume {session.run_id} --step {blocked_at} --action retry" if blocked_at else "",
+    )  # fmt: skip
 
 
 def _repository(session: SessionRecord, last: dict[str, StepAttempt]) -> RepositoryReport | None:

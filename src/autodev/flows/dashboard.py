@@ -20,8 +20,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from autodev.core.engine.scheduling import Progress
 from autodev.core.evaluation import evaluation_markdown
-from autodev.core.models import Insight, Plan, RunReport, utcnow
+from autodev.core.models import Insight, Plan, utcnow
 from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
+from autodev.core.report import RunReport
 from autodev.core.session import RunEvaluation, SessionMetadata
 
 TABLE_ROWS = 200  # a longer plan's table shows a window of it: each update is a new version
@@ -98,7 +99,7 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         "|---|---|---|---|---|",
         rows,
     ]
-    lines += [f"- task **{t.status}**: {t.task} ({', '.join(t.steps)})" for t in report.tasks]
+    lines += tasks_markdown(report)
     if report.repository:
         r = report.repository
         lines += [
@@ -111,6 +112,19 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         held = f" Waiting on it: {', '.join(waiting)}." if waiting else ""
         lines += ["", f"**Blocked at `{b.step_id}` ({b.kind}):** {b.summary}{held}", "", f"**Try:** {b.suggested_action}"]
     return "\n".join(lines) + "\n"
+
+
+def tasks_markdown(report: RunReport) -> list[str]:
+    """The morning report's table: per task, its outcome, time, tokens and cost, and for one that
+    did not succeed, why and what to run next."""
+    if not report.tasks:
+        return []
+    rows = [
+        f"| {t.task} | **{t.status}** | {', '.join(t.steps)} | {t.duration_s:.0f} | {t.tokens:,} | {t.cost_usd:.2f} | "
+        f"{t.reason[:200]} | {t.action[:200]}{f' `{t.command}`' if t.command else ''} |"
+        for t in report.tasks
+    ]
+    return ["", "| task | outcome | steps | seconds | tokens | cost ($) | why | next |", "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def insight_markdown(insight: Insight) -> str:

@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field
 from autodev.blocks.git_state import commit_all
 from autodev.core.errors import RunFailed
 from autodev.core.evaluation import evaluate, render_report
-from autodev.core.models import RunReport, utcnow
+from autodev.core.models import utcnow
+from autodev.core.report import RunReport
 from autodev.core.session import RunEvaluation
 from autodev.flows.develop import develop
 from autodev.flows.runtime import runtime

@@ -31,10 +31,11 @@ from autodev.core.engine.loop import RunLoop
 from autodev.core.engine.machine import RunEngine
 from autodev.core.engine.state import RunState
 from autodev.core.errors import RunFailed
-from autodev.core.models import Plan, RepositoryReport, RunReport
+from autodev.core.models import Plan, RepositoryReport
 from autodev.core.output import redact_file
 from autodev.core.plan import load_plan
 from autodev.core.recovery import LEASE_BEATS, owner_here
+from autodev.core.report import RunReport
 from autodev.core.scaffold import todo_files_in
 from autodev.core.secrets import LiftedSecrets, lift_env_secrets, secret_names
 from autodev.core.session import Decision, Lease, Pause, RunOrigin, SessionMetadata, SessionRecord

@@ -28,9 +28,9 @@ from autodev.core.engine.state import RunState
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.evaluation import evaluate
 from autodev.core.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
-from autodev.core.models import Plan, RunReport, RunStatus
+from autodev.core.models import Plan, RunStatus
 from autodev.core.recovery import holder_gone_here
-from autodev.core.report import build_report
+from autodev.core.report import RunReport, build_report
 from autodev.core.session import Lease, LLMCall, RunWrite, SessionMetadata, SessionRecord
 from autodev.flows.dashboard import RunDashboard
 
@@ -139,8 +139,9 @@ class StoreRecorder(Recorder):
         self.record(effects, engine.state)
         session = _session(self.store, self.run_id)
         attempts, step_states = self.store.attempts.of(self.run_id), self.store.attempts.states(self.run_id)
-        report = build_report(session, attempts, step_states)
-        evaluation = evaluate(session, attempts, step_states, self.store.attempts.model_calls(self.run_id))
+        calls = self.store.attempts.model_calls(self.run_id)
+        report = build_report(session, attempts, step_states, calls=calls)
+        evaluation = evaluate(session, attempts, step_states, calls)
         self.store.write(RunWrite(run_id=self.run_id, metadata=session.metadata.model_copy(update={"evaluation": evaluation})))
         if self.dashboard:
             self.dashboard.finish(engine.progress, report, session.metadata, evaluation)
