@@ -15,16 +15,29 @@ from autodev.core.models import GitState
 from autodev.core.repository import FILE_LIMIT, BranchChanges, RepoMap, detect
 
 T = TypeVar("T")
+# Host-side git in a workspace the sandbox writes runs nothing from it: no hooks, no fsmonitor.
+# (The sandbox sees the workspace's .git/config read-only, so no filter or diff driver is
+# defined there either: `blocks/sandbox/docker.py`.)
+GUARDS = ("core.hooksPath=/dev/null", "core.fsmonitor=false")
+
+
+def workspace_repo(workspace: Path) -> git.Repo:
+    """The workspace's repository, opened for git on this side: the sandbox's user owns it (git
+    would refuse it as "dubious"), and nothing planted in it runs here. InvalidGitRepositoryError
+    for a .git folder that sends git elsewhere (a `commondir` file: another config, other hooks)."""
+    if (workspace / ".git" / "commondir").exists():
+        raise git.InvalidGitRepositoryError(f"{workspace}/.git/commondir sends git to another folder: refused")
+    repo = git.Repo(workspace)
+    repo.git.set_persistent_git_options(c=[f"safe.directory={Path(workspace).resolve()}", *GUARDS])
+    return repo
 
 
 def read_git_state(workspace: Path, start_head: str | None = None) -> GitState:
     try:
-        repo = git.Repo(workspace)
+        repo = workspace_repo(workspace)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return GitState()
     with repo:
-        # The sandbox writes the workspace as another user; git would refuse it as "dubious".
-        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
         _read_only(repo)
         try:
             head = repo.head.commit.hexsha
@@ -87,14 +100,11 @@ def _is_work(path: str) -> bool:
 def commit_all(workspace: Path, message: str) -> str:
     """Make `workspace` a git repository (when it is not one) and commit every file in it;
     the new commit's sha."""
-    try:
-        repo = git.Repo(workspace)
-    except git.InvalidGitRepositoryError:
-        repo = git.Repo.init(workspace, initial_branch="main")
-    with repo:
-        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+    if not (workspace / ".git").exists():
+        git.Repo.init(workspace, initial_branch="main").close()
+    with workspace_repo(workspace) as repo:
         repo.git.add(A=True)
-        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+        return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR, skip_hooks=True).hexsha
 
 
 def has_commits(path: Path) -> bool:
@@ -126,8 +136,7 @@ def read_repo_map(path: Path) -> RepoMap:
 def head_of(workspace: Path) -> str | None:
     """The workspace's HEAD commit; None when it is no git repository or has no commit."""
     try:
-        with git.Repo(workspace) as repo:
-            repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+        with workspace_repo(workspace) as repo:
             return repo.head.commit.hexsha
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
         return None
@@ -138,8 +147,11 @@ def commit_round(workspace: Path, message: str, since: str | None = None) -> str
     caches left out); the new commit's sha, or None when nothing changed. An agent that
     committed its work itself since `since` (the round's start) gets a commit that marks the
     round's end, so every round is one autodev commit. RoundNotCommitted when git refused it."""
-    with git.Repo(workspace) as repo:
-        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+    try:
+        repo = workspace_repo(workspace)
+    except git.InvalidGitRepositoryError as exc:
+        raise RoundNotCommitted(str(exc)) from exc
+    with repo:
         _read_only(repo)
         work = [path for path in _changed(repo) if path and _is_work(path)]
         if not work and not (since and _agent_committed(repo, since)):
@@ -176,7 +188,7 @@ class RoundNotCommitted(Exception):
 def _add_and_commit(repo: git.Repo, paths: list[str], message: str) -> str:
     if paths:
         repo.git.add("-A", "--", *paths)
-    return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR).hexsha
+    return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR, skip_hooks=True).hexsha
 
 
 LOCK_WAIT_S = 10.0  # how long a commit waits for another git process in the workspace
@@ -200,8 +212,7 @@ def change_digest(workspace: Path, sha: str, since: str | None = None) -> str:
     """What a round changed (from `since` to `sha`; without `since`, the commit `sha` alone), as a
     short digest of its patch (blob ids left out), so a round that makes the same change as an
     earlier one is known."""
-    with git.Repo(workspace) as repo:
-        repo.git.set_persistent_git_options(c=f"safe.directory={Path(workspace).resolve()}")
+    with workspace_repo(workspace) as repo:
         patch = repo.git.diff("--no-color", since, sha) if since else repo.git.show("--format=", "--no-color", sha)
     lines = [line for line in patch.splitlines() if not line.startswith("index ")]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
@@ -209,8 +220,7 @@ def change_digest(workspace: Path, sha: str, since: str | None = None) -> str:
 
 def branch_changes(worktree: Path, base: str) -> BranchChanges:
     """The commits a run made on its branch and what they change, against `base`."""
-    with git.Repo(worktree) as repo:
-        repo.git.set_persistent_git_options(c=f"safe.directory={Path(worktree).resolve()}")
+    with workspace_repo(worktree) as repo:
         log = repo.git.log("--reverse", "--format=%h %s", f"{base}..HEAD")
         stat = repo.git.diff("--shortstat", base, "HEAD").strip()
     return BranchChanges(commits=log.splitlines(), diff_stat=stat)

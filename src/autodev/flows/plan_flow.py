@@ -223,5 +223,9 @@ def branch_summary(repository: RepositoryReport, worktree: Path) -> RepositoryRe
         reason = exc.stderr.strip() if isinstance(exc, git.GitCommandError) else str(exc)
         get_run_logger().error("could not bring branch %s into %s (%s); it stays in %s", repository.branch,
                                repository.repository, reason[:300], worktree)  # fmt: skip
-    changes = branch_changes(worktree, repository.base)
+    try:
+        changes = branch_changes(worktree, repository.base)
+    except git.InvalidGitRepositoryError as exc:
+        get_run_logger().error("cannot read branch %s: %s", repository.branch, exc)
+        return repository
     return repository.model_copy(update={"commits": changes.commits, "diff_stat": changes.diff_stat})

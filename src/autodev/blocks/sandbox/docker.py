@@ -80,7 +80,7 @@ class DockerSandbox(Block):
             # (an agent CLI's) is found; autodev's images make it writable for any uid.
             environment={"HOME": SANDBOX_HOME},
             working_dir=CONTAINER_WORKSPACE,
-            volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}, **borrowed_objects(workspace)},
+            volumes={str(workspace.resolve()): {"bind": CONTAINER_WORKSPACE, "mode": "rw"}, **git_mounts(workspace)},
             network_mode=network_mode,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -91,14 +91,21 @@ class DockerSandbox(Block):
         return DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory)
 
 
-def borrowed_objects(workspace: Path) -> dict[str, dict[str, str]]:
-    """Read-only mounts, each at its own path, of the object folders a workspace's git clone
-    borrows (`git clone --shared`: listed in .git/objects/info/alternates), so git works in the
-    sandbox while the repository they belong to cannot be written."""
-    alternates = workspace / ".git" / "objects" / "info" / "alternates"
+def git_mounts(workspace: Path) -> dict[str, dict[str, str]]:
+    """Read-only mounts for a workspace that is a git repository: its .git/config (the sandbox
+    cannot define a hook path, filter or diff driver there that git on the host would run), and,
+    each at its own path, the object folders a `git clone --shared` borrows (listed in
+    .git/objects/info/alternates), so git works in the sandbox while the repository they belong
+    to cannot be written."""
+    git_dir = workspace / ".git"
+    mounts = {}
+    if (git_dir / "config").is_file() and git_dir.is_dir():
+        mounts[str((git_dir / "config").resolve())] = {"bind": f"{CONTAINER_WORKSPACE}/.git/config", "mode": "ro"}
+    alternates = git_dir / "objects" / "info" / "alternates"
     lines = alternates.read_text().splitlines() if alternates.is_file() else []
-    found = [Path(line) for line in lines if line.startswith("/") and Path(line).is_dir()]
-    return {str(path): {"bind": str(path), "mode": "ro"} for path in found}
+    for path in [Path(line) for line in lines if line.startswith("/") and Path(line).is_dir()]:
+        mounts[str(path)] = {"bind": str(path), "mode": "ro"}
+    return mounts
 
 
 def network_mode_for(client: docker.DockerClient, network: bool | str) -> str:
