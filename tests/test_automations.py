@@ -74,7 +74,7 @@ def test_a_blocked_run_notifies_with_the_evidence_and_apply_is_idempotent(prefec
 project: notify-me
 defaults: {stall_timeout_s: 1, max_stall_retries: 0}
 steps:
-  - {id: quiet, run: "echo before the silence; sleep 600"}
+  - {id: quiet, run: "echo before the silence; sleep 600", task: Stay quiet}
 """,
         tmp_path,
     )
@@ -95,6 +95,17 @@ steps:
     assert support["run"] == report.run_id and "does not wait for input" in support["suggested_action"]
     assert f"autodev resume {report.run_id} --action retry" in support["suggested_action"]
     assert delivered_after < 60
+    assert_morning_report(receiver, report.run_id)
+
+
+def assert_morning_report(receiver: Receiver, run_id: str) -> None:
+    """The run's end notifies each task's outcome, and what the blocked one needs."""
+    finished = receiver.wait_for("autodev.run.finished")
+    assert finished["run"] == run_id and finished["reason"] == "blocked"
+    assert finished["summary"].startswith("1 blocked of 1 tasks; Stay quiet: blocked (stalled")
+    assert finished["suggested_action"].endswith(f"-> autodev resume {run_id} --step quiet --action retry")
+    assert [(t["task"], t["status"]) for t in finished["tasks"]] == [("Stay quiet", "blocked")]
+    assert finished["text"].startswith("autodev run finished: notify-me - 1 blocked of 1 tasks")
 
 
 def test_a_run_whose_heartbeats_stop_is_reported_late(prefect_api, receiver):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from autodev.core.events import InsightChanged, RunBlocked, RunEvent, StepNotice
+from autodev.core.events import InsightChanged, RunBlocked, RunEvent, RunFinished, StepNotice
 from autodev.flows.automations import REACTIVE, payload_template
 
 
@@ -27,8 +27,10 @@ def test_the_notifications_read_only_what_their_events_carry():
     assert {"step", "summary", "suggested_action"} <= read
     for _, event, _, _ in REACTIVE:
         carried = set(event.model_fields)
-        if issubclass(event, StepNotice):  # `reason` falls back to `status` in the template
-            assert read - {"reason"} <= carried, event.name
+        if issubclass(event, StepNotice):  # `reason` falls back to `status`; `tasks` is a run's end's
+            assert read - {"reason", "tasks"} <= carried, event.name
+        elif event is RunFinished:  # the morning report
+            assert {"summary", "suggested_action", "tasks", "reason", "status"} <= carried
         else:
             assert event is InsightChanged and {"summary", "suggested_action"} <= carried
 

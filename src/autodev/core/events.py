@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from autodev.core.models import Recommendation, RunStatus, StepStatus
+from autodev.core.models import Recommendation, RunStatus, StepStatus, TaskReport
 from autodev.core.session import DecisionAction
 
 
@@ -113,3 +113,6 @@ class RunFinished(RunEvent):
     status: RunStatus  # failed when the run crashed
     success_rate: float | None = None
     reason: str | None = None  # crashed: the run's process raised
+    summary: str | None = None  # the morning report in a line: each task's outcome
+    suggested_action: str | None = None  # what a task that needs a person needs, with its command
+    tasks: list[TaskReport] = Field(default_factory=list)  # the morning report: per task, its outcome and figures

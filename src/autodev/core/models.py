@@ -308,3 +308,18 @@ class RepositoryReport(BaseModel):
     diff_stat: str = ""  # `git diff --shortstat base..branch`
     tests_before: str | None = None  # the baseline's last line
     tests_after: str | None = None  # the last check's last line
+
+
+class TaskReport(BaseModel):
+    """How one task of the requirements went: its steps' outcome, what it cost, and for a task
+    that did not succeed, why and what to do next."""
+
+    task: str
+    status: StepStatus
+    steps: list[str]
+    duration_s: float = 0.0  # its steps' attempts, all of them
+    tokens: int = 0  # its agent steps' model calls (the built-in agent's, or what an agent CLI reported)
+    cost_usd: float = 0.0
+    reason: str = ""  # what stopped it (its newest blocker's summary)
+    action: str = ""  # the suggested next step
+    command: str = ""  # for a blocked task, the command that decides on it (retry; skip and abort work too)

@@ -12,24 +12,9 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from autodev.core.commands import StepAttempt
-from autodev.core.models import Blocker, Plan, RepositoryReport, RunStatus, StepStatus, utcnow
+from autodev.core.models import Blocker, Plan, RepositoryReport, RunStatus, StepStatus, TaskReport, utcnow
 from autodev.core.recovery import heartbeat_delay_s, orchestrator_gone
 from autodev.core.session import LLMCall, SessionRecord
-
-
-class TaskReport(BaseModel):
-    """How one task of the requirements went: its steps' outcome, what it cost, and for a task
-    that did not succeed, why and what to do next."""
-
-    task: str
-    status: StepStatus
-    steps: list[str]
-    duration_s: float = 0.0  # its steps' attempts, all of them
-    tokens: int = 0  # its agent steps' model calls (the built-in agent's, or what an agent CLI reported)
-    cost_usd: float = 0.0
-    reason: str = ""  # what stopped it (its newest blocker's summary)
-    action: str = ""  # the suggested next step
-    command: str = ""  # for a blocked task, the command that decides on it (retry; skip and abort work too)
 
 
 class StepReport(BaseModel):
@@ -150,6 +135,22 @@ def _task(
         reason=stopped.summary if stopped else "", action=stopped.suggested_action if stopped else "",
         command=f"autodev resume {session.run_id} --step {blocked_at} --action retry" if blocked_at else "",
     )  # fmt: skip
+
+
+def morning_summary(report: RunReport) -> tuple[str, str]:
+    """The run's end in a line for a notification: how many tasks ended how, and each one that
+    needs a person with why; and the first such task's next step with its command."""
+    if not report.tasks:
+        return f"{report.status}: {report.success_rate:.0%} of the steps succeeded", ""
+    counts: dict[str, int] = {}
+    for task in report.tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    line = ", ".join(f"{n} {status}" for status, n in counts.items()) + f" of {len(report.tasks)} tasks"
+    stuck = [t for t in report.tasks if t.status != "succeeded"]
+    line += "".join(f"; {t.task}: {t.status}" + (f" ({t.reason[:120]})" if t.reason else "") for t in stuck)
+    first = stuck[0] if stuck else None
+    action = " ".join(filter(None, (first.action, first.command and f"-> {first.command}"))) if first else ""
+    return line, action
 
 
 def _repository(session: SessionRecord, last: dict[str, StepAttempt]) -> RepositoryReport | None:

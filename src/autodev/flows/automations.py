@@ -42,12 +42,13 @@ def payload_template(headline: str, ui_url: str) -> str:
         "step": "p.get('step')",
         "command": "p.get('command')",
         "exit_code": "p.get('exit_code')",
-        "reason": "p.get('reason', p.get('status'))",
+        "reason": "p.get('reason') or p.get('status')",
         "summary": "p.get('summary')",
         "suggested_action": "p.get('suggested_action')",
+        "tasks": "p.get('tasks')",
         "link": "link",
         "text": (
-            f"'{headline}: ' ~ event.resource.get('autodev.project', '') ~ ' step ' ~ (p.get('step') or '?') ~ "
+            f"'{headline}: ' ~ event.resource.get('autodev.project', '') ~ ((' step ' ~ p.get('step')) if p.get('step') else '') ~ "
             "' - ' ~ (p.get('summary') or '') ~ ' | try: ' ~ (p.get('suggested_action') or 'see the run') ~ ' | ' ~ link"
         ),
     }
@@ -64,6 +65,8 @@ REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
      "The same failure happened several times in a row; the run is blocked."),
     ("autodev: decision support", InsightChanged, "autodev decision support",
      "autodev's next-step advice for a run changed, or its confidence dropped."),
+    ("autodev: run finished", RunFinished, "autodev run finished",
+     "A run ended: per task, what succeeded and what needs a person (the morning report)."),
 ]
 
 

@@ -30,7 +30,7 @@ from autodev.core.evaluation import evaluate
 from autodev.core.events import HeartbeatBeat, InsightChanged, RunEvent, RunFinished, RunStarted
 from autodev.core.models import Plan, RunStatus
 from autodev.core.recovery import holder_gone_here
-from autodev.core.report import RunReport, build_report
+from autodev.core.report import RunReport, build_report, morning_summary
 from autodev.core.session import Lease, LLMCall, RunWrite, SessionMetadata, SessionRecord
 from autodev.flows.dashboard import RunDashboard
 
@@ -146,7 +146,10 @@ class StoreRecorder(Recorder):
         if self.dashboard:
             self.dashboard.finish(engine.progress, report, session.metadata, evaluation)
         self._release()
-        self.events.emit(RunFinished(status=report.status, success_rate=report.success_rate))
+        summary, action = morning_summary(report)
+        self.events.emit(RunFinished(
+            status=report.status, success_rate=report.success_rate, summary=summary, suggested_action=action or None, tasks=report.tasks,
+        ))  # fmt: skip
         return report
 
     def crashed(self, exc: BaseException) -> None:
