@@ -99,3 +99,12 @@ def test_git_works_in_the_sandbox_on_the_branch_and_its_config_is_read_only(repo
     finally:
         sandbox.close()
     assert git(clone, "log", "--format=%s", "-1") == "agent: b\n"
+
+
+def test_a_run_begun_in_a_worktree_before_clones_keeps_its_branch_where_it_is(repository, tmp_path):
+    worktree = tmp_path / "worktree"
+    git(repository, "worktree", "add", "-q", "-b", "autodev/old", str(worktree))
+    (worktree / "b.txt").write_text("b\n")
+    assert commit_round(worktree, "autodev: task-1 (attempt 1)")
+    publish_branch(worktree, repository, "autodev/old")  # nothing to bring: the branch is the repository's
+    assert git(repository, "log", "--format=%s", "-1", "autodev/old") == "autodev: task-1 (attempt 1)\n"

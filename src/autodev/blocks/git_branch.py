@@ -44,7 +44,10 @@ def open_branch(repo_path: Path, branch: str, clone: Path) -> str:
 
 def publish_branch(clone: Path, repo_path: Path, branch: str) -> None:
     """Bring the clone's branch into the repository (a fast-forward of autodev's own branch);
-    git's refusal is raised as GitCommandError."""
+    git's refusal is raised as GitCommandError. A run begun before runs had clones works in a
+    worktree of the repository (its .git is a file): its branch is there already."""
+    if (clone / ".git").is_file():
+        return
     # The clone belongs to the sandbox's user, so the upload-pack that reads it (a process of
     # its own, which a local fetch gives none of this one's `-c` settings) is told it is safe;
     # upload-pack runs nothing from the clone's own config or hooks.
