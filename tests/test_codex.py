@@ -205,3 +205,32 @@ def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, co
     s.close()
     assert sorted(u.purpose for u in usage) == ["agent:task-1", "agent:task-2"]  # Codex's tokens, per task
     assert SECRET not in done.stdout + done.stderr
+
+
+def run_tasks(repo: Path, tasks: Path, model: ScriptedResponses, **env: str) -> dict:
+    args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
+    done = subprocess.run(
+        [*AUTODEV, "run", str(tasks), "--workspace", str(repo), "--agent", "codex", "--agent-args", args, "--network", "host",
+         "--yes", "--json"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OPENAI_API_KEY": SECRET, **env},
+    )  # fmt: skip
+    assert done.stdout, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_a_second_run_on_the_same_task_list_does_only_what_is_left(prefect_api, codex_image, tmp_path):
+    repo = small_repository(tmp_path / "tiny")
+    tasks = tmp_path / "TASKS.md"
+    tasks.write_text("# tiny chores\n\n- [ ] add greet.py\n- [ ] add bye.py\n")
+    with ScriptedResponses([shell("echo 'GREETING = 1' > greet.py"), message("Added greet.py."), silent()]) as model:
+        first = run_tasks(repo, tasks, model, AUTODEV_STALL_TIMEOUT_S="2", AUTODEV_DECISION_TIMEOUT_S="1")
+    assert [(t["task"], t["status"]) for t in first["tasks"]] == [("add greet.py", "succeeded"), ("add bye.py", "blocked")]
+
+    with ScriptedResponses([shell("echo 'FAREWELL = 1' > bye.py"), message("Added bye.py.")]) as model:
+        second = run_tasks(repo, tasks, model)
+    assert [(t["task"], t["status"]) for t in second["tasks"]] == [("add bye.py", "succeeded")]  # only what was left
+    assert "add bye.py" in model.requests[0].body_text and "add greet.py" not in model.requests[0].body_text
+    branch = second["repository"]
+    assert branch["continues"] == first["run_id"] and branch["carried"] == ["add greet.py"]
+    log = subprocess.run(["git", "log", "--format=%s", branch["branch"]], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert log.split("\n")[:3] == ["autodev: task-2 (attempt 1)", "autodev: task-1 (attempt 1)", "tiny"]  # on the first run's work

@@ -12,6 +12,7 @@ another branch).
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -21,14 +22,15 @@ from autodev.core.errors import BadInput
 AGENT_IDENTITY = {"user.name": "autodev agent", "user.email": "agent@autodev.localhost"}  # commits an agent makes itself
 
 
-def open_branch(repo_path: Path, branch: str, clone: Path) -> str:
-    """A new branch `branch` from the checkout's HEAD, checked out in a clone at `clone` (the
-    checkout, its branch and its working tree are not touched); the base commit's sha. BadInput
-    when the repository has a branch of that name already."""
+def open_branch(repo_path: Path, branch: str, clone: Path, start: str | None = None) -> str:
+    """A new branch `branch` from the checkout's HEAD (or from the branch `start`: an earlier
+    run's, whose work this run goes on from), checked out in a clone at `clone` (the checkout,
+    its branch and its working tree are not touched); the base commit's sha. BadInput when the
+    repository has a branch of that name already."""
     with git.Repo(repo_path) as repo:
         if branch in {head.name for head in repo.heads}:
             raise BadInput(f"branch {branch} exists already in {repo_path}: rename or delete it, or run again a second later")
-        base = repo.head.commit.hexsha
+        base = repo.commit(f"refs/heads/{start}" if start else "HEAD").hexsha
     with git.Repo.clone_from(str(repo_path), str(clone), shared=True, no_checkout=True) as made:
         made.git.checkout("-q", "-b", branch, base)
         with made.config_writer() as config:
@@ -55,3 +57,17 @@ def publish_branch(clone: Path, repo_path: Path, branch: str) -> None:
     upload_pack = f"git -c safe.directory={shlex.quote(str(path))} -c safe.directory={shlex.quote(str(path / '.git'))} upload-pack"
     with git.Repo(repo_path) as repo:
         repo.git.fetch("--quiet", "--upload-pack", upload_pack, str(path), f"refs/heads/{branch}:refs/heads/{branch}")
+
+
+@dataclass(frozen=True)
+class BranchState:
+    exists: bool  # the branch is in the repository
+    merged: bool  # the checkout's HEAD has it
+
+
+def branch_state(repo_path: Path, branch: str) -> BranchState:
+    """Whether `branch` is in the repository, and whether the checkout's HEAD has it merged."""
+    with git.Repo(repo_path) as repo:
+        if branch not in {head.name for head in repo.heads}:
+            return BranchState(exists=False, merged=False)
+        return BranchState(exists=True, merged=repo.is_ancestor(repo.commit(f"refs/heads/{branch}"), repo.head.commit))

@@ -120,6 +120,8 @@ def show_tasks(report: RunReport) -> None:
 def show_repository(repo: RepositoryReport) -> None:
     """Where a repository run's work is, and what it changed."""
     out.print(f"branch [bold]{repo.branch}[/] of {repo.repository} (from {repo.base[:8]}), worktree {repo.worktree}", highlight=False, soft_wrap=True)
+    if repo.continues:
+        out.print(f"  goes on from run {repo.continues}: {len(repo.carried)} task(s) done there, left alone" + "".join(f"\n    {t}" for t in repo.carried), highlight=False, soft_wrap=True)
     out.print(f"  {len(repo.commits)} commit(s)" + (f", {repo.diff_stat}" if repo.diff_stat else ""), highlight=False)
     for commit in repo.commits[-5:]:
         out.print(f"  {commit}", highlight=False)

@@ -304,6 +304,8 @@ class RepositoryReport(BaseModel):
     worktree: str  # the clone the run works in (its branch is brought into `repository` at the end)
     base: str  # the commit the branch starts from (the checkout's HEAD)
     left_out: list[str] = Field(default_factory=list)  # uncommitted changes of the checkout, not on the branch
+    continues: str | None = None  # the earlier run on the same document whose backlog this run does
+    carried: list[str] = Field(default_factory=list)  # the tasks done by earlier runs, on the branch this one started from
     commits: list[str] = Field(default_factory=list)  # "sha subject" of the branch's commits, oldest first
     diff_stat: str = ""  # `git diff --shortstat base..branch`
     tests_before: str | None = None  # the baseline's last line

@@ -21,6 +21,15 @@ from autodev.core.scaffold import Requirements
 FILE_LIMIT = 300  # tracked files listed for the model; the rest are counted
 
 
+class Backlog(BaseModel):
+    """What earlier runs on the same document and repository left (`core/backlog.py`)."""
+
+    previous_run: str | None = None  # the run this one goes on from
+    start: str | None = None  # the branch to start from (None: the checkout's HEAD)
+    done: list[str] = Field(default_factory=list)  # the tasks (titles) done on it
+    notes: dict[str, str] = Field(default_factory=dict)  # a person's note on a task left open
+
+
 class RepoMap(BaseModel):
     """What the decomposer is told of an existing repository."""
 
@@ -30,6 +39,7 @@ class RepoMap(BaseModel):
     language: str = "unknown"
     test_command: str | None = None
     left_out: list[str] = Field(default_factory=list)  # uncommitted changes the branch does not have
+    backlog: Backlog = Field(default_factory=Backlog)
 
 
 class BranchChanges(BaseModel):
@@ -142,10 +152,15 @@ def repository_plan(requirements: Requirements, repo: RepoMap) -> Plan:
     tests after it (sent back to it when they fail). Tasks are independent: one that blocks
     does not hold back the others."""
     steps: list[dict] = []
+    done = {n for n, task in enumerate(tasks_of(requirements), 1) if task.title in repo.backlog.done}
     for n, task in enumerate(tasks_of(requirements), 1):
+        if n in done:
+            continue  # done by an earlier run, on the branch this one starts from
+        note = repo.backlog.notes.get(task.title)
         agent = {"id": f"task-{n}", "kind": "agent", "task": task.title, "instruction": (
             f"In this repository: {task.text.rstrip('.')}. Do only this task, and keep the tests passing."
-        ), "depends_on": [f"check-{m}" if repo.test_command else f"task-{m}" for m in task.after]}
+            + (f" A person's note on it: {note}" if note else "")
+        ), "depends_on": [f"check-{m}" if repo.test_command else f"task-{m}" for m in task.after if m not in done]}
         steps.append(agent)
         if repo.test_command:
             steps.append({"id": f"check-{n}", "run": repo.test_command, "task": task.title, "depends_on": [agent["id"]],
@@ -166,7 +181,12 @@ any change itself. Answer with one JSON object that matches the JSON schema you 
 
 def repo_request(requirements: Requirements, repo: RepoMap) -> str:
     """The user message for a repository: the tasks, the map, the test command."""
-    tasks = "\n".join(f"{n}. {t.text}" for n, t in enumerate(tasks_of(requirements), 1))
+    done = repo.backlog.done
+    tasks = "\n".join(
+        f"{n}. {t.text}" + (" (done already on the branch: plan no steps for it)" if t.title in done else "")
+        + (f" (a person's note: {repo.backlog.notes[t.title]})" if t.title in repo.backlog.notes else "")
+        for n, t in enumerate(tasks_of(requirements), 1)
+    )
     more = f"\n... and {repo.file_count - len(repo.files)} more" if repo.file_count > len(repo.files) else ""
     return (
         f"# Task document ({requirements.source})\n\n{requirements.text.strip()}\n\n# Tasks\n\n{tasks}\n\n"

@@ -105,7 +105,8 @@ def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:
         lines += [
             "", f"**Branch** `{r.branch}` of `{r.repository}` (from `{r.base[:8]}`): {len(r.commits)} commit(s)"
             + (f", {r.diff_stat}" if r.diff_stat else "") + f". Tests before: {r.tests_before or '-'}; after: {r.tests_after or '-'}."
-            + (f" Left out (uncommitted in the checkout): {', '.join(r.left_out[:10])}." if r.left_out else ""),
+            + (f" Left out (uncommitted in the checkout): {', '.join(r.left_out[:10])}." if r.left_out else "")
+            + (f" Goes on from run `{r.continues}`: done there, {', '.join(r.carried) or 'nothing'}." if r.continues else ""),
         ]
     for b in report.blockers:
         waiting = [s.id for s in report.steps if b.step_id in s.waits_for]

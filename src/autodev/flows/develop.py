@@ -19,7 +19,6 @@ from prefect.input import RunInput
 from prefect.states import Failed
 from pydantic import Field
 
-from autodev.blocks.git_branch import open_branch as open_clone
 from autodev.blocks.git_state import has_commits, read_repo_map
 from autodev.blocks.replay import REPLAY_MODEL
 from autodev.core.agents import AgentChoice, with_agent
@@ -34,6 +33,7 @@ from autodev.core.scaffold import (
     parse_requirements,
 )
 from autodev.core.session import Pause, RunOrigin
+from autodev.flows.backlog import backlog_for, open_branch
 from autodev.flows.dashboard import artifact_key
 from autodev.flows.decision import back_to_running
 from autodev.flows.plan_flow import run_plan
@@ -136,7 +136,8 @@ def choose_target(workspace: str | None, wanted: Requirements) -> Target:
     """`workspace` if it is a git repository with commits (with its map, for the plan), else a new
     directory (`workspace`, or one under AUTODEV_WORKSPACE_ROOT) checked before any model call or question."""
     if workspace and is_repository(Path(workspace)):
-        return Target(workspace, Path(workspace), read_repo_map(Path(workspace)))
+        repo_map = read_repo_map(Path(workspace)).model_copy(update={"backlog": backlog_for(Path(workspace), wanted.source)})
+        return Target(workspace, Path(workspace), repo_map)
     workspace = workspace or str(runtime().settings.new_workspace(wanted.project))
     check_workspace(Path(workspace))
     return Target(workspace)
@@ -170,7 +171,8 @@ def set_up_workspace(target: Target, wanted: Requirements, decomposition: Decomp
     if target.repository is None:
         scaffold(target.workspace, wanted, decomposition.template, decomposition.files)
         return target.workspace, None
-    branch = open_branch(target.repository, wanted.project, target.repo_map.left_out if target.repo_map else [])
+    assert target.repo_map is not None
+    branch = open_branch(target.repository, wanted.project, target.repo_map)
     return branch.worktree, branch
 
 
@@ -191,25 +193,12 @@ def is_repository(path: Path) -> bool:
     return path.is_dir() and has_commits(path)
 
 
-def open_branch(repository: Path, project: str, left_out: list[str]) -> RepositoryReport:
-    """The run's branch, in a clone of its own under AUTODEV_WORKSPACE_ROOT (git works in the
-    sandbox); `left_out` are the checkout's uncommitted changes, which the branch does not have."""
-    logger = get_run_logger()
-    worktree = runtime().settings.new_workspace(project)
-    branch = f"autodev/{worktree.name}"
-    base = open_clone(repository, branch, worktree)
-    if left_out:
-        logger.warning("left out of branch %s (uncommitted in your checkout): %s", branch, ", ".join(left_out[:20]))
-    logger.info("working on branch %s (from %s) in %s; your checkout is not touched", branch, base[:8], worktree)
-    return RepositoryReport(repository=str(repository.resolve()), branch=branch, worktree=str(worktree), base=base, left_out=left_out)
-
-
 def origin_of(decomposition: Decomposition, requirements: str) -> RunOrigin:
     """Where the run's plan came from, as kept with the run."""
     replayed = any(u.model == REPLAY_MODEL for u in decomposition.usage)
     return RunOrigin(
         source="replay" if replayed and decomposition.source == "model" else decomposition.source,
-        requirements=requirements,
+        requirements=str(Path(requirements).resolve()),  # the next run on the same document finds this one by it
         template=decomposition.template,
         template_reason=decomposition.template_reason,
         reason=decomposition.reason,
