@@ -94,9 +94,9 @@ def test_the_morning_report_gives_each_task_its_time_cost_and_what_to_do_next():
     assert (search.status, search.duration_s, search.tokens, search.cost_usd, search.reason) == ("succeeded", 5.0, 1200, 0.012, "")
     assert (docs.status, docs.duration_s, docs.tokens) == ("blocked", 600.0, 0)
     assert docs.reason == "stalled: no output for 600s" and docs.command == "autodev resume r1 --step docs --action retry"
-    summary, action = morning_summary(report)
-    assert summary == "1 succeeded, 1 blocked of 2 tasks; Write docs: blocked (stalled: no output for 600s)"
-    assert action == "the agent went quiet: retry it -> autodev resume r1 --step docs --action retry"
+    summary = morning_summary(report)
+    assert summary.line == "1 succeeded, 1 blocked of 2 tasks; Write docs: blocked (stalled: no output for 600s)"
+    assert summary.action == "the agent went quiet: retry it -> autodev resume r1 --step docs --action retry"
     table = tasks_markdown(report)
     assert table[3] == "| Add search | **succeeded** | impl, test | 5 | 1,200 | 0.01 |  |  |"
     assert table[4].endswith("| stalled: no output for 600s | the agent went quiet: retry it `autodev resume r1 --step docs --action retry` |")

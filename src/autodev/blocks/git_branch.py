@@ -28,7 +28,7 @@ def open_branch(repo_path: Path, branch: str, clone: Path, start: str | None = N
     its branch and its working tree are not touched); the base commit's sha. BadInput when the
     repository has a branch of that name already."""
     with git.Repo(repo_path) as repo:
-        if branch in {head.name for head in repo.heads}:
+        if _has_branch(repo, branch):
             raise BadInput(f"branch {branch} exists already in {repo_path}: rename or delete it, or run again a second later")
         base = repo.commit(f"refs/heads/{start}" if start else "HEAD").hexsha
     with git.Repo.clone_from(str(repo_path), str(clone), shared=True, no_checkout=True) as made:
@@ -68,6 +68,10 @@ class BranchState:
 def branch_state(repo_path: Path, branch: str) -> BranchState:
     """Whether `branch` is in the repository, and whether the checkout's HEAD has it merged."""
     with git.Repo(repo_path) as repo:
-        if branch not in {head.name for head in repo.heads}:
+        if not _has_branch(repo, branch):
             return BranchState(exists=False, merged=False)
         return BranchState(exists=True, merged=repo.is_ancestor(repo.commit(f"refs/heads/{branch}"), repo.head.commit))
+
+
+def _has_branch(repo: git.Repo, branch: str) -> bool:
+    return branch in {head.name for head in repo.heads}

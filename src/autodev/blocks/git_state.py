@@ -159,8 +159,13 @@ def commit_round(workspace: Path, message: str, since: str | None = None) -> str
         try:
             return _while_locked(lambda: _add_and_commit(repo, work, message))
         except (git.GitCommandError, OSError) as exc:
-            detail = exc.stderr.strip().removeprefix("stderr: '") if isinstance(exc, git.GitCommandError) else str(exc)
-            raise RoundNotCommitted(detail.splitlines()[0][:300] if detail else str(exc)) from exc
+            raise RoundNotCommitted(git_refusal(exc)) from exc
+
+
+def git_refusal(exc: git.GitCommandError | OSError) -> str:
+    """What git (or the file system under it) said when it refused, in one line."""
+    detail = exc.stderr.strip().removeprefix("stderr: '") if isinstance(exc, git.GitCommandError) else str(exc)
+    return detail.splitlines()[0][:300] if detail else str(exc)
 
 
 def _changed(repo: git.Repo) -> list[str]:

@@ -10,7 +10,7 @@ from rich.table import Table
 from autodev.core.errors import BadInput
 from autodev.core.models import RepositoryReport, utcnow
 from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
-from autodev.core.report import RunReport, build_report
+from autodev.core.report import RunReport
 from autodev.core.session import SessionMetadata, SessionRecord
 from autodev.flows.runtime import runtime
 
@@ -25,8 +25,7 @@ def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
         session = store.sessions.get(run_id) if run_id else store.sessions.latest()
         if session is None:
             raise BadInput(f"no run {run_id!r} in the state store" if run_id else "no runs recorded yet")
-        attempts, states = store.attempts.of(session.run_id), store.attempts.states(session.run_id)
-        report = build_report(session, attempts, states, calls=store.attempts.model_calls(session.run_id))
+        report = store.report(session)
     finally:
         store.close()
     return report, session

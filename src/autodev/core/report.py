@@ -7,6 +7,7 @@ them, and whether the run's orchestrator is gone (then the advice says how to co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -125,7 +126,8 @@ def _task(
 ) -> TaskReport:  # fmt: skip
     seen = {statuses[sid] for sid in ids}
     status = next((st for st in ("blocked", "failed", "stalled", "timed_out", "skipped", "running", "pending") if st in seen), "succeeded")
-    own_calls = [c for c in calls if c.purpose.removeprefix("agent:") in ids and c.purpose.startswith("agent:")]
+    purposes = {f"agent:{sid}" for sid in ids}
+    own_calls = [c for c in calls if c.purpose in purposes]
     stopped = next((b for b in reversed(session.metadata.blockers) if b.step_id in ids), None) if status != "succeeded" else None
     blocked_at = next((sid for sid in ids if statuses[sid] == "blocked"), None)
     return TaskReport(
@@ -137,11 +139,16 @@ def _task(
     )  # fmt: skip
 
 
-def morning_summary(report: RunReport) -> tuple[str, str]:
-    """The run's end in a line for a notification: how many tasks ended how, and each one that
-    needs a person with why; and the first such task's next step with its command."""
+@dataclass(frozen=True)
+class MorningSummary:
+    line: str  # how many tasks ended how, and each one that needs a person with why
+    action: str  # the first such task's next step with its command ("" when none needs one)
+
+
+def morning_summary(report: RunReport) -> MorningSummary:
+    """The run's end in a line for a notification, and what to do first."""
     if not report.tasks:
-        return f"{report.status}: {report.success_rate:.0%} of the steps succeeded", ""
+        return MorningSummary(f"{report.status}: {report.success_rate:.0%} of the steps succeeded", "")
     counts: dict[str, int] = {}
     for task in report.tasks:
         counts[task.status] = counts.get(task.status, 0) + 1
@@ -150,7 +157,7 @@ def morning_summary(report: RunReport) -> tuple[str, str]:
     line += "".join(f"; {t.task}: {t.status}" + (f" ({t.reason[:120]})" if t.reason else "") for t in stuck)
     first = stuck[0] if stuck else None
     action = " ".join(filter(None, (first.action, first.command and f"-> {first.command}"))) if first else ""
-    return line, action
+    return MorningSummary(line, action)
 
 
 def _repository(session: SessionRecord, last: dict[str, StepAttempt]) -> RepositoryReport | None:

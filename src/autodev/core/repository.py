@@ -149,11 +149,13 @@ def with_baseline(plan: Plan, test_command: str | None) -> Plan:
 
 def repository_plan(requirements: Requirements, repo: RepoMap) -> Plan:
     """The plan when no model makes one: the baseline, then for each task an agent step and the
-    tests after it (sent back to it when they fail). Tasks are independent: one that blocks
-    does not hold back the others."""
+    tests after it (sent back to it when they fail). Tasks are independent unless the document
+    orders them ("after task 2"): one that blocks holds back only the tasks after it. Tasks an
+    earlier run did (`repo.backlog`) are left out; their numbers stay those of the document."""
     steps: list[dict] = []
-    done = {n for n, task in enumerate(tasks_of(requirements), 1) if task.title in repo.backlog.done}
-    for n, task in enumerate(tasks_of(requirements), 1):
+    tasks = tasks_of(requirements)
+    done = {n for n, task in enumerate(tasks, 1) if task.title in repo.backlog.done}
+    for n, task in enumerate(tasks, 1):
         if n in done:
             continue  # done by an earlier run, on the branch this one starts from
         note = repo.backlog.notes.get(task.title)

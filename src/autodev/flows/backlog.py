@@ -15,7 +15,6 @@ from autodev.blocks.git_branch import branch_state
 from autodev.blocks.git_branch import open_branch as open_clone
 from autodev.core.backlog import backlog_after, carried
 from autodev.core.models import RepositoryReport
-from autodev.core.report import build_report
 from autodev.core.repository import Backlog, RepoMap
 from autodev.core.session import SessionRecord
 from autodev.flows.runtime import runtime
@@ -28,7 +27,7 @@ def backlog_for(repository: Path, requirements: str) -> Backlog:
         previous = next((s for s in store.sessions.recent() if _same_work(s, repository, requirements)), None)
         if previous is None or previous.metadata.repository is None:
             return Backlog()
-        report = build_report(previous, store.attempts.of(previous.run_id), store.attempts.states(previous.run_id))
+        report = store.report(previous)
     finally:
         store.close()
     state = branch_state(repository, previous.metadata.repository.branch)

@@ -21,7 +21,7 @@ from prefect import runtime as prefect_runtime
 from prefect.states import Failed, State
 
 from autodev.blocks.git_branch import publish_branch
-from autodev.blocks.git_state import branch_changes
+from autodev.blocks.git_state import branch_changes, git_refusal
 from autodev.blocks.sandbox.leftovers import clear_leftovers, remove_run_containers
 from autodev.blocks.secrets import resolve_secrets
 from autodev.blocks.store import Store
@@ -220,9 +220,8 @@ def branch_summary(repository: RepositoryReport, worktree: Path) -> RepositoryRe
     try:
         publish_branch(worktree, Path(repository.repository), repository.branch)
     except (git.GitCommandError, OSError) as exc:
-        reason = exc.stderr.strip() if isinstance(exc, git.GitCommandError) else str(exc)
         get_run_logger().error("could not bring branch %s into %s (%s); it stays in %s", repository.branch,
-                               repository.repository, reason[:300], worktree)  # fmt: skip
+                               repository.repository, git_refusal(exc), worktree)  # fmt: skip
     try:
         changes = branch_changes(worktree, repository.base)
     except git.InvalidGitRepositoryError as exc:

@@ -146,9 +146,10 @@ class StoreRecorder(Recorder):
         if self.dashboard:
             self.dashboard.finish(engine.progress, report, session.metadata, evaluation)
         self._release()
-        summary, action = morning_summary(report)
+        summary = morning_summary(report)
         self.events.emit(RunFinished(
-            status=report.status, success_rate=report.success_rate, summary=summary, suggested_action=action or None, tasks=report.tasks,
+            status=report.status, success_rate=report.success_rate, summary=summary.line, suggested_action=summary.action or None,
+            tasks=report.tasks,
         ))  # fmt: skip
         return report
 

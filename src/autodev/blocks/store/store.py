@@ -8,7 +8,8 @@ from autodev.blocks.store.database import Cursor, Database
 from autodev.blocks.store.leases import LeaseLost, Leases
 from autodev.blocks.store.metrics import Metrics
 from autodev.blocks.store.sessions import Sessions
-from autodev.core.session import Lease, RunWrite
+from autodev.core.report import RunReport, build_report
+from autodev.core.session import Lease, RunWrite, SessionRecord
 
 
 class Store:
@@ -37,6 +38,11 @@ class Store:
             self.attempts.add_model_calls(cur, change.run_id, change.model_calls)
 
         self.db.atomic(work)
+
+    def report(self, session: SessionRecord) -> RunReport:
+        """The run's report as the store has it: its attempts, step states and model calls."""
+        run_id = session.run_id
+        return build_report(session, self.attempts.of(run_id), self.attempts.states(run_id), calls=self.attempts.model_calls(run_id))
 
     def close(self) -> None:
         self.db.close()
