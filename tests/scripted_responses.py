@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not req.path.rstrip("/").endswith("/responses"):
             return self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
         owner: ScriptedResponses = self.server.owner
-        turn, n = owner._next_turn()
+        turn, n = owner._next_turn(req.body_text)
         if turn.kind == "http_error":
             body = ERROR_BODIES.get(turn.status, {"message": f"HTTP {turn.status}", "type": "server_error"})
             return self._send_json(turn.status, {"error": body})
@@ -202,10 +202,15 @@ class ScriptedResponses:
 
     handler: type[BaseHTTPRequestHandler] = _Handler  # a subclass serves another API
 
-    def __init__(self, script: list[Turn], *, unix_path: str | None = None, host: str = "127.0.0.1"):
-        if not script:
+    def __init__(
+        self, script: list[Turn], *, unix_path: str | None = None, host: str = "127.0.0.1", routes: dict[str, list[Turn]] | None = None,
+    ):  # fmt: skip
+        if not script and not routes:
             raise ValueError("the script needs at least one turn")
         self.script, self.unix_path, self.host = list(script), unix_path, host
+        # Agents working at once: a request whose body holds a route's text gets that route's next turn.
+        self.routes = {text: list(turns) for text, turns in (routes or {}).items()}
+        self._route_served = dict.fromkeys(self.routes, 0)
         self.requests: list[Request] = []  # every request, in arrival order
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -222,10 +227,15 @@ class ScriptedResponses:
     def base_url(self) -> str:  # for TCP; over a Unix socket the URL is the relay's
         return f"http://{self.host}:{self.port}/v1"
 
-    def _next_turn(self) -> tuple[Turn, int]:
+    def _next_turn(self, body: str = "") -> tuple[Turn, int]:
         with self._lock:
             n, self._served = self._served, self._served + 1
-        return self.script[min(n, len(self.script) - 1)], n
+            route = next((text for text in self.routes if text in body), None)
+            if route is None:
+                return self.script[min(n, len(self.script) - 1)], n
+            k, self._route_served[route] = self._route_served[route], self._route_served[route] + 1
+            turns = self.routes[route]
+            return turns[min(k, len(turns) - 1)], n
 
     def start(self) -> ScriptedResponses:
         if self.unix_path:

@@ -98,5 +98,5 @@ def test_the_morning_report_gives_each_task_its_time_cost_and_what_to_do_next():
     assert summary.line == "1 succeeded, 1 blocked of 2 tasks; Write docs: blocked (stalled: no output for 600s)"
     assert summary.action == "the agent went quiet: retry it -> autodev resume r1 --step docs --action retry"
     table = tasks_markdown(report)
-    assert table[3] == "| Add search | **succeeded** | impl, test | 5 | 1,200 | 0.01 |  |  |"
+    assert table[3] == "| Add search | **succeeded** |  | impl, test | 5 | 1,200 | 0.01 |  |  |"
     assert table[4].endswith("| stalled: no output for 600s | the agent went quiet: retry it `autodev resume r1 --step docs --action retry` |")

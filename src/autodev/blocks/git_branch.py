@@ -17,6 +17,7 @@ from pathlib import Path
 
 import git
 
+from autodev.blocks.git_state import workspace_repo
 from autodev.core.errors import BadInput
 
 AGENT_IDENTITY = {"user.name": "autodev agent", "user.email": "agent@autodev.localhost"}  # commits an agent makes itself
@@ -27,11 +28,12 @@ def open_branch(repo_path: Path, branch: str, clone: Path, start: str | None = N
     run's, whose work this run goes on from), checked out in a clone at `clone` (the checkout,
     its branch and its working tree are not touched); the base commit's sha. BadInput when the
     repository has a branch of that name already."""
-    with git.Repo(repo_path) as repo:
+    with workspace_repo(repo_path) as repo:  # a user's repository, or (a task's clone) the run's clone the sandbox owns
         if _has_branch(repo, branch):
             raise BadInput(f"branch {branch} exists already in {repo_path}: rename or delete it, or run again a second later")
         base = repo.commit(f"refs/heads/{start}" if start else "HEAD").hexsha
-    with git.Repo.clone_from(str(repo_path), str(clone), shared=True, no_checkout=True) as made:
+    pack = upload_pack(repo_path)  # our own, hence "unsafe" allowed
+    with git.Repo.clone_from(str(repo_path), str(clone), allow_unsafe_options=True, shared=True, no_checkout=True, upload_pack=pack) as made:
         made.git.checkout("-q", "-b", branch, base)
         with made.config_writer() as config:
             for key, value in AGENT_IDENTITY.items():
@@ -50,13 +52,21 @@ def publish_branch(clone: Path, repo_path: Path, branch: str) -> None:
     worktree of the repository (its .git is a file): its branch is there already."""
     if (clone / ".git").is_file():
         return
-    # The clone belongs to the sandbox's user, so the upload-pack that reads it (a process of
-    # its own, which a local fetch gives none of this one's `-c` settings) is told it is safe;
-    # upload-pack runs nothing from the clone's own config or hooks.
-    path = clone.resolve()
-    upload_pack = f"git -c safe.directory={shlex.quote(str(path))} -c safe.directory={shlex.quote(str(path / '.git'))} upload-pack"
     with git.Repo(repo_path) as repo:
-        repo.git.fetch("--quiet", "--upload-pack", upload_pack, str(path), f"refs/heads/{branch}:refs/heads/{branch}")
+        fetch(repo, clone, f"refs/heads/{branch}:refs/heads/{branch}")
+
+
+def fetch(repo: git.Repo, clone: Path, refspec: str) -> None:
+    """Fetch `refspec` from the clone into `repo` (GitCommandError when git refuses)."""
+    repo.git.fetch("--quiet", "--upload-pack", upload_pack(clone), str(clone.resolve()), refspec)
+
+
+def upload_pack(clone: Path) -> str:
+    """The upload-pack that reads a clone belonging to the sandbox's user, told it is safe (a
+    process of its own, which a local fetch or clone gives none of this one's `-c` settings);
+    upload-pack runs nothing from the clone's own config or hooks."""
+    path = clone.resolve()
+    return f"git -c safe.directory={shlex.quote(str(path))} -c safe.directory={shlex.quote(str(path / '.git'))} upload-pack"
 
 
 @dataclass(frozen=True)

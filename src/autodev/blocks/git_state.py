@@ -3,7 +3,9 @@ repository that exists: its map, the run's worktree and branch, a commit per age
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,9 +193,31 @@ class RoundNotCommitted(Exception):
 
 
 def _add_and_commit(repo: git.Repo, paths: list[str], message: str) -> str:
+    """The commit of `paths`; a merge the round finished (its conflicts resolved) has both parents."""
     if paths:
         repo.git.add("-A", "--", *paths)
-    return repo.index.commit(message, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR, skip_hooks=True).hexsha
+    git_dir = Path(repo.git_dir)
+    merging = (git_dir / "MERGE_HEAD").read_text().split() if (git_dir / "MERGE_HEAD").is_file() else []
+    parents = [repo.head.commit, *(repo.commit(sha) for sha in merging)] if merging else None
+    sha = repo.index.commit(message, parent_commits=parents, author=AUTODEV_ACTOR, committer=AUTODEV_ACTOR, skip_hooks=True).hexsha
+    for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):
+        (git_dir / name).unlink(missing_ok=True)
+    keep_owner(git_dir)
+    return sha
+
+
+def keep_owner(path: Path) -> None:
+    """git run here as root writes its files as root; the sandbox runs as the workspace's owner,
+    who must still be able to write them: what root wrote under `path` is handed back to its owner."""
+    owner = path.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            entry = os.path.join(root, name)
+            with contextlib.suppress(FileNotFoundError):  # a lock file git removed meanwhile
+                if os.lstat(entry).st_uid != owner.st_uid:
+                    os.lchown(entry, owner.st_uid, owner.st_gid)
 
 
 LOCK_WAIT_S = 10.0  # how long a commit waits for another git process in the workspace

@@ -20,7 +20,7 @@ from autodev.cli.gc import gc
 from autodev.cli.outcome import finish, unwind_on_sigterm
 from autodev.cli.resume import resume
 from autodev.cli.server import server_app
-from autodev.cli.setup import choose_agent, prefect_api, preflight, prepare_plan
+from autodev.cli.setup import choose_agent, choose_parallel, prefect_api, preflight, prepare_plan
 from autodev.cli.show import load_run, show_report
 from autodev.core.errors import AutodevError, BadInput
 from autodev.core.models import utcnow
@@ -96,6 +96,11 @@ NetworkOption = Annotated[
     str | None, typer.Option(help="The network an agent CLI gets to reach its model: true, host or a Docker network.")
 ]
 
+ParallelOption = Annotated[
+    int | None,
+    typer.Option(help="How many of a repository's tasks run at once, each on a branch of its own, merged once the tests pass (default: AUTODEV_PARALLEL, 1)."),
+]
+
 
 @app.command("run")
 def run_requirements(
@@ -113,15 +118,16 @@ def run_requirements(
     agent: AgentOption = None,
     agent_args: Annotated[str | None, typer.Option(help="Extra arguments for that CLI (model, provider settings).")] = None,
     network: NetworkOption = None,
+    parallel: ParallelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the run report).")] = False,
 ) -> None:
     """Decompose requirements into a plan, scaffold the workspace (or branch the repository), execute the plan."""
     settings = runtime().settings
+    at_once = choose_parallel(settings, parallel)
     wanted = read_run_input(requirements, workspace, replay)
     preflight(settings.image, settings.database_url)
     chosen = choose_agent(settings, agent, agent_args, network)
-    if workspace is None:
-        workspace = settings.new_workspace(wanted.project)
+    workspace = workspace or settings.new_workspace(wanted.project)
 
     from autodev.flows.develop import develop
     from autodev.flows.start import start_flow
@@ -134,7 +140,7 @@ def run_requirements(
         state = start_flow(
             develop,
             requirements=str(requirements), workspace=str(workspace), template=template, confirm=not yes,
-            replay=str(replay) if replay else None, agent=chosen,
+            replay=str(replay) if replay else None, agent=chosen, parallel=at_once,
         )  # fmt: skip
         finish(state, as_json)
 

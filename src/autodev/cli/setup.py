@@ -173,6 +173,13 @@ def choose_agent(settings: Settings, name: str | None, args: str | None, network
     return AgentChoice(name=preset.name, args=args or settings.agent_args, image=image, network=wanted)
 
 
+def choose_parallel(settings: Settings, parallel: int | None) -> int:
+    """How many tasks `autodev run` works on at once (`--parallel`, else the settings'); BadInput (exit 2) outside 1-32."""
+    if parallel is not None and not 1 <= parallel <= 32:
+        raise BadInput(f"--parallel {parallel}: give how many tasks may run at once, from 1 to 32")
+    return parallel or settings.parallel
+
+
 def preflight(image: str, database_url: str) -> None:
     """Fail fast, before any flow run exists, when the environment cannot run a plan (exit 4)."""
     from autodev.cli.doctor import check_database, check_image

@@ -108,8 +108,10 @@ def show_tasks(report: RunReport) -> None:
         style = STATUS_STYLE.get(task.status, "")
         cost = f", {task.tokens:,} tokens" + (f", ${task.cost_usd:.2f}" if task.cost_usd else "") if task.tokens else ""
         figures = f" {task.duration_s:.0f}s{cost}"
-        status = f"[{style}]{task.status}[/]" if style else task.status
+        status = "[green]merged[/]" if task.merged else f"[{style}]{task.status}[/]" if style else task.status
         out.print(f"task {status}: {task.task} ({', '.join(task.steps)};{figures})", highlight=False, soft_wrap=True)
+        if task.branch and not task.merged and task.status != "succeeded":
+            out.print(f"  its work: branch {task.branch}", highlight=False, soft_wrap=True)
         if task.reason:
             out.print(f"  why: {task.reason}", highlight=False, soft_wrap=True)
         if task.action or task.command:

@@ -107,6 +107,15 @@ class Step(_Strict):
         None, description="A step that ran the same tests before any change: failures it saw too are not this step's."
     )
     task: str | None = Field(None, description="The task of the requirements this step serves (shown in the report).")
+    worktree: str | None = Field(
+        None, pattern=STEP_ID_PATTERN, description="Run in a clone of the run's repository on a branch of its own, "
+        "which the steps naming the same worktree share (a task of a parallel run); unset: the run's workspace.",
+    )
+    merges: str | None = Field(
+        None, pattern=STEP_ID_PATTERN, description="A command step that first merges that worktree's branch into "
+        "the run's branch, then runs its command there (the tests); a conflict, or a command that fails, undoes the "
+        "merge and goes to `feedback_to`. Merge steps run one at a time, in the order their work finished.",
+    )
     stall_timeout_s: float | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     retries: int | None = Field(None, ge=0, le=10)
@@ -139,7 +148,11 @@ class Step(_Strict):
                 raise ValueError("missing required field 'run' (or give `kind: agent` and an `instruction`)")
             if self.instruction is not None or self.agent_command is not None or self.agent is not None:
                 raise ValueError("`instruction`, `agent` and `agent_command` belong to steps of kind agent")
+            if self.merges is not None and self.worktree is not None:
+                raise ValueError("a step that `merges` a worktree runs in the run's workspace: leave out `worktree`")
         else:
+            if self.merges is not None:
+                raise ValueError("`merges` belongs to a command step (the tests run after the merge)")
             if self.run is not None:
                 raise ValueError("an agent step has `instruction`, not `run`")
             if self.instruction is None:
@@ -196,7 +209,7 @@ class Plan(_Strict):
     )
     max_parallel: int = Field(1, ge=1, le=32, description="How many independent steps may run at once.")
     max_feedback_rounds: int = Field(
-        2, ge=0, le=10, description="How many times failed checks may send the run back to an agent step."
+        2, ge=0, le=10, description="How many times failed checks may send the run back to each agent step."
     )
     agent: AgentName | None = Field(None, description="Default coding-agent CLI (a preset) for agent steps.")
     agent_args: str | None = Field(None, description="Extra arguments for the default agent CLI.")
@@ -319,6 +332,8 @@ class TaskReport(BaseModel):
     task: str
     status: StepStatus
     steps: list[str]
+    merged: bool = False  # its own branch was merged into the run's, the tests passing (a parallel run)
+    branch: str | None = None  # where its work is: the run's branch, or the task's own when it was not merged
     duration_s: float = 0.0  # its steps' attempts, all of them
     tokens: int = 0  # its agent steps' model calls (the built-in agent's, or what an agent CLI reported)
     cost_usd: float = 0.0

@@ -89,7 +89,23 @@ def _graph_problems(plan: Plan) -> list[str]:
                 )
             if step.baseline is not None and step.baseline not in seen:
                 problems.append(f"step {step.id!r} field 'baseline': unknown step {step.baseline!r}")
-        problems += _test_first_problems(plan)
+        problems += _test_first_problems(plan) + _merge_problems(plan)
+    return problems
+
+
+def _merge_problems(plan: Plan) -> list[str]:
+    """A step that merges a worktree comes after every step of it, and is its only one."""
+    problems, merged = [], set()
+    for step in (s for s in plan.steps if s.merges is not None):
+        lane = [s.id for s in plan.steps if s.worktree == step.merges]
+        if not lane:
+            problems.append(f"step {step.id!r} field 'merges': no step runs in worktree {step.merges!r}")
+        elif missing := [sid for sid in lane if sid not in upstream_of(plan, step.id)]:
+            problems.append(f"step {step.id!r} field 'merges': it must come after every step of worktree {step.merges!r} "
+                            f"(add {', '.join(missing)} to its depends_on)")  # fmt: skip
+        if step.merges in merged:
+            problems.append(f"step {step.id!r} field 'merges': worktree {step.merges!r} is merged by another step already")
+        merged.add(step.merges)
     return problems
 
 

@@ -130,8 +130,12 @@ def _task(
     own_calls = [c for c in calls if c.purpose in purposes]
     stopped = next((b for b in reversed(session.metadata.blockers) if b.step_id in ids), None) if status != "succeeded" else None
     blocked_at = next((sid for sid in ids if statuses[sid] == "blocked"), None)
+    merge = next((s for s in session.plan.steps if s.id in ids and s.merges), None)
+    merged = merge is not None and statuses[merge.id] == "succeeded"
+    run_branch = session.metadata.repository.branch if session.metadata.repository else None
     return TaskReport(
-        task=task, status=status, steps=ids,
+        task=task, status=status, steps=ids, merged=merged,
+        branch=f"{run_branch}-{merge.merges}" if merge and run_branch and not merged else run_branch,
         duration_s=round(sum(a.result.duration_s for a in attempts if a.step_id in ids), 3),
         tokens=sum(c.tokens for c in own_calls), cost_usd=round(sum(c.cost_usd for c in own_calls), 6),
         reason=stopped.summary if stopped else "", action=stopped.suggested_action if stopped else "",
@@ -151,7 +155,8 @@ def morning_summary(report: RunReport) -> MorningSummary:
         return MorningSummary(f"{report.status}: {report.success_rate:.0%} of the steps succeeded", "")
     counts: dict[str, int] = {}
     for task in report.tasks:
-        counts[task.status] = counts.get(task.status, 0) + 1
+        outcome = "merged" if task.merged else task.status
+        counts[outcome] = counts.get(outcome, 0) + 1
     line = ", ".join(f"{n} {status}" for status, n in counts.items()) + f" of {len(report.tasks)} tasks"
     stuck = [t for t in report.tasks if t.status != "succeeded"]
     line += "".join(f"; {t.task}: {t.status}" + (f" ({t.reason[:120]})" if t.reason else "") for t in stuck)

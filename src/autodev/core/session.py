@@ -134,6 +134,7 @@ class SessionMetadata(BaseModel):
     interventions: list[Intervention] = Field(default_factory=list)
     pauses: list[Pause] = Field(default_factory=list)
     feedback_rounds: int = 0  # times a failed check sent the run back to an agent step
+    rounds_to: dict[str, int] = Field(default_factory=dict)  # those rounds by agent step (each has max_feedback_rounds)
     evidence: dict[str, str] = Field(default_factory=dict)  # agent step -> the failed check that sent the run back to it
     todo_files: list[str] | None = None  # files holding TODO markers when the run began (the built-in agent's default)
     origin: RunOrigin = Field(default_factory=RunOrigin)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         True, description="The sandbox network an agent CLI gets to reach its model, when the plan names none: "
         "true (Docker's default bridge), host, or a Docker network's name."
     )
+    parallel: int = Field(
+        1, ge=1, le=32, description="How many tasks of a repository `autodev run` works on at once (`--parallel` wins); "
+        "above 1, each task has a clone and branch of its own and is merged after the tests pass."
+    )
     webhook_url: str | None = Field(None, description="Where `autodev automations apply` sends notifications.")
     insight_confidence_drop: float = Field(
         0.2, gt=0, le=1, description="A confidence drop this large sends a decision-support notification."

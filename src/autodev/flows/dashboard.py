@@ -121,11 +121,11 @@ def tasks_markdown(report: RunReport) -> list[str]:
     if not report.tasks:
         return []
     rows = [
-        f"| {t.task} | **{t.status}** | {', '.join(t.steps)} | {t.duration_s:.0f} | {t.tokens:,} | {t.cost_usd:.2f} | "
+        f"| {t.task} | **{'merged' if t.merged else t.status}** | {t.branch or ''} | {', '.join(t.steps)} | {t.duration_s:.0f} | {t.tokens:,} | {t.cost_usd:.2f} | "
         f"{t.reason[:200]} | {t.action[:200]}{f' `{t.command}`' if t.command else ''} |"
         for t in report.tasks
     ]
-    return ["", "| task | outcome | steps | seconds | tokens | cost ($) | why | next |", "|---|---|---|---|---|---|---|---|", *rows]
+    return ["", "| task | outcome | branch | steps | seconds | tokens | cost ($) | why | next |", "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def insight_markdown(insight: Insight) -> str:

@@ -24,6 +24,7 @@ from autodev.blocks.replay import REPLAY_MODEL
 from autodev.core.agents import AgentChoice, with_agent
 from autodev.core.decomposition import Decomposition
 from autodev.core.errors import AutodevError, BadInput, RunFailed
+from autodev.core.lanes import in_lanes
 from autodev.core.models import Plan, RepositoryReport, utcnow
 from autodev.core.plan import load_plan
 from autodev.core.repository import RepoMap
@@ -85,6 +86,7 @@ def develop(
     state_store_block: str | None = None,
     llm_block: str | None = None,
     agent: AgentChoice | None = None,
+    parallel: int = 1,
 ):
     """Develop `requirements` (a markdown file) in `workspace` and run the plan.
 
@@ -93,11 +95,11 @@ def develop(
     scaffold, planned from a map of the repository. Otherwise `workspace` is a new directory
     (default: one under AUTODEV_WORKSPACE_ROOT), scaffolded from a template first.
 
-    `template` overrides the one the requirements name; `confirm=False` runs a plan no model
-    made without asking; `replay`: stored model responses, when no model is configured;
-    `agent`: the coding-agent CLI of every agent step (default: the built-in agent). The blocks
-    are as for the plan flow. Given a `plan` (or its file's path), it runs it as `autodev exec` does.
-    """
+    `template` overrides the one the requirements name; `confirm=False` runs a plan no model made
+    without asking; `replay`: stored model responses, when no model is configured; `agent`: the
+    coding-agent CLI of every agent step (default: the built-in agent); `parallel`: how many of a
+    repository's tasks run at once (`--parallel`). The blocks are as for the plan flow. Given a
+    `plan` (or its file's path), it runs it as `autodev exec` does."""
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if plan is not None and requirements is None:
         return run_given_plan(plan, workspace, replay, blocks)
@@ -105,15 +107,14 @@ def develop(
         raise BadInput("give either `requirements` (a markdown file) or a `plan`, not both or neither")
     wanted = read_requirements(requirements)
     target = choose_target(workspace, wanted)
-    decomposition = make_plan(wanted, template, target.repo_map, llm_block, replay, agent)
+    decomposition = make_plan(wanted, template, target.repo_map, llm_block, replay, agent, parallel)
     show_plan(decomposition)
     try:
         pauses = [ask_for_confirmation(decomposition)] if decomposition.source == "template" and confirm else []
     except NotConfirmed as exc:  # ends the flow run Failed without a traceback in its log
         get_run_logger().error(str(exc))
         return Failed(message=str(exc), data=exc)
-    workspace, branch = set_up_workspace(target, wanted, decomposition)
-    return run_developed_plan(decomposition, requirements, workspace, branch, pauses, replay, blocks)
+    return run_developed_plan(decomposition, requirements, *set_up_workspace(target, wanted, decomposition), pauses, replay, blocks)
 
 
 @dataclass(frozen=True)
@@ -156,13 +157,17 @@ def check_workspace(path: Path) -> None:
 
 def make_plan(
     wanted: Requirements, template: str | None, repo_map: RepoMap | None, llm_block: str | None, replay: str | None,
-    agent: AgentChoice | None = None,
+    agent: AgentChoice | None = None, parallel: int = 1,
 ) -> Decomposition:  # fmt: skip
     """The plan for the requirements: for the repository of `repo_map`, or for a template; the
-    model's, or the template's with manual guidance; its agent steps run `agent` when one is chosen."""
+    model's, or the template's with manual guidance; its agent steps run `agent` when one is
+    chosen; a repository's tasks `parallel` at once, each in a worktree of its own, when above 1."""
     with runtime().model(llm_block, replay, get_run_logger().info) as llm:
         made = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
-    return made if agent is None else made.model_copy(update={"plan": with_agent(made.plan, agent)})
+    plan = made.plan if agent is None else with_agent(made.plan, agent)
+    if repo_map is not None and parallel > 1:
+        plan = in_lanes(plan, repo_map.test_command, parallel)
+    return made.model_copy(update={"plan": plan})
 
 
 def set_up_workspace(target: Target, wanted: Requirements, decomposition: Decomposition) -> tuple[str, RepositoryReport | None]:

@@ -21,6 +21,7 @@ from prefect import runtime as prefect_runtime
 from prefect.states import Failed, State
 
 from autodev.blocks.git_branch import publish_branch
+from autodev.blocks.git_merge import lane_clone
 from autodev.blocks.git_state import branch_changes, git_refusal
 from autodev.blocks.sandbox.leftovers import clear_leftovers, remove_run_containers
 from autodev.blocks.secrets import resolve_secrets
@@ -150,7 +151,7 @@ class PlanRun:
             sandbox = runtime().sandbox(sandbox_block, session.plan)
             with project_slot(session.plan.project, recorder.logger.info, lambda status: self.beat(engine, status), settings.heartbeat_interval_s):
                 executor = PrefectExecutor(
-                    lambda: sandbox.open(self.workspace, session.run_id, str(prefect_runtime.flow_run.id)), self.workspace, llm,
+                    lambda workspace: sandbox.open(workspace, session.run_id, str(prefect_runtime.flow_run.id)), self.workspace, llm,
                     settings.output_tail_bytes, settings.live_log_bytes,
                 )  # fmt: skip
                 advisor = RunAdvisor(session.run_id, self.workspace, llm, settings.heartbeat_interval_s)
@@ -160,7 +161,9 @@ class PlanRun:
                 finally:
                     executor.close()
             if session.metadata.repository is not None:
-                loop.take(engine.handle(BranchEnded(repository=branch_summary(session.metadata.repository, self.workspace))))
+                unmerged = [s.merges for s in session.plan.steps if s.merges and engine.progress.status[s.id] != "succeeded"]
+                summary = branch_summary(session.metadata.repository, self.workspace, unmerged)
+                loop.take(engine.handle(BranchEnded(repository=summary)))
             return recorder.finish(engine.handle(Finish()), engine)
 
     def engine(self, has_model: bool) -> RunEngine:
@@ -176,7 +179,8 @@ class PlanRun:
         store, run_id = self.recorder.store, self.session.run_id
         states, attempts = store.attempts.states(run_id), store.attempts.of(run_id)
         recorded = {(a.step_id, a.attempt) for a in attempts}
-        left = clear_leftovers(run_id, self.workspace, self.session.metadata.queue, recorded, self.settings.output_tail_bytes)
+        lanes = {s.id: lane_clone(self.workspace, s.worktree) for s in self.session.plan.steps if s.worktree}
+        left = clear_leftovers(run_id, self.workspace, self.session.metadata.queue, recorded, self.settings.output_tail_bytes, lanes)
         for attempt in left:  # the dead orchestrator could not mask their logs at their end
             if attempt.log_path and attempt.step_id in engine.redactors:
                 redact_file(Path(attempt.log_path), engine.redactors[attempt.step_id])
@@ -214,14 +218,17 @@ def secrets_of(plan: Plan) -> LiftedSecrets:
     return LiftedSecrets(plan=lifted.plan, values=values)
 
 
-def branch_summary(repository: RepositoryReport, worktree: Path) -> RepositoryReport:
-    """The run's branch as it ends, brought into the repository: its commits and what they
-    change (shown in the report). When git refuses to bring it in, it stays in the clone."""
-    try:
-        publish_branch(worktree, Path(repository.repository), repository.branch)
-    except (git.GitCommandError, OSError) as exc:
-        get_run_logger().error("could not bring branch %s into %s (%s); it stays in %s", repository.branch,
-                               repository.repository, git_refusal(exc), worktree)  # fmt: skip
+def branch_summary(repository: RepositoryReport, worktree: Path, unmerged: list[str] | None = None) -> RepositoryReport:
+    """The run's branch as it ends, brought into the repository with the branches of the tasks
+    left unmerged (`unmerged`: their worktrees), and its commits and what they change (shown in
+    the report). A branch git refuses to bring in stays in its clone."""
+    clones = [(worktree, repository.branch)] + [(c, f"{repository.branch}-{lane}") for lane in unmerged or [] if (c := lane_clone(worktree, lane)).is_dir()]
+    for clone, branch in clones:
+        try:
+            publish_branch(clone, Path(repository.repository), branch)
+        except (git.GitCommandError, OSError) as exc:
+            get_run_logger().error("could not bring branch %s into %s (%s); it stays in %s", branch,
+                                   repository.repository, git_refusal(exc), clone)  # fmt: skip
     try:
         changes = branch_changes(worktree, repository.base)
     except git.InvalidGitRepositoryError as exc:

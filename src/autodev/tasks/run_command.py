@@ -9,6 +9,7 @@ does not wait for that.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,7 @@ class _NoSecondVerdict(logging.Filter):
         return not (getattr(record, "task_name", None) in STEP_TASKS and str(record.msg).startswith("Finished in state"))
 
 
-STEP_TASKS = ("run_command", "run_agent")  # the task names of steps
+STEP_TASKS = ("run_command", "run_agent", "run_merge")  # the task names of steps
 logging.getLogger("prefect.task_runs").addFilter(_NoEmptyTraceback())
 logging.getLogger("prefect.task_runs").addFilter(_NoSecondVerdict())
 
@@ -87,12 +88,13 @@ def run_command(step_id: str, attempt: Attempt) -> CommandResult | State:
 
 def run_captured(
     attempt: Attempt, request: CommandRequest, preamble: str = "", started_at: datetime | None = None,
-    model_calls: list[LLMCall] | None = None,
+    model_calls: list[LLMCall] | None = None, settle: Settle | None = None,
 ) -> CommandResult | State:  # fmt: skip
     """The body of every step task: run `request` under capture, then judge, record an agent
     round, hand the end over and return it. `preamble` is text put ahead of the command's output
-    (what the built-in agent did before it), `started_at` when the step began, if before the
-    command (the agent's model call), `model_calls` the calls it made."""
+    (what the built-in agent did before it, a merge), `started_at` when the step began, if before
+    the command (the agent's model call), `model_calls` the calls it made; `settle` what the
+    judged result still does before it is handed over (a merge whose tests failed is undone)."""
     spec, output = attempt.spec, output_capture(attempt)
     meter = None if spec.limits.stall_clock == "output" else ProgressMeter(AgentStream(spec.agent_stream) if spec.agent_stream else None)
     started = False
@@ -121,16 +123,23 @@ def run_captured(
         updates["started_at"] = started_at
     if meter and meter.stream:
         updates["agent"] = _masked(meter.stream.report, spec)
-    return finish(attempt, result.model_copy(update=updates), model_calls or [], since)
+    return finish(attempt, result.model_copy(update=updates), model_calls or [], since, settle)
 
 
-def finish(attempt: Attempt, result: CommandResult, model_calls: list[LLMCall], since: str | None = None) -> CommandResult | State:
-    """The attempt's end: judged as its step expects, an agent round committed, handed to the
-    loop; the task's return says the same (the result, or a Failed state carrying it)."""
+Settle = Callable[[CommandResult], CommandResult]
+
+
+def finish(
+    attempt: Attempt, result: CommandResult, model_calls: list[LLMCall], since: str | None = None, settle: Settle | None = None,
+) -> CommandResult | State:  # fmt: skip
+    """The attempt's end: judged as its step expects, an agent round committed (or `settle`d),
+    handed to the loop; the task's return says the same (the result, or a Failed state carrying it)."""
     spec, logger = attempt.spec, get_run_logger()
     result = judge(spec.step, result, spec.baseline_output)
     if spec.step.kind == "agent" and result.status == "succeeded":
         result = result.model_copy(update={"round_digest": record_round(attempt, result, since)})
+    if settle is not None:
+        result = settle(result)
     attempt.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=result, model_calls=model_calls))
     verdict = describe(result)
     if result.status == "succeeded":

@@ -101,11 +101,18 @@ def git_mounts(workspace: Path) -> dict[str, dict[str, str]]:
     mounts = {}
     if (git_dir / "config").is_file() and git_dir.is_dir():
         mounts[str((git_dir / "config").resolve())] = {"bind": f"{CONTAINER_WORKSPACE}/.git/config", "mode": "ro"}
-    alternates = git_dir / "objects" / "info" / "alternates"
-    lines = alternates.read_text().splitlines() if alternates.is_file() else []
-    for path in [Path(line) for line in lines if line.startswith("/") and Path(line).is_dir()]:
+    for path in borrowed_objects(git_dir / "objects"):
         mounts[str(path)] = {"bind": str(path), "mode": "ro"}
     return mounts
+
+
+def borrowed_objects(objects: Path, depth: int = 5) -> list[Path]:
+    """The object folders `objects` borrows, and those they borrow in turn (a task's clone of the
+    run's clone of the repository), as git follows them (up to 5 deep)."""
+    alternates = objects / "info" / "alternates"
+    lines = alternates.read_text().splitlines() if alternates.is_file() and depth > 0 else []
+    found = [Path(line) for line in lines if line.startswith("/") and Path(line).is_dir()]
+    return [x for path in found for x in (path, *borrowed_objects(path, depth - 1))]
 
 
 def network_mode_for(client: docker.DockerClient, network: bool | str) -> str:

@@ -34,25 +34,27 @@ def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
 
 
 def clear_leftovers(
-    run_id: str, workspace: Path, queued: list[QueueEntry], recorded: set[tuple[str, int]], tail_bytes: int
-) -> list[LeftAttempt]:
+    run_id: str, workspace: Path, queued: list[QueueEntry], recorded: set[tuple[str, int]], tail_bytes: int,
+    elsewhere: dict[str, Path] | None = None,
+) -> list[LeftAttempt]:  # fmt: skip
     """Kill what the run's dead orchestrator left running, remove its sandboxes, and say of each
     attempt it had started and not `recorded` (queued in the metadata, still running, or with
-    an exit status file) how it ended. EnvironmentProblem when no engine answers: what still
-    runs there cannot be told, so nothing is settled."""
+    an exit status file) how it ended. `elsewhere`: the steps that run in another workspace (a
+    task's clone), with it. EnvironmentProblem when no engine answers: what still runs there
+    cannot be told, so nothing is settled."""
     still_running = _kill_and_remove(run_id)
     found = {(q.step_id, q.attempt) for q in queued} | still_running
-    folder = status_dir(workspace, run_id)
-    for path in folder.glob("*.exit") if folder.is_dir() else []:
-        step_id, _, attempt = path.name.removesuffix(".exit").rpartition(".")
-        if attempt.isdigit():
-            found.add((step_id, int(attempt)))
+    where = elsewhere or {}
+    for folder in {status_dir(w, run_id) for w in {workspace, *where.values()}}:
+        for path in folder.glob("*.exit") if folder.is_dir() else []:
+            step_id, _, attempt = path.name.removesuffix(".exit").rpartition(".")
+            if attempt.isdigit():
+                found.add((step_id, int(attempt)))
     found -= recorded  # their results are stored: nothing to read again
     dispatched = {(q.step_id, q.attempt): q.dispatched_at for q in queued}
     return [
-        _left(workspace, run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes).model_copy(
-            update={"started_at": dispatched.get((step_id, attempt))}
-        )
+        _left(where.get(step_id, workspace), run_id, step_id, attempt, (step_id, attempt) in still_running, tail_bytes)
+        .model_copy(update={"started_at": dispatched.get((step_id, attempt))})
         for step_id, attempt in sorted(found)
     ]
 

@@ -62,7 +62,7 @@ class FailureHandling(EngineParts):
         in_round = stored.attempt - self.state.round_start.get(step.id, 0)
         return Failure(
             step=step, result=result, limits=self.limits(step), failures=in_round - stalls, stalls=stalls,
-            breaker_tripped=tripped, rounds_left=self.state.doc.feedback_rounds < self.plan.max_feedback_rounds,
+            breaker_tripped=tripped, rounds_left=self.state.doc.rounds_to.get(step.feedback_to or '', 0) < self.plan.max_feedback_rounds,
         )  # fmt: skip
 
     def _announce(self, step: Step, stored: StepAttempt, summary: str, action: str) -> Effects:
@@ -80,6 +80,7 @@ class FailureHandling(EngineParts):
         that step and everything after it run again, each with a fresh stall budget."""
         doc, result = self.state.doc, stored.result
         doc.feedback_rounds += 1
+        doc.rounds_to[target] = doc.rounds_to.get(target, 0) + 1
         doc.evidence[target] = failure_evidence(step.id, stored.command, result.status, result.exit_code, result.output_tail)
         again = self.progress.rewind(target)
         for sid in again:
@@ -88,9 +89,9 @@ class FailureHandling(EngineParts):
         self.state.stale |= set(again) & self.running.keys()
         out.step_states.update(dict.fromkeys(again, "pending"))
         out.events.append(FeedbackRound(
-            step=step.id, to=target, round=doc.feedback_rounds, max_rounds=self.plan.max_feedback_rounds,
+            step=step.id, to=target, round=doc.rounds_to[target], max_rounds=self.plan.max_feedback_rounds,
             exit_code=result.exit_code, rerun=again,
         ))  # fmt: skip
-        rounds = f"feedback round {doc.feedback_rounds} of {self.plan.max_feedback_rounds}"
+        rounds = f"feedback round {doc.rounds_to[target]} of {self.plan.max_feedback_rounds}"
         out.notes.append(Note("warning", f"check {step.id} failed: back to {target} with its evidence ({rounds}); again: {', '.join(again)}"))
 

@@ -17,6 +17,7 @@ class Restoring(EngineParts):
         """The run as recorded; a left attempt that counts is handled as if its result had come in."""
         skipped_by_a_person = {i.step_id for i in self.state.doc.interventions if i.action == "skip"}
         self.progress.restore(dict(restore.step_states), skipped_by_a_person)
+        self.progress.finished_in([a.step_id for a in sorted(restore.attempts, key=lambda a: a.result.finished_at)])
         for a in restore.attempts:
             self.progress.attempts[a.step_id] = max(self.progress.attempts[a.step_id], a.attempt)
             if a.step_id in self.baselines:
@@ -45,7 +46,11 @@ class Restoring(EngineParts):
         tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
         step = self.plan.step(step_id)
         deps_done = all(self.progress.status[d] == "succeeded" or d in self.progress.waived for d in step.depends_on)
-        result = left_result(left, tail, counts=left.exit_code is not None and deps_done)
+        # A merge is never taken from what was left: it runs again (a merge done already is not done twice).
+        result = left_result(left, tail, counts=left.exit_code is not None and deps_done and step.merges is None)
+        if step.merges is not None:
+            result = result.model_copy(update={"exit_reason": "interrupted: its orchestrator died during the merge; "
+                                               "it runs again (a merge made already is not made twice)"})  # fmt: skip
         if result.exit_code is not None:
             entry = QueueEntry(queue_id=f"left-{left.attempt}", step_id=step_id, attempt=left.attempt, dispatched_at=self.clock())
             self.state.doc.queue.append(entry)

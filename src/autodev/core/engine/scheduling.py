@@ -31,6 +31,8 @@ class Progress:
         self.off_track: dict[str, StepStatus] = {
             sid: status for sid, status in self.status.items() if status not in (None, "succeeded")
         }
+        self.finish_order: dict[str, int] = {}  # when each step last finished, counted: merges go in this order
+        self._finishes = itertools.count(1)
         self._dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
         for s in plan.steps:
             for dep in s.depends_on:
@@ -40,19 +42,23 @@ class Progress:
         """Unfinished steps, in plan order, whose dependencies all succeeded (or a person skipped
         them); at most `limit` of them. A blocked step holds back only the steps after it. The
         search starts at the first unfinished step and stops at the limit, so a long plan is not
-        walked from the top at every dispatch."""
+        walked from the top at every dispatch. Merge steps (`merges`) run one at a time: while
+        none runs, the one whose work finished first comes after the others found."""
         if limit == 0:
             return []
         found: list[Step] = []
+        merges: list[Step] = []
         for s in itertools.islice(self.plan.steps, self._open_position(), None):
             if (
                 self.status[s.id] is None
                 and s.id not in running
                 and all(self.status[d] == "succeeded" or d in self.waived for d in s.depends_on)
             ):
-                found.append(s)
+                (merges if s.merges is not None else found).append(s)
                 if len(found) == limit:
-                    break
+                    return found
+        if merges and not any(self.plan.step(sid).merges is not None for sid in running):
+            found.append(min(merges, key=lambda m: max((self.finish_order.get(d, 0) for d in m.depends_on), default=0)))
         return found
 
     def _open_position(self) -> int:
@@ -79,6 +85,7 @@ class Progress:
         A blocked step skips nothing: a person may still retry or skip it.
         """
         self._set(step_id, status)
+        self.finish_order[step_id] = next(self._finishes)
         if status not in FAILED_STATUSES:
             return []
         skipped: list[str] = []
@@ -90,6 +97,11 @@ class Progress:
                 skipped.append(dependent)
                 pending.extend(self._dependents[dependent])
         return skipped
+
+    def finished_in(self, order: list[str]) -> None:
+        """Steps a resumed run found finished, in the order they finished (what the merges go by)."""
+        for step_id in order:
+            self.finish_order[step_id] = next(self._finishes)
 
     def reopen(self, step_id: str) -> None:
         """A person chose to retry a blocked step."""
