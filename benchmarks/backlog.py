@@ -2,8 +2,8 @@
 
 A repository with one passing test and a task list of 8 tasks, each done by real Codex CLI
 (the `autodev image build --agent codex` image) against a scripted Responses-API server on
-loopback whose answer for each task is a shell command that takes `--agent-s` seconds (20 by
-default) and writes a file of its own. `autodev run TASKS.md --workspace REPO --agent codex
+loopback that "thinks" `--agent-s` seconds (20 by default) before each task's first answer, a
+shell command that writes a file of its own. `autodev run TASKS.md --workspace REPO --agent codex
 --parallel N` for N = 1, 2, 4, 8, each on a fresh copy of the repository; printed per N: the wall
 time, its ratio to N = 1, the merge steps' mean time (the merge and the tests after it), and the
 test runs the merge queue made per task.
@@ -11,8 +11,8 @@ test runs the merge queue made per task.
 Targets (issue 28): --parallel 4 in <= 0.35x the wall time of --parallel 1; the merge queue adds
 <= 1 test run per task (plus the reruns failures cause; these tasks do not conflict).
 Run: .venv/bin/python benchmarks/backlog.py [--agent-s 20] [--tasks 8]
-(everything lives in a temporary directory: its own AUTODEV_HOME and store; a temporary Prefect
-server unless PREFECT_API_URL is set).
+(everything lives in a temporary directory: its own AUTODEV_HOME, store and local Prefect server,
+stopped at the end, unless PREFECT_API_URL names a server).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +49,7 @@ def night(workdir: Path, tasks: int, agent_s: float, parallel: int, env: dict[st
     repo = repository(workdir / f"repo-{parallel}")
     document = workdir / "TASKS.md"
     document.write_text("# backlog\n\n" + "".join(f"- [ ] TASK-{k}: write f{k}.txt\n" for k in range(1, tasks + 1)))
-    routes = {f"TASK-{k}:": [shell(f"sleep {agent_s}; echo {k} > f{k}.txt"), message("done")] for k in range(1, tasks + 1)}
+    routes = {f"TASK-{k}:": [replace(shell(f"echo {k} > f{k}.txt"), delay_s=agent_s), message("done")] for k in range(1, tasks + 1)}
     with ScriptedResponses([], routes=routes) as model:
         args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
         began = time.monotonic()
@@ -62,8 +63,9 @@ def night(workdir: Path, tasks: int, agent_s: float, parallel: int, env: dict[st
         raise SystemExit(f"--parallel {parallel} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout)
     merges = [s for s in report["steps"] if s["id"].startswith("merge-")]
+    on_branch = subprocess.run(["git", "ls-tree", "--name-only", report["repository"]["branch"]], cwd=repo, capture_output=True, text=True).stdout.split()
     return {"wall": wall, "merge_s": sum(s["duration_s"] for s in merges) / max(len(merges), 1),
-            "test_runs": sum(s["attempts"] for s in merges), "merged": sum(t["merged"] for t in report["tasks"])}  # fmt: skip
+            "test_runs": sum(s["attempts"] for s in merges), "done": sum(f"f{k}.txt" in on_branch for k in range(1, tasks + 1))}  # fmt: skip
 
 
 def main() -> None:
@@ -75,13 +77,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autodev-backlog-") as tmp:
         workdir = Path(tmp)
         env = {**os.environ, "AUTODEV_HOME": str(workdir / "home"), "AUTODEV_DATABASE_URL": f"sqlite:///{workdir / 'autodev.db'}",
-               "AUTODEV_WORKSPACE_ROOT": str(workdir / "workspaces"), "AUTODEV_PREFECT_SERVER": "temporary",
-               "OPENAI_API_KEY": "sk-benchmark"}  # fmt: skip
-        results = {n: night(workdir, options.tasks, options.agent_s, n, env) for n in options.parallel}
+               "AUTODEV_WORKSPACE_ROOT": str(workdir / "workspaces"), "OPENAI_API_KEY": "sk-benchmark"}  # fmt: skip
+        try:
+            results = {n: night(workdir, options.tasks, options.agent_s, n, env) for n in options.parallel}
+        finally:  # the local Prefect server the first run started (unless PREFECT_API_URL named one)
+            subprocess.run([*AUTODEV, "server", "stop"], env=env, capture_output=True, timeout=120)
     base = results[options.parallel[0]]["wall"]
     print(f"{options.tasks} tasks, each agent working {options.agent_s:.0f} s (real Codex, scripted model):")
     for n, r in results.items():
-        print(f"  --parallel {n}: {r['wall']:6.1f} s wall ({r['wall'] / base:.2f}x), {r['merged']}/{options.tasks} merged, "
+        print(f"  --parallel {n}: {r['wall']:6.1f} s wall ({r['wall'] / base:.2f}x), {r['done']}/{options.tasks} tasks' work on the run's branch, "
               f"merge step {r['merge_s']:.1f} s each (merge + tests), {r['test_runs'] / options.tasks:.2f} test runs per task in the merge queue")  # fmt: skip
     if 4 in results and 1 in results:
         print(f"--parallel 4 / --parallel 1: {results[4]['wall'] / results[1]['wall']:.2f}  (target <= 0.35)")

@@ -9,6 +9,7 @@ request N with turn N of the script (the last turn repeats once the script runs 
     silent()               200 + SSE headers, then nothing until the server stops
     disconnect()           `response.created`, then the connection drops mid-body
     http_error(401)        an OpenAI-style JSON error with that status (401, 429, 500...)
+    replace(turn, delay_s=20)   any of them after 20 s of the model "thinking"
 
     with ScriptedResponses([shell("echo hello > hello.txt"), message("done")]) as model:
         subprocess.run([CODEX, "exec", "--json", ..., *codex_config_args(model.base_url), "make hello.txt"],
@@ -40,6 +41,7 @@ class Turn:
     kind: str  # "shell" | "message" | "silent" | "disconnect" | "http_error"
     text: str = ""  # the command for "shell", the answer for "message"
     status: int = 200  # for "http_error"
+    delay_s: float = 0  # how long the model "thinks" before it answers (nothing is sent meanwhile)
 
 
 def shell(command: str) -> Turn:
@@ -114,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
         owner: ScriptedResponses = self.server.owner
         turn, n = owner._next_turn(req.body_text)
+        if turn.delay_s:
+            owner._stopping.wait(turn.delay_s)
         if turn.kind == "http_error":
             body = ERROR_BODIES.get(turn.status, {"message": f"HTTP {turn.status}", "type": "server_error"})
             return self._send_json(turn.status, {"error": body})

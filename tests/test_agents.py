@@ -16,7 +16,7 @@ from autodev.core.engine.machine import RunEngine
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
-from autodev.core.progress import ProgressMeter
+from autodev.core.progress import ADVANCING_RUN, ProgressMeter
 from autodev.core.secrets import SecretNames, lift_env_secrets, secret_names
 from autodev.core.session import Decision, SessionMetadata
 from autodev.testing import scripted_engine
@@ -99,11 +99,30 @@ def test_a_misconfigured_agent_step_is_refused_with_the_reason(step, problem):
         parse_plan(f"project: p\nsteps:\n  - {step}\n")
 
 
-def test_repeated_lines_are_not_progress_digits_aside():
+def test_the_same_line_again_is_no_progress_and_a_counter_that_advances_is():
     meter = ProgressMeter()
-    seen = [meter.feed(line.encode()) for line in ("Reconnecting... 1/5\n", "Reconnecting... 2/5\n", "Reconn", "ecting... 3/5\n")]
+    seen = [meter.feed(line.encode()) for line in ("Reconnecting... 1/5\n", "Reconnecting... 1/5\n", "Reconn", "ecting... 1/5\n")]
     assert seen == [True, False, False, False]
     assert meter.feed(b"Connected: 12 files\n")  # something new
+    ticks = ProgressMeter()
+    assert all(ticks.feed(f"tick-{i}\n".encode()) for i in range(1, 15))  # the counter: healthy
+    build = ProgressMeter()
+    assert all(build.feed(f"[{i:3}/300] Compiling\n".encode()) for i in range(1, 30))
+    assert all(build.feed(f"Epoch {i}/10\n".encode()) for i in range(1, 11))
+
+
+def test_numbers_that_go_back_or_advance_too_long_alone_are_repeats():
+    countdown = ProgressMeter()
+    assert [countdown.feed(f"starts in {n}s\n".encode()) for n in (5, 4, 3)] == [True, False, False]
+    retries = ProgressMeter()  # advancing, but saying it waits or tries again
+    assert [retries.feed(f"Reconnecting... {n}/5\n".encode()) for n in (1, 2, 3)] == [True, False, False]
+    assert [retries.feed(f"Retrying in {n} seconds...\n".encode()) for n in (1, 2, 4)] == [True, False, False]
+    assert [retries.feed(f"Reconnecting... {n}/5\n".encode()) for n in (4, 5)] == [False, False]
+    stamped = ProgressMeter()  # a loop that stamps the time on the same line
+    seen = [stamped.feed(f"[12:00:{s:02}] heartbeat\n".encode()) for s in range(40)]
+    assert all(seen[:ADVANCING_RUN]) and not any(seen[ADVANCING_RUN:])
+    interleaved = ProgressMeter()  # other lines between them: a job's steps, each advancing
+    assert all(interleaved.feed(line) for i in range(40) for line in (f"step {i} ok\n".encode(), f"wrote {i}\n".encode()))
 
 
 def test_a_spinner_is_not_progress_and_a_growing_line_is():

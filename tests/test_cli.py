@@ -77,6 +77,7 @@ TASKS = "# chores\n\n- [ ] add a greeting\n"
         (["--agent", "codex", "--network", "not a name!"], {}, 2, "use false, true, host or the name of a Docker network"),
         (["--network", "host"], {"AUTODEV_AGENT": "aider", "AUTODEV_IMAGE": "autodev-agentless:test"}, 4,
          "fix: autodev image build --agent aider"),
+        (["--parallel", "0"], {}, 2, "--parallel 0: give how many tasks may run at once, from 1 to 32"),
     ],
 )  # fmt: skip
 def test_autodev_runs_agent_is_checked_before_anything_runs(docker_engine, tmp_path, args, env, code, message):

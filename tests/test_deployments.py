@@ -44,6 +44,7 @@ def deploy_all(env) -> str:
     done = subprocess.run([*AUTODEV, "deploy"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "deployment autodev-plan-docker: deployed" in done.stdout and "deployment nightly-experiments" in done.stdout
+    assert "deployment nightly-backlog: deployed" in done.stdout
     return done.stdout
 
 

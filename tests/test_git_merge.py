@@ -5,10 +5,13 @@ merge not made twice after a crash, and the sandbox's mounts following the borro
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
 import git
+import pytest
 
 from autodev.blocks.git_branch import open_branch
 from autodev.blocks.git_merge import hand_back, lane_clone, merge_lane, open_lane, undo_merge
@@ -95,3 +98,34 @@ def test_the_sandbox_of_a_task_mounts_every_object_folder_its_clone_borrows(tmp_
     mounts = git_mounts(clone)
     borrowed = {str((workspace / ".git" / "objects").resolve()), str((tmp_path / "repo" / ".git" / "objects").resolve())}
     assert borrowed <= set(mounts) and all(mounts[path]["mode"] == "ro" for path in borrowed)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB file system of its own (a tmpfs: needs root, as scripts/test.sh runs)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_during_a_merge_leaves_the_run_branch_as_it_was_and_says_why(small_disk):
+    workspace = run_clone(small_disk)
+    clone = task_round(workspace, "task-1", "alpha\n")
+    (clone / "big.txt").write_bytes(os.urandom(400_000))  # objects the merge must write into the run's clone
+    commit_round(clone, "autodev: task-1 (attempt 2)")
+    head = git.Repo(workspace).head.commit.hexsha
+    filler = small_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as out:  # the disk fills up
+        while True:
+            out.write(b"\0" * 65536)
+    with pytest.raises((git.GitCommandError, OSError)) as refused:
+        merge_lane(workspace, "task-1")
+    assert "No space left on device" in str(refused.value)
+    assert git.Repo(workspace).head.commit.hexsha == head and not (workspace / ".git" / "MERGE_HEAD").exists()
+    filler.unlink()  # space again: the same merge goes through, nothing was lost
+    assert merge_lane(workspace, "task-1").commit and (workspace / "big.txt").is_file()

@@ -138,3 +138,37 @@ def test_kill_9_during_the_merge_queue_then_resume_merges_each_task_once(prefect
 def merges_in(repo: Path) -> str:
     return subprocess.run(["git", "-c", f"safe.directory={repo}", "log", "--merges", "--format=%s"], cwd=repo,
                           capture_output=True, text=True).stdout  # fmt: skip
+
+
+RED_AFTER_MERGE = """project: red
+steps:
+  - id: a
+    worktree: wa
+    run: |
+      if [ -f a.txt ]; then echo ok > ok.txt; git add ok.txt; else echo a > a.txt; git add a.txt; fi
+      git -c user.name=t -c user.email=t@x commit -qm "task a"
+  - {id: merge-a, run: "test -f ok.txt && echo tests pass", merges: wa, depends_on: [a], feedback_to: a}
+"""
+
+
+def test_tests_that_fail_after_a_merge_undo_it_and_send_the_task_back(prefect_api, docker_engine, tmp_path):
+    import yaml
+
+    from tests.helpers import exec_json
+    from tests.test_recovery import recorded
+
+    repo = small_repository(tmp_path / "red")
+    done, report = exec_json(yaml.safe_load(RED_AFTER_MERGE), repo, dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, attempts = recorded(report["run_id"])
+    first, second = [a.result for a in attempts if a.step_id == "merge-a"]
+    assert first.status == "failed" and "the merge is undone, and the run branch is merged into main-wa" in first.output_tail
+    assert second.status == "succeeded" and "tests pass" in second.output_tail
+    assert merges_in(repo).splitlines() == ["autodev: merge main-wa"]  # the red merge left no trace on the run's branch
+    assert (repo / "ok.txt").is_file() and (repo / "a.txt").is_file()
+    from tests.test_gc import age, gc
+
+    lane_logs = repo.parent / "red.lanes" / "wa" / ".autodev" / "logs" / report["run_id"]
+    assert any(lane_logs.iterdir())
+    age(report["run_id"], days=10)
+    assert gc("--older-than", "7")["runs"] == 1 and not lane_logs.exists()  # the task's clone's logs go with the run

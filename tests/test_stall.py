@@ -52,11 +52,13 @@ project: steady
 steps:
   - {id: checks, run: "for f in a b c d e f g h i j k l; do echo checking $f; sleep 0.5; done", stall_timeout_s: 2}
   - {id: ticks, run: "for i in $(seq 1 12); do echo tick $i; sleep 0.5; done", stall_timeout_s: 2, stall_clock: output}
+  - {id: counter, run: "for i in $(seq 1 14); do echo tick-$i; sleep 0.5; done", stall_timeout_s: 2}
 """,
         tmp_path,
     )
-    assert report.status == "succeeded" and [s.attempts for s in report.steps] == [1, 1]
+    assert report.status == "succeeded" and [s.attempts for s in report.steps] == [1, 1, 1]
     assert report.steps[0].output_tail.count("checking") == 12 and report.steps[1].output_tail.count("tick") == 12
+    assert report.steps[2].output_tail.count("tick-") == 14  # a counter that advances is progress, on the progress clock
 
 
 def test_a_command_that_only_repeats_itself_is_a_stall(prefect_api, docker_engine, tmp_path):

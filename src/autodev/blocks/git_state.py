@@ -250,6 +250,6 @@ def change_digest(workspace: Path, sha: str, since: str | None = None) -> str:
 def branch_changes(worktree: Path, base: str) -> BranchChanges:
     """The commits a run made on its branch and what they change, against `base`."""
     with workspace_repo(worktree) as repo:
-        log = repo.git.log("--reverse", "--format=%h %s", f"{base}..HEAD")
+        log = repo.git.log("--reverse", "--topo-order", "--format=%h %s", f"{base}..HEAD")
         stat = repo.git.diff("--shortstat", base, "HEAD").strip()
     return BranchChanges(commits=log.splitlines(), diff_stat=stat)

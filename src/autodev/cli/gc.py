@@ -74,18 +74,22 @@ def gc(
 
 
 def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) -> None:
-    """Count (and unless dry_run, remove) one run's log files and store records."""
+    """Count (and unless dry_run, remove) one run's log files (its tasks' clones' too) and store records."""
+    from autodev.blocks.git_merge import lane_clone
     from autodev.blocks.sandbox.layout import status_dir  # the docker SDK, only when there is a run to collect
 
-    logs = status_dir(Path(session.workspace), session.run_id)
-    files = [f for f in logs.rglob("*") if f.is_file()] if logs.is_dir() else []
+    workspace = Path(session.workspace)
+    lanes = {lane_clone(workspace, s.worktree) for s in session.plan.steps if s.worktree}
+    folders = [status_dir(w, session.run_id) for w in (workspace, *lanes)]
+    files = [f for logs in folders if logs.is_dir() for f in logs.rglob("*") if f.is_file()]
     report.runs += 1
     report.log_files += len(files)
     report.log_bytes += sum(f.stat().st_size for f in files)
     if dry_run:
         report.attempts += len(store.attempts.of(session.run_id))
         return
-    shutil.rmtree(logs, ignore_errors=True)
+    for logs in folders:
+        shutil.rmtree(logs, ignore_errors=True)
     report.attempts += store.sessions.delete(session.run_id)
 
 

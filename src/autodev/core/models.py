@@ -44,8 +44,8 @@ class StepDefaults(_Strict):
     max_stall_retries: int = Field(1, ge=0, le=10, description="Attempts after a stall before the run blocks.")
     stall_clock: Literal["progress", "output"] = Field(
         "progress",
-        description="progress: output resets the stall clock only when it shows progress (a line that repeats, "
-        "digits aside, such as a reconnect loop or a spinner, does not); output: any output resets it.",
+        description="progress: output resets the stall clock only when it shows progress (a new line, or a counter "
+        "that advances; not the same line again, a countdown, a retry or reconnect loop, a spinner); output: any output resets it.",
     )
 
 

@@ -1,11 +1,17 @@
 """What counts as progress for the stall clock.
 
-A command that keeps printing the same thing is as stuck as one that prints nothing: a model
-that cannot be reached makes Codex print `Reconnecting... 2/5` every few seconds, a spinner
-redraws itself. So a line resets the stall clock only when it is new: not equal, digits aside,
-to one of the last lines seen. A line still being written (pytest's dots) is progress as it
-grows. For an agent CLI with a JSON event stream, its events decide instead: a tool call, an
-edit or model output is progress, an error event is not.
+A command that keeps printing the same thing is as stuck as one that prints nothing: a client
+that cannot reach its server prints `Reconnecting... 1/5` again and again, a spinner redraws
+itself, a countdown counts down. Yet builds, downloads and test runners show progress with lines
+that differ only in their numbers: `[ 45/300] Compiling`, `downloaded 12 of 40`, `Epoch 3/10`.
+So a line resets the stall clock when it is new, digits aside, among the last lines seen; or
+when it is such a line again with its numbers advanced (compared in order: `tick-14` after
+`tick-13`, `3/10` after `2/10`), unless it says it waits or tries again (`Reconnecting... 2/5`,
+`retrying in 4s`, `waiting for ...`), and for at most ADVANCING_RUN lines in a row with no other
+line between them (a loop that stamps the time on its line is caught after that many). The same
+line with the same numbers, or numbers that go back, is a repeat. A line still being written
+(pytest's dots) is progress as it grows. For an agent CLI with a JSON event stream, its events
+decide instead: a tool call, an edit or model output is progress, an error event is not.
 """
 
 from __future__ import annotations
@@ -16,16 +22,20 @@ from collections import OrderedDict
 from autodev.core.agents import AgentStream
 
 DIGITS = re.compile(rb"\d+")
+WAITING = re.compile(rb"re-?connect|retr(y|ies|ying)\b|backing off|waiting", re.I)  # a line that says it makes no progress
 LINE_END = re.compile(rb"[\r\n]")
-REMEMBERED_LINES = 64  # distinct lines a repeat is looked for among
+REMEMBERED_LINES = 64  # distinct lines (digits aside) a repeat is looked for among
 LONGEST_LINE = 4096  # bytes of one line compared (a longer one is cut)
+ADVANCING_RUN = 32  # lines in a row that differ only in advancing numbers and still count as progress
 
 
 class ProgressMeter:
     def __init__(self, stream: AgentStream | None = None):
         self.stream = stream
-        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._recent: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()  # each line's key, with its highest numbers
         self._partial = b""
+        self._last_key: bytes | None = None
+        self._run = 0  # lines in a row with `_last_key`
 
     def feed(self, chunk: bytes) -> bool:
         """Whether this chunk of output shows progress."""
@@ -50,15 +60,22 @@ class ProgressMeter:
         return self._new(line)
 
     def _new(self, line: bytes) -> bool:
-        """Whether `line` (digits aside) is not among the last lines seen; it is remembered."""
-        key = _key(line)
-        seen = key in self._recent
-        self._recent[key] = None
+        """Whether `line` is progress (see the module's docstring); it is remembered."""
+        key, numbers = _key(line), _numbers(line)
+        self._run = self._run + 1 if key == self._last_key else 1
+        self._last_key = key
+        highest = self._recent.get(key)
+        progress = highest is None or (numbers > highest and self._run <= ADVANCING_RUN and not WAITING.search(key))
+        self._recent[key] = numbers if highest is None or numbers > highest else highest
         self._recent.move_to_end(key)
         if len(self._recent) > REMEMBERED_LINES:
             self._recent.popitem(last=False)
-        return not seen
+        return progress
 
 
 def _key(line: bytes) -> bytes:
     return DIGITS.sub(b"#", line[:LONGEST_LINE].strip())
+
+
+def _numbers(line: bytes) -> tuple[int, ...]:
+    return tuple(int(n) for n in DIGITS.findall(line[:LONGEST_LINE]))

@@ -36,8 +36,7 @@ def run_merge(step_id: str, attempt: Attempt) -> CommandResult | State:
         logger.warning("merging %s conflicts in %s: back to its agent", merge.branch, ", ".join(merge.conflicts))
         return finish(attempt, _failed(_conflicted(attempt.workspace, lane, merge), started), [])
     done = f"merged {merge.branch} ({merge.tip[:8]})" + (f" as {merge.commit[:8]}" if merge.commit else " (merged already)")
-    logger.info("%s; running the tests on the merged code", done)
-    return run_captured(attempt, attempt.request(spec.command), preamble=f"[autodev] {done}\n",
+    return run_captured(attempt, attempt.request(spec.command), preamble=f"[autodev] {done}; the tests on the merged code:\n",
                         settle=lambda result: _settled(attempt.workspace, lane, merge, result))  # fmt: skip
 
 
@@ -48,8 +47,8 @@ def _conflicted(workspace: Path, lane: str, merge: Merge) -> str:
     except (git.GitCommandError, OSError) as exc:
         return f"merging {merge.branch} conflicts in {', '.join(merge.conflicts)}, and git refused to mark them in the task's clone: {git_refusal(exc)}"
     return (
-        f"merging {merge.branch} into the run's branch conflicts in: {', '.join(merge.conflicts)}. The run's branch "
-        f"(the work merged since this task began) is merged into this task's branch, with the conflicts marked "
+        f"merging {merge.branch} into the run branch conflicts in: {', '.join(merge.conflicts)}. The run branch "
+        f"(the work merged since this task began) is now merged into this task branch, with the conflicts marked "
         f"(<<<<<<< ... >>>>>>>) in {', '.join(marked) or 'no file'}: resolve them, keeping what both sides meant, "
         "and keep the tests passing."
     )
@@ -62,9 +61,9 @@ def _settled(workspace: Path, lane: str, merge: Merge, result: CommandResult) ->
     undo_merge(workspace, merge)
     try:
         marked = hand_back(workspace, lane, "the tests failed after merging it")
-        note = f"the run's branch is merged into {merge.branch}" + (f", conflicts marked in {', '.join(marked)}" if marked else "")
+        note = f"the run branch is merged into {merge.branch}" + (f", conflicts marked in {', '.join(marked)}" if marked else "")
     except (git.GitCommandError, OSError) as exc:
-        note = f"git refused to merge the run's branch into {merge.branch}: {git_refusal(exc)}"
+        note = f"git refused to merge the run branch into {merge.branch}: {git_refusal(exc)}"
     text = f"\n[autodev] the tests failed on the merged code: the merge is undone, and {note}, for its agent to fix\n"
     get_run_logger().warning(text.strip())
     return result.model_copy(update={"output_tail": result.output_tail + text})
