@@ -116,7 +116,7 @@ class _AnthropicHandler(_Handler):
         req = self._record_turn(None)
         body = req.json() if req.body_text else {}
         if body.get("tools"):  # the agent's own turn: take the next one from the script
-            turn, n = owner._next_turn()
+            turn, n = owner._next_turn(req.body_text)
             req.turn = n
         else:  # a side request (quota check, title...): a short answer, no turn taken
             turn, n = text(owner.side_text), 9000 + len(owner.requests)

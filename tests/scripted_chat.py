@@ -78,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         text = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode(errors="replace")
-        body, turn = self._record(text), self.server.owner._next_turn()
+        body, turn = self._record(text), self.server.owner._next_turn(text)
         stream = body.get("stream") is True
         if turn.kind == "http_error":
             error = {"message": turn.text, "type": "invalid_request_error", "param": None, "code": str(turn.status)}
@@ -134,10 +134,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class ScriptedChat:
-    def __init__(self, script: list[Turn]) -> None:
-        if not script:
+    def __init__(self, script: list[Turn], routes: dict[str, list[Turn]] | None = None) -> None:
+        if not script and not routes:
             raise ValueError("a script needs at least one turn")
         self.script = list(script)
+        # Agents working at once: a request whose body holds a route's text gets that route's next turn.
+        self.routes = {text: list(turns) for text, turns in (routes or {}).items()}
+        self._route_served = dict.fromkeys(self.routes, 0)
         self.requests: list[Request] = []  # every request, in arrival order
         self._served = 0
         self._lock = threading.Lock()
@@ -154,10 +157,15 @@ class ScriptedChat:
     def completions(self) -> list[Request]:  # the model requests alone (no GET /models)
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
-    def _next_turn(self) -> Turn:
+    def _next_turn(self, body: str = "") -> Turn:
         with self._lock:
             self._served += 1
-            return self.script[min(self._served, len(self.script)) - 1]
+            route = next((text for text in self.routes if text in body), None)
+            if route is None:
+                return self.script[min(self._served, len(self.script)) - 1]
+            self._route_served[route] += 1
+            turns = self.routes[route]
+            return turns[min(self._route_served[route], len(turns)) - 1]
 
     def start(self) -> ScriptedChat:
         self._stopping.clear()

@@ -172,3 +172,67 @@ def test_tests_that_fail_after_a_merge_undo_it_and_send_the_task_back(prefect_ap
     assert any(lane_logs.iterdir())
     age(report["run_id"], days=10)
     assert gc("--older-than", "7")["runs"] == 1 and not lane_logs.exists()  # the task's clone's logs go with the run
+
+
+def conflicting_tasks(agent: str, image: str, env: dict[str, str], agent_args: str | None = None) -> dict:
+    """Two tasks of a plan in worktrees of their own, each appending to notes.txt with `agent`,
+    each merged after the tests: the second merge conflicts."""
+    steps = []
+    for n, word in ((1, "ALPHA"), (2, "BETA")):
+        steps += [{"id": f"task-{n}", "kind": "agent", "instruction": f"{word}-TASK: append {word.lower()} to notes.txt",
+                   "worktree": f"task-{n}", "env": env},
+                  {"id": f"merge-{n}", "run": "python -m pytest -q -p no:cacheprovider", "merges": f"task-{n}",
+                   "depends_on": [f"task-{n}"], "feedback_to": f"task-{n}"}]  # fmt: skip
+    plan = {"project": f"{agent}-queue", "image": image, "network": "host", "agent": agent, "max_parallel": 2,
+            "defaults": {"stall_timeout_s": 30, "max_stall_retries": 0}, "steps": steps}  # fmt: skip
+    return plan | ({"agent_args": agent_args} if agent_args else {})
+
+
+def notes_repository(path: Path) -> Path:
+    repo = small_repository(path)
+    (repo / "notes.txt").write_text("line\n")
+    git_out(repo, "add", "notes.txt")
+    git_out(repo, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "notes")
+    return repo
+
+
+def test_claude_code_resolves_the_conflict_the_merge_queue_sends_back(prefect_api, agent_image, tmp_path):
+    from tests.helpers import exec_json
+    from tests.scripted_anthropic import ScriptedAnthropic, text, tool_use
+
+    def write(lines: str):
+        return tool_use("Bash", {"command": f"printf '{lines}' > notes.txt"})
+
+    resolve = [write("line\\nalpha\\nbeta\\n"), text("Resolved.")]
+    routes = {"ALPHA-TASK": [write("line\\nalpha\\n"), text("Appended."), *resolve],
+              "BETA-TASK": [write("line\\nbeta\\n"), text("Appended."), *resolve]}  # fmt: skip
+    repo = notes_repository(tmp_path / "claude")
+    with ScriptedAnthropic([], routes=routes) as model:
+        plan = conflicting_tasks("claude", agent_image("claude"), {"ANTHROPIC_BASE_URL": model.base_url})
+        done, report = exec_json(plan, repo, {**os.environ, "ANTHROPIC_API_KEY": SECRET})
+    assert_both_merged_after_one_conflict(done, report, repo)
+
+
+def test_aider_resolves_the_conflict_the_merge_queue_sends_back(prefect_api, agent_image, tmp_path):
+    from tests.helpers import exec_json
+    from tests.scripted_chat import ScriptedChat, reply, whole_file
+
+    resolve = reply(whole_file("notes.txt", "line\nalpha\nbeta\n"))
+    routes = {"ALPHA-TASK": [reply(whole_file("notes.txt", "line\nalpha\n")), resolve],
+              "BETA-TASK": [reply(whole_file("notes.txt", "line\nbeta\n")), resolve]}  # fmt: skip
+    repo = notes_repository(tmp_path / "aider")
+    with ScriptedChat([], routes=routes) as model:
+        args = f"--model openai/gpt-4o-mini --openai-api-base {model.base_url}"
+        plan = conflicting_tasks("aider", agent_image("aider"), {}, agent_args=args)
+        done, report = exec_json(plan, repo, {**os.environ, "OPENAI_API_KEY": SECRET})
+    assert_both_merged_after_one_conflict(done, report, repo)
+
+
+def assert_both_merged_after_one_conflict(done: subprocess.CompletedProcess, report: dict, repo: Path) -> None:
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = {s["id"]: s for s in report["steps"]}
+    assert sorted(steps[m]["attempts"] for m in ("merge-1", "merge-2")) == [1, 2]  # the second to merge conflicted once
+    assert (repo / "notes.txt").read_text() == "line\nalpha\nbeta\n"
+    merges = merges_in(repo).splitlines()
+    assert sorted(m for m in merges if m.startswith("autodev: merge")) == ["autodev: merge main-task-1", "autodev: merge main-task-2"]
+    assert any(m.startswith("autodev: task-") for m in merges)  # the agent's round that resolved the conflict finished a merge

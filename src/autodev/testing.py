@@ -42,8 +42,12 @@ class ScriptedExecutor(Executor):
     """Runs nothing: each started attempt ends with its command's next scripted result when the
     loop asks for the next end. Every attempt started is kept in `started`."""
 
-    def __init__(self, script: dict[str, list[Scripted]] | None = None, order: Callable[[list[AttemptSpec]], AttemptSpec] | None = None):
+    def __init__(
+        self, script: dict[str, list[Scripted]] | None = None, order: Callable[[list[AttemptSpec]], AttemptSpec] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):  # fmt: skip
         super().__init__()
+        self.clock = clock  # the engine's: a result's times are on it
         self.script = {prefix: list(results) for prefix, results in (script or {}).items()}
         self.order = order or (lambda running: running[0])
         self.started: list[AttemptSpec] = []
@@ -73,7 +77,7 @@ class ScriptedExecutor(Executor):
         command = self.command_of(spec)
         results = next((queue for prefix, queue in self.script.items() if command.startswith(prefix)), [])
         scripted = results.pop(0) if results else Scripted()
-        began, output = utcnow(), spec.redactor.text(scripted.output)  # masked, as the output capture does
+        began, output = self.clock(), spec.redactor.text(scripted.output)  # masked, as the output capture does
         return CommandResult(
             status=scripted.status, exit_code=scripted.exit_code, started_at=began, finished_at=began + timedelta(seconds=1),
             output_tail=output, output_bytes=len(output), round_digest=scripted.round_digest,
@@ -110,15 +114,23 @@ class MemoryRecorder(Recorder):
 
 
 class ScriptedDecider(Decider):
-    """A person's decisions, in order; None (nobody decided in time) once they run out."""
+    """A person's decisions, in order; None (nobody decided in time) once they run out. Asked
+    while a step waits for a limit, with none left, it lets `clock` (a FixedClock) run to the
+    wait's end."""
 
-    def __init__(self, decisions: Iterable[Decision] = ()):
+    def __init__(self, decisions: Iterable[Decision] = (), clock: FixedClock | None = None):
         self.decisions = list(decisions)
+        self.clock = clock
         self.asked: list[list[Blocker]] = []
 
-    def decide(self, blockers: list[Blocker], run_id: str) -> Decision | None:
+    def decide(self, blockers: list[Blocker], run_id: str, timeout_s: float | None = None) -> Decision | None:
         self.asked.append(blockers)
-        return self.decisions.pop(0) if self.decisions else None
+        if self.decisions:
+            return self.decisions.pop(0)
+        if timeout_s is not None:
+            assert self.clock is not None, "a run with limit waits needs a FixedClock (scripted_engine(..., clock=FixedClock()))"
+            self.clock.advance(timeout_s)
+        return None
 
 
 class FixedClock:
@@ -174,4 +186,5 @@ def scripted_run(
 ) -> ScriptedRun:  # fmt: skip
     """A run of `engine` (or a scripted engine for a plan) ready to `go()`."""
     engine = engine if isinstance(engine, RunEngine) else scripted_engine(engine)
-    return ScriptedRun(engine, ScriptedExecutor(script, order), MemoryRecorder(), ScriptedDecider(decisions))
+    clock = engine.clock if isinstance(engine.clock, FixedClock) else None
+    return ScriptedRun(engine, ScriptedExecutor(script, order, engine.clock), MemoryRecorder(), ScriptedDecider(decisions, clock))

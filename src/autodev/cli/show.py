@@ -15,7 +15,7 @@ from autodev.core.session import SessionMetadata, SessionRecord
 from autodev.flows.runtime import runtime
 
 out = Console()
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow"}
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "stalled": "red", "timed_out": "red", "blocked": "yellow", "waiting": "cyan"}
 
 
 def load_run(run_id: str | None) -> tuple[RunReport, SessionRecord]:
@@ -67,9 +67,12 @@ def steps_table(report: RunReport) -> Table:
     for s in report.steps:
         style = STATUS_STYLE.get(s.status, "")
         last_line = next((ln for ln in reversed(s.output_tail.splitlines()) if ln.strip()), "")
+        status: str = s.status
+        if s.status == "waiting" and s.waiting_until is not None:
+            status += f" until {s.waiting_until:%H:%M:%S} UTC ({max(0.0, (s.waiting_until - utcnow()).total_seconds()):.0f}s)"
         table.add_row(
             s.id,
-            f"[{style}]{s.status}[/]" if style else s.status,
+            f"[{style}]{status}[/]" if style else status,
             "" if s.exit_code is None else str(s.exit_code),
             f"{s.duration_s:.2f}",
             str(s.attempts),

@@ -49,12 +49,16 @@ class BudgetKeeper:
             return f"the run's budget is spent: {why}"
         return None
 
+    def add_wait(self, seconds: float) -> None:
+        """Time the run waited for a provider's limit: not work, so not counted against `wall_s`."""
+        self.spent[RUN].waited += seconds
+
     def grant(self, step_id: str, now: datetime) -> None:
         """A person said go on: one more budget's worth for the step and the run, the clock anew."""
         for key in (RUN, step_id):
             spend = self.spent.setdefault(key, Spend())
             spend.grants += 1
-            spend.since = now
+            spend.since, spend.waited = now, 0.0
 
 
 def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool) -> str | None:
@@ -66,7 +70,7 @@ def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool) -> st
     if budget.tokens is not None and spend.tokens >= budget.tokens * n:
         return f"{spend.tokens:,} tokens of {budget.tokens * n:,}"
     if budget.wall_s is not None:
-        seconds = (now - spend.since).total_seconds() if wall else spend.seconds
+        seconds = (now - spend.since).total_seconds() - spend.waited if wall else spend.seconds
         if seconds >= budget.wall_s * (1 if wall else n):
             return f"{seconds:.0f}s of work of {budget.wall_s * (1 if wall else n):g}s"
     return None

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from autodev.core.limits import LimitHit
 from autodev.core.models import AgentName, CommandStatus
 
 
@@ -61,6 +62,7 @@ class CommandResult(BaseModel):
     sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
     agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
     round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
+    limit: LimitHit | None = None  # an agent stopped by its provider's usage or rate limit (`core/limits.py`)
 
     @property
     def duration_s(self) -> float:

@@ -58,6 +58,16 @@ class StepStalled(StepNotice):
     suggested_action: str
 
 
+class StepWaiting(StepNotice):
+    """The provider's usage or rate limit stopped a step: it runs again at `until`; others go on."""
+
+    name = "autodev.step.waiting"
+    attempt: int
+    until: str  # ISO time, UTC
+    summary: str
+    suggested_action: str
+
+
 class RunBlocked(StepNotice):
     """The run stopped dispatching at a step and waits for a person."""
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 # Final statuses of the contract, plus the two a step has while its run is still going.
-StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "blocked", "pending", "running"]
+StepStatus = Literal["succeeded", "failed", "stalled", "timed_out", "skipped", "blocked", "pending", "running", "waiting"]
 RunStatus = Literal["running", "succeeded", "failed", "blocked"]
 CommandStatus = Literal["succeeded", "failed", "stalled", "timed_out"]
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "stalled", "timed_out"})  # a command that did not succeed
@@ -269,8 +269,8 @@ class Blocker(BaseModel):
     summary: str
     suggested_action: str = ""
     # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
-    # budget: a plan's or step's budget is spent
-    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "budget"] = "failure"
+    # budget: a plan's or step's budget is spent; limit: its provider's limit resets past AUTODEV_LIMIT_WAIT_MAX_S
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "budget", "limit"] = "failure"
     ts: datetime
 
     @property

@@ -27,6 +27,7 @@ class StepReport(BaseModel):
     attempts: int
     output_tail: str
     waits_for: list[str] = Field(default_factory=list)  # the blocked steps this one waits on (upstream)
+    waiting_until: datetime | None = None  # a step waiting for its provider's limit: when it runs again
 
 
 class RunReport(BaseModel):
@@ -89,6 +90,7 @@ def _steps(
                 attempts=a.attempt if a else 0,
                 output_tail=a.result.output_tail if a else "",
                 waits_for=waits.get(step.id, []),
+                waiting_until=limit.until if (limit := session.metadata.waits.get(step.id)) else None,
             )
         )
     return reports

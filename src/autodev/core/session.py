@@ -115,8 +115,19 @@ class Spend(BaseModel):
     usd: float = 0.0
     tokens: int = 0
     seconds: float = 0.0  # a step's attempts' time, in all
+    waited: float = 0.0  # the run's seconds spent waiting for providers' limits (not counted as work)
     grants: int = 1  # budgets' worth allowed: 1, plus one per decision to go on
     since: datetime = Field(default_factory=utcnow)  # the wall clock's start
+
+
+class LimitWait(BaseModel):
+    """A step stopped by its provider's usage or rate limit, waiting until it resets (`core/limits.py`)."""
+
+    until: datetime  # when the step runs again
+    began: datetime  # when this wait began
+    since: datetime  # when the limit first stopped it (the waits in a row count from here)
+    provider: str  # its agent: steps of the same provider wait too; others go on
+    line: str  # what the agent said
 
 
 class SessionMetadata(BaseModel):
@@ -141,6 +152,7 @@ class SessionMetadata(BaseModel):
     evaluation: RunEvaluation | None = None  # the run's figures at its end
     repository: RepositoryReport | None = None  # a run on a repository that exists: its branch and changes
     spent: dict[str, Spend] = Field(default_factory=dict)  # by step id, and "(run)" for the whole run
+    waits: dict[str, LimitWait] = Field(default_factory=dict)  # steps waiting for their provider's limit to reset
 
     HISTORY_LIMIT: ClassVar[int] = 20
 

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         1, ge=1, le=32, description="How many tasks of a repository `autodev run` works on at once (`--parallel` wins); "
         "above 1, each task has a clone and branch of its own and is merged after the tests pass."
     )
+    limit_wait_max_s: float = Field(
+        6 * 3600, gt=0, description="The longest a step waits for its provider's usage or rate limit to reset "
+        "(the waits in a row, from the first); past it the step blocks for a person."
+    )
     webhook_url: str | None = Field(None, description="Where `autodev automations apply` sends notifications.")
     insight_confidence_drop: float = Field(
         0.2, gt=0, le=1, description="A confidence drop this large sends a decision-support notification."

@@ -19,7 +19,16 @@ from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
-from autodev.core.events import BreakerTripped, HeartbeatBeat, InsightChanged, RunBlocked, RunEvent, RunFinished, StepStalled
+from autodev.core.events import (
+    BreakerTripped,
+    HeartbeatBeat,
+    InsightChanged,
+    RunBlocked,
+    RunEvent,
+    RunFinished,
+    StepStalled,
+    StepWaiting,
+)  # fmt: skip
 from autodev.core.recovery import HEARTBEAT_LATE_S
 
 WEBHOOK_BLOCK = "autodev-notifications"
@@ -61,6 +70,8 @@ REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
      "A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person."),
     ("autodev: step stalled", StepStalled, "autodev step stalled",
      "A command printed nothing new for its stall timeout and was killed."),
+    ("autodev: step waiting", StepWaiting, "autodev step waiting for its provider's limit",
+     "An agent hit its provider's usage or rate limit: the step waits until it resets (the summary says until when)."),
     ("autodev: breaker tripped", BreakerTripped, "autodev failure breaker tripped",
      "The same failure happened several times in a row; the run is blocked."),
     ("autodev: decision support", InsightChanged, "autodev decision support",
@@ -105,7 +116,7 @@ def heartbeat_late_automation(heartbeat_late_s: float, notification: CallWebhook
         description=f"A running run recorded no heartbeat for {heartbeat_late_s:g}s.",
         trigger=EventTrigger(
             after={HeartbeatBeat.name},
-            expect={HeartbeatBeat.name, RunFinished.name, RunBlocked.name},
+            expect={HeartbeatBeat.name, RunFinished.name, RunBlocked.name, StepWaiting.name},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

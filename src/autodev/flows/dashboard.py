@@ -23,9 +23,18 @@ from autodev.core.evaluation import evaluation_markdown
 from autodev.core.models import Insight, Plan, utcnow
 from autodev.core.recovery import heartbeat_delay_s, heartbeat_is_late
 from autodev.core.report import RunReport
-from autodev.core.session import RunEvaluation, SessionMetadata
+from autodev.core.session import LimitWait, RunEvaluation, SessionMetadata
 
 TABLE_ROWS = 200  # a longer plan's table shows a window of it: each update is a new version
+
+
+def state_of(step_id: str, running: set[str], waits: dict[str, LimitWait]) -> str:
+    """An unfinished step's state: running, waiting for its provider's limit (until when), or pending."""
+    if step_id in running:
+        return "running"
+    if (wait := waits.get(step_id)) is not None and wait.until > utcnow():
+        return f"waiting until {wait.until:%H:%M:%S} UTC ({(wait.until - utcnow()).total_seconds():.0f}s)"
+    return "pending"
 
 
 def artifact_key(name: str) -> str:
@@ -42,7 +51,7 @@ class RunDashboard:
             progress=0.0, key="autodev-progress", description=f"{plan.project}: steps finished"
         ))  # fmt: skip
 
-    def update(self, progress: Progress, running: set[str], force: bool = False) -> None:
+    def update(self, progress: Progress, running: set[str], waits: dict[str, LimitWait] | None = None, force: bool = False) -> None:
         if not force and time.monotonic() - self._last < self.interval_s:
             return
         self._last = time.monotonic()
@@ -51,7 +60,7 @@ class RunDashboard:
         rows = [
             {
                 "step": s.id,
-                "state": progress.status[s.id] or ("running" if s.id in running else "pending"),
+                "state": progress.status[s.id] or state_of(s.id, running, waits or {}),
                 "attempts": progress.attempts[s.id],
                 "depends on": ", ".join(s.depends_on),
                 "command": s.command if len(s.command) <= 80 else s.command[:77] + "...",

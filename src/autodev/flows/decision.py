@@ -7,6 +7,7 @@ evidence in its command field's description; `autodev resume` sends the same fie
 from __future__ import annotations
 
 import logging
+import math
 
 from prefect import pause_flow_run, runtime
 from prefect.client.orchestration import get_client
@@ -31,20 +32,23 @@ class PausedForDecision(Decider):
         self.recorder = recorder
         self.timeout_s = timeout_s
 
-    def decide(self, blockers: list[Blocker], run_id: str) -> Decision | None:
+    def decide(self, blockers: list[Blocker], run_id: str, timeout_s: float | None = None) -> Decision | None:
         self.recorder.paused = True
         try:
-            return ask_for_decision(blockers, run_id, self.timeout_s, self.recorder.logger)
+            if timeout_s is None:
+                return ask_for_decision(blockers, run_id, self.timeout_s, self.recorder.logger)
+            return ask_for_decision(blockers, run_id, timeout_s, self.recorder.logger, waiting=True)
         finally:
             self.recorder.paused = False
 
 
 def ask_for_decision(
-    blockers: list[Blocker], run_id: str, timeout_s: float, logger: logging.Logger | logging.LoggerAdapter
-) -> Decision | None:
+    blockers: list[Blocker], run_id: str, timeout_s: float, logger: logging.Logger | logging.LoggerAdapter, waiting: bool = False,
+) -> Decision | None:  # fmt: skip
     """Pause the flow run until a person decides on one of the blocked steps (Prefect UI or
     `autodev resume`), or None when `timeout_s` passes first (the run stays blocked and can be
-    resumed later). The form starts on the first blocked step."""
+    resumed later; or, `waiting` for a provider's limit, the wait is over). The form starts on
+    the first blocked step."""
     first = blockers[0]
     try:
         answer = pause_flow_run(
@@ -52,15 +56,14 @@ def ask_for_decision(
                 step=first.step_id,
                 action="skip" if first.kind == "manual" else "retry",
             ),
-            timeout=int(timeout_s),
+            timeout=max(1, math.ceil(timeout_s)),
             poll_interval=max(1, min(10, int(timeout_s // 4) or 1)),
         )
         return Decision.model_validate(answer.model_dump(include=set(Decision.model_fields)))
     except FlowPauseTimeout:
-        back_to_running("no decision in time")
-        logger.warning(
-            "no decision within %ss: the run stays blocked; `autodev resume %s --action ...` continues it", timeout_s, run_id
-        )
+        back_to_running("the wait for a limit is over" if waiting else "no decision in time")
+        if not waiting:
+            logger.warning("no decision within %ss: the run stays blocked; `autodev resume %s --action ...` continues it", timeout_s, run_id)
         return None
 
 

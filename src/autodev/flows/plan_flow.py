@@ -169,7 +169,7 @@ class PlanRun:
     def engine(self, has_model: bool) -> RunEngine:
         s, session = self.settings, self.session
         policy = Policy(breaker_threshold=s.breaker_threshold, stall_timeout_s=s.stall_timeout_s, has_model=has_model,
-                        confidence_drop=s.insight_confidence_drop)  # fmt: skip
+                        confidence_drop=s.insight_confidence_drop, limit_wait_max_s=s.limit_wait_max_s)  # fmt: skip
         state = RunState.begin(session.run_id, session.workspace, session.plan, session.metadata)
         return RunEngine(session.plan, state, policy, environ=os.environ, secrets=self.secrets)
 

@@ -127,7 +127,7 @@ class StoreRecorder(Recorder):
             if isinstance(event, InsightChanged) and self.dashboard and engine.state.doc.next_actions:
                 self.dashboard.show_advice(engine.state.doc.next_actions)
         if self.dashboard:
-            self.dashboard.update(engine.progress, set(engine.running))
+            self.dashboard.update(engine.progress, set(engine.running), engine.state.doc.waits)
         if time.monotonic() - self._last_beat_event >= self.heartbeat_interval_s:
             self._last_beat_event = time.monotonic()
             beat = engine.state.doc.orchestrator_heartbeat

@@ -3,24 +3,26 @@ maybe), skip it, or abort the run."""
 
 from __future__ import annotations
 
-from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
 from autodev.core.engine.state import Breaker
+from autodev.core.engine.waits import LimitWaits
 from autodev.core.events import RunResumed
 from autodev.core.models import Plan
 from autodev.core.session import Decision, Intervention
 
 
-class DecisionHandling(EngineParts):
+class DecisionHandling(LimitWaits):
     def _decide(self, decision: Decision) -> Effects:
-        """Carry out a decision on a blocked step (`decision.step`, default the first). With no
-        step blocked (the watchdog blocked the run), retry and skip go on from the first
-        unfinished step and abort ends the run."""
-        blocked = self.progress.blocked_steps
+        """Carry out a decision on a blocked step, or one waiting for its provider's limit
+        (`decision.step`, default the first). With no step blocked (the watchdog blocked the run),
+        retry and skip go on from the first unfinished step and abort ends the run."""
+        blocked = self.progress.blocked_steps + self.waiting_steps()
         if decision.step is not None and decision.step not in blocked:
             listed = ", ".join(blocked) or "none"
             return Effects(notes=[Note("error", f"decision on {decision.step} ignored: it is not blocked (blocked: {listed})")])
         step_id = decision.step or (blocked[0] if blocked else None)
+        if step_id is not None:
+            self._wait_over(step_id)  # a person ends its wait
         out = Effects(status="running", advice="due")
         self.state.sandbox_lost = False  # a person decided: the engine is back, or they say so
         if decision.action == "retry":

@@ -23,6 +23,7 @@ class Policy:
     stall_timeout_s: float | None = None  # AUTODEV_STALL_TIMEOUT_S: for every step without its own
     has_model: bool = False  # a model is configured, so the built-in agent can work
     confidence_drop: float = 0.2  # a drop this large in the advice's confidence is announced
+    limit_wait_max_s: float = 6 * 3600  # AUTODEV_LIMIT_WAIT_MAX_S: the longest a step waits for its provider's limit
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ import dataclasses
 from autodev.core.agent import failure_evidence
 from autodev.core.commands import StepAttempt
 from autodev.core.diagnosis import diagnose, fingerprint
-from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
-from autodev.core.engine.rules import Block, Failure, Retry, SendBack, Settle, verdict_for
+from autodev.core.engine.rules import Block, Failure, Retry, SendBack, Settle, Wait, verdict_for
+from autodev.core.engine.waits import LimitWaits
 from autodev.core.events import CommandFailed, FeedbackRound, StepStalled
 from autodev.core.models import Blocker, Step
+from autodev.core.session import LimitWait
 
 LOST_SANDBOX_ACTION = (
     "the Docker engine stopped or restarted under the run: once `autodev doctor` shows it back, "
@@ -20,19 +21,26 @@ LOST_SANDBOX_ACTION = (
 )
 
 
-class FailureHandling(EngineParts):
+class FailureHandling(LimitWaits):
     def _failed(self, step: Step, stored: StepAttempt) -> Effects:
         """The rules' verdict on a failed attempt, carried out; every failure leaves a blocker."""
-        failure = self._facts(step, stored)
+        wait = self._wait_for(step, stored.result.limit) if stored.result.limit else None
+        failure = self._facts(step, stored, wait)
         stored.breaker_tripped = failure.breaker_tripped
         baseline = self.state.baseline_outputs.get(step.baseline) if step.baseline else None
         diagnosis = diagnose(stored.command, stored.result, failure.limits.stall_timeout_s, baseline)
         if stored.result.sandbox_lost:
             diagnosis = dataclasses.replace(diagnosis, suggested_action=LOST_SANDBOX_ACTION.format(run_id=self.run_id))
+        if wait is not None:
+            diagnosis = self.limit_diagnosis(step, wait, diagnosis)
         out = self._announce(step, stored, diagnosis.summary, diagnosis.suggested_action)
         said = {"summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action}
         blocker = Blocker(step_id=step.id, command=stored.command, exit_code=stored.result.exit_code, ts=self.clock(), **said)
         match verdict_for(failure):
+            case Wait():
+                assert wait is not None
+                self._start_waiting(step, stored, wait, out)
+                return out
             case Retry():
                 out.notes.append(Note("warning", f"step {step.id}: attempt {stored.attempt} {stored.result.status}, running it again"))
             case SendBack(to=target):
@@ -52,10 +60,13 @@ class FailureHandling(EngineParts):
         self.state.doc.blockers.append(blocker)  # a failure the run goes on from
         return out
 
-    def _facts(self, step: Step, stored: StepAttempt) -> Failure:
-        """What the rules know of the failure; the breaker and the stall count take it in."""
+    def _facts(self, step: Step, stored: StepAttempt, wait: LimitWait | None) -> Failure:
+        """What the rules know of the failure; the breaker (unless a provider's limit stopped it)
+        and the stall count take it in."""
         result = stored.result
-        tripped = self.state.breaker.record(fingerprint(step.command, result), self.policy.breaker_threshold)
+        tripped = wait is None and self.state.breaker.record(fingerprint(step.command, result), self.policy.breaker_threshold)
+        if wait is None:
+            self._past_limit(step.id)
         if result.status == "stalled":
             self.state.stalls[step.id] += 1
         stalls = self.state.stalls[step.id]
@@ -63,6 +74,7 @@ class FailureHandling(EngineParts):
         return Failure(
             step=step, result=result, limits=self.limits(step), failures=in_round - stalls, stalls=stalls,
             breaker_tripped=tripped, rounds_left=self.state.doc.rounds_to.get(step.feedback_to or '', 0) < self.plan.max_feedback_rounds,
+            wait_until=wait.until if wait else None, wait_fits=wait is None or self._wait_fits(wait),
         )  # fmt: skip
 
     def _announce(self, step: Step, stored: StepAttempt, summary: str, action: str) -> Effects:

@@ -38,6 +38,10 @@ class AttemptEnded(BaseModel):
     model_calls: list[LLMCall] = Field(default_factory=list)
 
 
+class Wake(BaseModel):
+    """A step's wait for its provider's limit is over: whatever is ready is started."""
+
+
 class WaitForDecision(BaseModel):
     """Nothing runs and a step is blocked: the run waits for a person."""
 
@@ -71,4 +75,4 @@ class Finish(BaseModel):
     """No step can run any more: the run ends (or stays blocked)."""
 
 
-RunInput = Begin | Restore | AttemptEnded | WaitForDecision | DecisionTaken | AdviceReady | Beat | BranchEnded | Finish
+RunInput = Begin | Restore | AttemptEnded | Wake | WaitForDecision | DecisionTaken | AdviceReady | Beat | BranchEnded | Finish

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from autodev.core.commands import CommandResult
 from autodev.core.diagnosis import failed_tests
+from autodev.core.limits import limit_hit
 from autodev.core.models import Step
+
+LIMIT_LINES = 20  # the end of an agent's output a limit is looked for in (with its error events)
 
 
 def judge(step: Step, result: CommandResult, baseline_output: str = "") -> CommandResult:
@@ -13,7 +16,11 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
     succeeds when the tests fail (exit 1, or 2: pytest could not import what is not written yet);
     a baseline (`expect: any`) whatever they do; a check
     with a `baseline` when the only tests that fail failed in the baseline's output too. Stalls,
-    timeouts and lost sandboxes stay what they are."""
+    timeouts and lost sandboxes stay what they are. An agent that did not succeed may have been
+    stopped by its provider's limit: the result says so (`limit`)."""
+    if step.kind == "agent" and result.status != "succeeded":
+        errors = result.agent.errors if result.agent else []
+        result = result.model_copy(update={"limit": limit_hit(result.output_tail.splitlines()[-LIMIT_LINES:] + errors, result.finished_at)})
     if result.status not in ("succeeded", "failed") or result.exit_code is None:
         return result
     report = result.agent

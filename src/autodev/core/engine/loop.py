@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 
 from autodev.core.engine.effects import AttemptSpec, Effects
-from autodev.core.engine.inputs import AdviceReady, AttemptEnded, Beat, Begin, DecisionTaken, Restore, WaitForDecision
+from autodev.core.engine.inputs import AdviceReady, AttemptEnded, Beat, Begin, DecisionTaken, Restore, WaitForDecision, Wake
 from autodev.core.engine.machine import RunEngine
 from autodev.core.engine.state import RunState
 from autodev.core.models import Blocker, utcnow
@@ -99,8 +99,10 @@ class Advisor(ABC):
 
 class Decider(ABC):
     @abstractmethod
-    def decide(self, blockers: list[Blocker], run_id: str) -> Decision | None:
-        """A person's decision on one of the blocked steps, or None when none came in time."""
+    def decide(self, blockers: list[Blocker], run_id: str, timeout_s: float | None = None) -> Decision | None:
+        """A person's decision on one of the blocked (or waiting) steps, or None when none came
+        in time; `timeout_s`: how long until a step's wait for its provider's limit ends (the
+        decider's own timeout when None)."""
 
 
 class RunLoop:
@@ -124,6 +126,10 @@ class RunLoop:
         while True:
             while self.engine.running:
                 self._wait()
+            if (wake := self.engine.next_wake) is not None:  # only steps waiting for a limit are left
+                decision = self._ask((wake - self.engine.clock()).total_seconds())
+                self.take(self.engine.handle(Wake() if decision is None else DecisionTaken(decision=decision)))
+                continue
             if not self.engine.waits_for_a_person:
                 return
             decision = self._ask()
@@ -132,18 +138,24 @@ class RunLoop:
             self.take(self.engine.handle(DecisionTaken(decision=decision)))
 
     def _wait(self) -> None:
-        """Hand over the attempts that ended, or beat once a heartbeat interval passes without one."""
-        ended = self.executor.next_ended(self.heartbeat_interval_s)
+        """Hand over the attempts that ended, or beat once a heartbeat interval passes without one
+        (sooner when a step's wait for its provider's limit ends: it starts then)."""
+        wake = self.engine.next_wake
+        until_wake = None if wake is None else max(0.05, (wake - self.engine.clock()).total_seconds())
+        ended = self.executor.next_ended(min(self.heartbeat_interval_s, until_wake or self.heartbeat_interval_s))
         if ended is None:
-            self.take(Effects(loop_status=f"waiting for {', '.join(self.engine.running)}"))
+            woken = self.engine.handle(Wake()) if wake is not None and self.engine.clock() >= wake else Effects()
+            self.take(woken.merge(Effects(loop_status=f"waiting for {', '.join(self.engine.running) or 'a limit to reset'}")))
         while ended is not None:
             self.take(self.engine.handle(ended))
             ended = self.executor.next_ended(0)  # others that ended meanwhile
 
-    def _ask(self) -> Decision | None:
+    def _ask(self, timeout_s: float | None = None) -> Decision | None:
+        """A person's decision on the blocked steps; with `timeout_s`, while steps wait for a
+        limit (a decision ends the wait early)."""
         blockers = self.engine.waiting_on()
         self.take(self.engine.handle(WaitForDecision()))
-        return self.decider.decide(blockers, self.engine.run_id)
+        return self.decider.decide(blockers, self.engine.run_id, timeout_s)
 
     def take(self, effects: Effects) -> None:
         """Carry out an answer of the engine: the advice first when it is due (the next step, an

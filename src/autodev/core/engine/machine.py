@@ -29,6 +29,7 @@ from autodev.core.engine.inputs import (
     Restore,
     RunInput,
     WaitForDecision,
+    Wake,
 )
 from autodev.core.engine.restore import Restoring
 from autodev.core.engine.rules import Hold, Start, hold_for
@@ -45,7 +46,7 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
     def handle(self, event: RunInput) -> Effects:
         """What `event` means for the run; then whatever it made ready is started."""
         match event:
-            case Begin():
+            case Begin() | Wake():
                 out = Effects()
             case AttemptEnded():
                 out = self._ended(event)
@@ -81,8 +82,9 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
         out = Effects()
         if self.state.stale & self.running.keys() or self.state.sandbox_lost:
             return out  # a feedback round waits for the checks on the old code; a lost sandbox for a person
+        waiting = self._held_by_waits()
         while (free := self.plan.max_parallel - len(self.state.doc.queue)) > 0:
-            ready = self.progress.ready(set(self.running), limit=free)
+            ready = self.progress.ready(set(self.running) | waiting, limit=free)
             if not ready:
                 break
             for step in ready:
@@ -102,6 +104,7 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
         )  # fmt: skip
 
     def _start(self, step: Step) -> AttemptSpec:
+        self._wait_over(step.id)
         attempt = self.progress.attempts[step.id] + 1
         self.progress.attempts[step.id] = attempt
         entry = QueueEntry(queue_id=self.new_id(), step_id=step.id, attempt=attempt, dispatched_at=self.clock())
@@ -163,6 +166,7 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
         repeats = step.kind == "agent" and self.state.round_repeats(step.id, result.round_digest, changed_nothing)
         if not repeats:  # a round that changed nothing new is no success for the breaker
             self.state.breaker.record(None, self.policy.breaker_threshold)
+        self._past_limit(step.id)
         self.progress.finish(step.id, "succeeded")
         return Effects(attempts=[stored], step_states={step.id: "succeeded"})
 
@@ -174,8 +178,13 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
 
     # --- the person, the advice, the heartbeat -----------------------------------------
     def _wait_for_decision(self) -> Effects:
-        """The run waits for a person's decision on its blocked steps (one decision each)."""
+        """The run waits for a person's decision on its blocked steps (one decision each), or only
+        for steps' limits to reset (a person may end those waits too)."""
         blocked = self.progress.blocked_steps
+        if not blocked:
+            waiting = f"waiting for a limit to reset: {', '.join(self.waiting_steps())} until {self.next_wake:%H:%M:%S} UTC"
+            self.state.doc.phase = waiting
+            return Effects(loop_status=waiting)
         waiting = f"waiting for a decision on {', '.join(blocked)}"
         self.state.doc.phase = waiting
         self.state.doc.pauses.append(Pause(kind="decision", step_id=blocked[0], ts=self.clock()))

@@ -2,6 +2,8 @@
 
 After a failed attempt (`FAILURE_RULES`), the seed's self-healing ladder:
 - the sandbox went away: block, nothing can run until a person says it is back;
+- the agent's provider said its usage or rate limit is reached: wait until it resets (no retry
+  spent, nothing counted against the breaker), or block when that is past the longest wait;
 - the failure breaker tripped (the same failure `threshold` times in a row): block, whatever the
   retries say (hammering the same wall again helps nobody);
 - a stall is run again up to `max_stall_retries` times, then blocks the run;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from autodev.core.commands import CommandResult
@@ -36,6 +39,8 @@ class Failure:
     stalls: int  # stalled attempts of the step in its round, this one included
     breaker_tripped: bool
     rounds_left: bool  # the plan allows another feedback round
+    wait_until: datetime | None = None  # the provider's limit stopped it: when to go on
+    wait_fits: bool = True  # that is within the longest wait (AUTODEV_LIMIT_WAIT_MAX_S)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,14 @@ class Retry:
 class Block:
     """Stop at the step and wait for a person's decision."""
 
-    kind: Literal["stall", "breaker", "sandbox"]
+    kind: Literal["stall", "breaker", "sandbox", "limit"]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Run the step again once its provider's limit resets; other steps go on meanwhile."""
+
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class Settle:
     """The step ends with its status; what depends on it is skipped."""
 
 
-Verdict = Retry | Block | SendBack | Settle
+Verdict = Retry | Block | Wait | SendBack | Settle
 
 
 class FailureRule(ABC):
@@ -74,6 +86,13 @@ class FailureRule(ABC):
 class SandboxLost(FailureRule):
     def verdict(self, failure: Failure) -> Verdict | None:
         return Block("sandbox") if failure.result.sandbox_lost else None
+
+
+class LimitReached(FailureRule):
+    def verdict(self, failure: Failure) -> Verdict | None:
+        if failure.wait_until is None:
+            return None
+        return Wait(failure.wait_until) if failure.wait_fits else Block("limit")
 
 
 class BreakerTripped(FailureRule):
@@ -104,7 +123,9 @@ class StepFails(FailureRule):
         return Settle()
 
 
-FAILURE_RULES: tuple[FailureRule, ...] = (SandboxLost(), BreakerTripped(), StallLadder(), RetriesLeft(), FeedbackRound(), StepFails())
+FAILURE_RULES: tuple[FailureRule, ...] = (
+    SandboxLost(), LimitReached(), BreakerTripped(), StallLadder(), RetriesLeft(), FeedbackRound(), StepFails(),
+)  # fmt: skip
 
 
 def verdict_for(failure: Failure, rules: tuple[FailureRule, ...] = FAILURE_RULES) -> Verdict:

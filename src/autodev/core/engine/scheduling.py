@@ -142,7 +142,7 @@ class Progress:
         step stays failed, and what it skipped stays skipped); a step a person skipped counts as
         done for what depends on it. Steps with no final state (pending, running) run."""
         for step_id, status in states.items():
-            if step_id not in self.status or status in ("pending", "running"):
+            if step_id not in self.status or status in ("pending", "running", "waiting"):
                 continue
             self._set(step_id, status)  # type: ignore[arg-type]
             if status == "skipped" and step_id in skipped_by_a_person:

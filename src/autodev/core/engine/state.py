@@ -9,6 +9,8 @@ only writer; the recorder writes `doc` as it stands, in one write per loop itera
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from autodev.core.models import Plan, StepStatus
@@ -47,6 +49,7 @@ class RunState(BaseModel):
     baseline_outputs: dict[str, str] = Field(default_factory=dict)  # the last output of each baseline step
     round_digests: dict[str, list[str]] = Field(default_factory=dict)  # what each agent step's rounds changed
     sandbox_lost: bool = False  # a result said the sandbox went away: nothing starts until a person decides
+    limit_since: dict[str, datetime] = Field(default_factory=dict)  # when a provider's limit first stopped each step, in a row
 
     @classmethod
     def begin(cls, run_id: str, workspace: str, plan: Plan, doc: SessionMetadata | None = None) -> RunState:
