@@ -5,7 +5,11 @@
 2. Over M trials, a plan blocks on a stall with the notification automations applied: the delay
    from the step's end (the kill) to the webhook's arrival at an HTTP receiver on loopback, and
    one delivered payload as it arrived.
-Run: .venv/bin/python benchmarks/stall_latency.py [--trials 20] [--notify 3] 2>/dev/null
+3. Over K trials, an agent step stopped by its provider's limit ("429 Too Many Requests: try
+   again in 8s", a scripted agent CLI) waits and runs again: the limit-wait overshoot, its second
+   attempt's start minus the reset, with nothing else running (the run pauses for a decision
+   until the reset) and beside a step that runs on (the loop's own timer).
+Run: .venv/bin/python benchmarks/stall_latency.py [--trials 20] [--notify 3] [--limit 3] 2>/dev/null
 (part 2 uses PREFECT_API_URL if set, else a temporary Prefect server).
 """
 
@@ -100,10 +104,39 @@ def notification_delays(trials: int, workdir: Path) -> tuple[list[float], dict]:
     return delays, payload
 
 
+LIMITED_AGENT = ("sh -c 'if [ -f .hit ]; then echo done; else touch .hit; echo \"429 Too Many Requests: try again in {reset:g}s\"; "
+                 "exit 1; fi' # {{instruction}}")
+
+
+def limit_overshoots(trials: int, workdir: Path, beside: bool, reset_s: float = 8.0) -> list[float]:
+    """Seconds from each limit's reset to its step's next start (a scripted agent that hits the
+    limit once), alone or `beside` a step that keeps running meanwhile."""
+    from autodev.blocks.store import StateStore
+    from autodev.core.plan import validate_plan
+    from autodev.core.report import RunReport
+    from autodev.core.settings import load_settings
+    from autodev.flows.plan_flow import run_plan
+
+    steps = [{"id": "agent", "kind": "agent", "instruction": "work", "agent_command": LIMITED_AGENT.format(reset=reset_s)}]
+    if beside:
+        steps.append({"id": "long", "run": "sleep 20"})
+    plan = validate_plan({"project": "limit-bench", "max_parallel": 2, "steps": steps})
+    overshoots = []
+    for i in range(trials):
+        outcome = run_plan(plan=plan, workspace=str(workdir / f"l{int(beside)}{i}"), return_state=True).result(raise_on_failure=False)
+        run_id = outcome.run_id if isinstance(outcome, RunReport) else outcome.report.run_id
+        store = StateStore(database_url=load_settings().database_url).connect()
+        first, second = [a.result for a in store.attempts.of(run_id) if a.step_id == "agent"]
+        store.close()
+        overshoots.append(second.started_at.timestamp() - (first.finished_at.timestamp() + reset_s))
+    return overshoots
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--notify", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=3, help="limit-wait trials, alone and beside a running step")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autodev-stall-") as tmp:
         workdir = Path(tmp)
@@ -118,6 +151,11 @@ def main() -> None:
                   f"max {max(delays):.1f} s")
             print("one delivered payload:")
             print(json.dumps(payload, indent=2))
+        for beside in (False, True) if args.limit else ():
+            over = limit_overshoots(args.limit, workdir, beside)
+            where = "beside a running step" if beside else "nothing else running"
+            print(f"limit-wait overshoot ({where}) over {args.limit} trials: p50 {statistics.median(over):.2f} s, "
+                  f"max {max(over):.2f} s (the second attempt's start minus the reset)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.scripted_routes import Routes
+
 MODEL = "gpt-4o-mini"
 
 
@@ -137,10 +139,7 @@ class ScriptedChat:
     def __init__(self, script: list[Turn], routes: dict[str, list[Turn]] | None = None) -> None:
         if not script and not routes:
             raise ValueError("a script needs at least one turn")
-        self.script = list(script)
-        # Agents working at once: a request whose body holds a route's text gets that route's next turn.
-        self.routes = {text: list(turns) for text, turns in (routes or {}).items()}
-        self._route_served = dict.fromkeys(self.routes, 0)
+        self.script, self.routes = list(script), Routes(routes)
         self.requests: list[Request] = []  # every request, in arrival order
         self._served = 0
         self._lock = threading.Lock()
@@ -160,12 +159,7 @@ class ScriptedChat:
     def _next_turn(self, body: str = "") -> Turn:
         with self._lock:
             self._served += 1
-            route = next((text for text in self.routes if text in body), None)
-            if route is None:
-                return self.script[min(self._served, len(self.script)) - 1]
-            self._route_served[route] += 1
-            turns = self.routes[route]
-            return turns[min(self._route_served[route], len(turns)) - 1]
+        return self.routes.next_turn(body) or self.script[min(self._served, len(self.script)) - 1]
 
     def start(self) -> ScriptedChat:
         self._stopping.clear()

@@ -9,6 +9,7 @@ request N with turn N of the script (the last turn repeats once the script runs 
     silent()               200 + SSE headers, then nothing until the server stops
     disconnect()           `response.created`, then the connection drops mid-body
     http_error(401)        an OpenAI-style JSON error with that status (401, 429, 500...)
+    usage_limit(20)        429 with Retry-After: 20 and the usage limit's reset time in the body
     replace(turn, delay_s=20)   any of them after 20 s of the model "thinking"
 
     with ScriptedResponses([shell("echo hello > hello.txt"), message("done")]) as model:
@@ -32,8 +33,11 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
+
+from tests.scripted_routes import Routes
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Turn:
     text: str = ""  # the command for "shell", the answer for "message"
     status: int = 200  # for "http_error"
     delay_s: float = 0  # how long the model "thinks" before it answers (nothing is sent meanwhile)
+    retry_after_s: int = 0  # for "usage_limit": when the limit resets
 
 
 def shell(command: str) -> Turn:
@@ -62,6 +67,12 @@ def disconnect() -> Turn:
 
 def http_error(status: int) -> Turn:
     return Turn("http_error", status=status)
+
+
+def usage_limit(retry_after_s: int) -> Turn:
+    """429 as the ChatGPT backend sends it when a plan's usage limit is reached: `Retry-After`,
+    and the reset time (epoch seconds) in the body."""
+    return Turn("usage_limit", status=429, retry_after_s=retry_after_s)
 
 
 ERROR_BODIES = {  # as api.openai.com sends them; Codex shows error.message
@@ -118,9 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         turn, n = owner._next_turn(req.body_text)
         if turn.delay_s:
             owner._stopping.wait(turn.delay_s)
-        if turn.kind == "http_error":
-            body = ERROR_BODIES.get(turn.status, {"message": f"HTTP {turn.status}", "type": "server_error"})
-            return self._send_json(turn.status, {"error": body})
+        if turn.kind in ("usage_limit", "http_error"):
+            return self._refuse(turn, owner)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -148,6 +158,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(sse({"type": "response.completed", "response": {"id": f"resp_{n}", "usage": USAGE}}))
         self._chunk(b"")  # the chunked body's end
 
+    def _refuse(self, turn: Turn, owner: ScriptedResponses) -> None:
+        if turn.kind == "http_error":
+            return self._send_json(turn.status, {"error": ERROR_BODIES.get(turn.status, {"message": f"HTTP {turn.status}", "type": "server_error"})})
+        resets_at = int(time.time()) + turn.retry_after_s
+        owner.limit_resets.append(resets_at)
+        body = {"type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus", "resets_at": resets_at}
+        return self._send_json(429, {"error": body}, {"Retry-After": str(turn.retry_after_s)})
+
     def _record(self) -> Request:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
@@ -160,9 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _send_json(self, status: int, payload: dict):
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None):
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -211,11 +231,9 @@ class ScriptedResponses:
     ):  # fmt: skip
         if not script and not routes:
             raise ValueError("the script needs at least one turn")
-        self.script, self.unix_path, self.host = list(script), unix_path, host
-        # Agents working at once: a request whose body holds a route's text gets that route's next turn.
-        self.routes = {text: list(turns) for text, turns in (routes or {}).items()}
-        self._route_served = dict.fromkeys(self.routes, 0)
+        self.script, self.unix_path, self.host, self.routes = list(script), unix_path, host, Routes(routes)
         self.requests: list[Request] = []  # every request, in arrival order
+        self.limit_resets: list[int] = []  # when each usage limit it answered with resets (epoch seconds)
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -234,12 +252,7 @@ class ScriptedResponses:
     def _next_turn(self, body: str = "") -> tuple[Turn, int]:
         with self._lock:
             n, self._served = self._served, self._served + 1
-            route = next((text for text in self.routes if text in body), None)
-            if route is None:
-                return self.script[min(n, len(self.script) - 1)], n
-            k, self._route_served[route] = self._route_served[route], self._route_served[route] + 1
-            turns = self.routes[route]
-            return turns[min(k, len(turns) - 1)], n
+        return self.routes.next_turn(body) or self.script[min(n, len(self.script) - 1)], n
 
     def start(self) -> ScriptedResponses:
         if self.unix_path:

@@ -24,7 +24,9 @@ def claude_image(agent_image) -> str:
     return agent_image("claude")
 
 
-def run_claude(tmp_path: Path, image: str, model: ScriptedAnthropic, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+def run_claude(
+    tmp_path: Path, image: str, model: ScriptedAnthropic, settings: dict[str, str] | None = None, **env: str,
+) -> tuple[subprocess.CompletedProcess, dict]:  # fmt: skip
     plan = {
         "project": "claude",
         "image": image,
@@ -37,7 +39,7 @@ def run_claude(tmp_path: Path, image: str, model: ScriptedAnthropic, **env: str)
             {"id": "check", "run": "grep -q hello hello.txt", "depends_on": ["greet"]},
         ],
     }  # fmt: skip
-    return exec_json(plan, tmp_path / "ws", {**os.environ, "ANTHROPIC_API_KEY": SECRET})
+    return exec_json(plan, tmp_path / "ws", {**os.environ, "ANTHROPIC_API_KEY": SECRET, **(settings or {})})
 
 
 def test_claude_code_does_the_step_and_its_cost_is_kept(prefect_api, claude_image, tmp_path):
@@ -56,13 +58,15 @@ def test_claude_code_does_the_step_and_its_cost_is_kept(prefect_api, claude_imag
     assert SECRET not in json.dumps(report)
 
 
-def test_claude_retrying_a_rate_limit_is_a_stall_not_progress(prefect_api, claude_image, tmp_path):
-    with ScriptedAnthropic([http_error(429)]) as model:
-        done, report = run_claude(tmp_path, claude_image, model)
-    assert done.returncode == 3, done.stderr  # blocked: each retry printed a new api_retry line, none progress
+def test_claude_rate_limited_for_good_waits_for_the_limit_then_blocks_with_the_figures(prefect_api, claude_image, tmp_path):
+    with ScriptedAnthropic([http_error(429)]) as model:  # 429 every time, and no word of when it resets
+        done, report = run_claude(tmp_path, claude_image, model, settings={"AUTODEV_LIMIT_WAIT_MAX_S": "10"})
+    assert done.returncode == 3, done.stderr  # its retries printed api_retry lines, none progress: a limit, not a hang
     greet = report["steps"][0]
     assert greet["status"] == "blocked" and '"subtype":"api_retry"' in greet["output_tail"]
-    assert any("rate-limited" in line for line in report["next_actions"])
+    (blocker,) = report["blockers"]
+    assert blocker["kind"] == "limit" and "past the longest wait (AUTODEV_LIMIT_WAIT_MAX_S, 10s)" in blocker["summary"]
+    assert any("raise AUTODEV_LIMIT_WAIT_MAX_S" in line for line in report["next_actions"]), report["next_actions"]
 
 
 def test_a_refused_key_is_told_apart(prefect_api, claude_image, tmp_path):

@@ -57,7 +57,7 @@ def ask_for_decision(
                 action="skip" if first.kind == "manual" else "retry",
             ),
             timeout=max(1, math.ceil(timeout_s)),
-            poll_interval=max(1, min(10, int(timeout_s // 4) or 1)),
+            poll_interval=1 if waiting else max(1, min(10, int(timeout_s // 4) or 1)),  # a wait ends on time, to the second
         )
         return Decision.model_validate(answer.model_dump(include=set(Decision.model_fields)))
     except FlowPauseTimeout:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from autodev.blocks.store.database import Cursor, Database, load_ts
 from autodev.core.commands import AgentReport, CommandResult, StepAttempt
+from autodev.core.limits import LimitHit
 from autodev.core.models import StepStatus, utcnow
 from autodev.core.session import LLMCall
 
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
-    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent"
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent, limit_hit"
 )
 
 
@@ -27,9 +28,10 @@ class Attempts:
             attempt.run_id, attempt.step_id, attempt.attempt, attempt.command, r.status, r.exit_code, r.exit_reason,
             self.db.ts(r.started_at), self.db.ts(r.finished_at), r.duration_s, r.output_bytes, r.output_tail, r.log_path,
             int(attempt.breaker_tripped), r.agent.model_dump_json() if r.agent else None,
+            r.limit.model_dump_json() if r.limit else None,
         )  # fmt: skip
         self.db.execute(
-            cur, f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 15)}) "
+            cur, f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 16)}) "
             "ON CONFLICT (run_id, step_id, attempt) DO NOTHING", values,
         )  # fmt: skip
 
@@ -61,6 +63,7 @@ class Attempts:
                     status=r[4], exit_code=r[5], exit_reason=r[6], started_at=load_ts(r[7]), finished_at=load_ts(r[8]),
                     output_bytes=r[10], output_tail=r[11], log_path=r[12],
                     agent=AgentReport.model_validate_json(r[14]) if r[14] else None,
+                    limit=LimitHit.model_validate_json(r[15]) if r[15] else None,
                 ),
             )  # fmt: skip
             for r in rows

@@ -97,5 +97,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE agent_sessions DROP COLUMN plan",
         ],
     ),
+    # The provider's limit that stopped an agent's attempt (autodev.core.limits.LimitHit, JSON).
+    (9, ["ALTER TABLE step_results ADD COLUMN limit_hit TEXT"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

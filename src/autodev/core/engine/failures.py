@@ -23,10 +23,14 @@ LOST_SANDBOX_ACTION = (
 
 class FailureHandling(LimitWaits):
     def _failed(self, step: Step, stored: StepAttempt) -> Effects:
-        """The rules' verdict on a failed attempt, carried out; every failure leaves a blocker."""
+        """The rules' verdict on a failed attempt, carried out; every failure leaves a blocker (a
+        step stopped by its provider's limit, which waits, is no failure)."""
         wait = self._wait_for(step, stored.result.limit) if stored.result.limit else None
         failure = self._facts(step, stored, wait)
         stored.breaker_tripped = failure.breaker_tripped
+        verdict = verdict_for(failure)
+        if isinstance(verdict, Wait) and wait is not None:
+            return self._start_waiting(step, stored, wait)
         baseline = self.state.baseline_outputs.get(step.baseline) if step.baseline else None
         diagnosis = diagnose(stored.command, stored.result, failure.limits.stall_timeout_s, baseline)
         if stored.result.sandbox_lost:
@@ -36,11 +40,7 @@ class FailureHandling(LimitWaits):
         out = self._announce(step, stored, diagnosis.summary, diagnosis.suggested_action)
         said = {"summary": diagnosis.summary, "suggested_action": diagnosis.suggested_action}
         blocker = Blocker(step_id=step.id, command=stored.command, exit_code=stored.result.exit_code, ts=self.clock(), **said)
-        match verdict_for(failure):
-            case Wait():
-                assert wait is not None
-                self._start_waiting(step, stored, wait, out)
-                return out
+        match verdict:
             case Retry():
                 out.notes.append(Note("warning", f"step {step.id}: attempt {stored.attempt} {stored.result.status}, running it again"))
             case SendBack(to=target):

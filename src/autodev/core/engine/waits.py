@@ -38,8 +38,9 @@ class LimitWaits(EngineParts):
     def _wait_fits(self, wait: LimitWait) -> bool:
         return (wait.until - wait.since).total_seconds() <= self.policy.limit_wait_max_s
 
-    def _start_waiting(self, step: Step, stored: StepAttempt, wait: LimitWait, out: Effects) -> None:
+    def _start_waiting(self, step: Step, stored: StepAttempt, wait: LimitWait) -> Effects:
         """Hold the step until its provider's limit resets; it runs again then, its retries afresh."""
+        out = Effects(attempts=[stored])
         self.state.doc.waits[step.id] = wait
         self.state.round_start[step.id] = stored.attempt
         self.state.stalls[step.id] = 0
@@ -52,6 +53,7 @@ class LimitWaits(EngineParts):
         held = sorted(self._held_by_waits() - {step.id})
         also = f"; {', '.join(held)} of the same provider wait too" if held else ""
         out.notes.append(Note("warning", f"step {step.id} waits for {summary}{also}; other steps go on"))
+        return out
 
     def limit_diagnosis(self, step: Step, wait: LimitWait, diagnosis: Diagnosis) -> Diagnosis:
         """What a limit's blocker says, should the wait not fit: the figures, and what to do."""
