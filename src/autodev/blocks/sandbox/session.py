@@ -60,7 +60,11 @@ done
 # How many processes the kernel's OOM killer ended in this container (cgroup v2, then v1).
 OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null | grep oom_kill"
 REPEATING = "it printed only lines that repeat"
-DRAIN_AFTER_EXIT_S = 0.2  # output still read after the main process exited
+# After the main process exited, its output is still read while it comes; the stream is cut off
+# (a process it left holds it open) once it has been quiet this long, at most DRAIN_MAX_S on.
+# Generous: on a loaded machine the last output can reach this side well after the exit.
+DRAIN_QUIET_S = 2.0
+DRAIN_MAX_S = 10.0
 
 
 class DockerSandboxSession(SandboxSession):
@@ -185,13 +189,21 @@ class DockerSandboxSession(SandboxSession):
                 running = self.api.exec_inspect(exec_id)["Running"]
             except ENGINE_ERRORS:
                 return  # the reading side meets the same error and reports it
-            if not running:
-                # The main process is gone but something it started holds the output open.
-                if not clock.wait(time.monotonic() + DRAIN_AFTER_EXIT_S):
-                    stream.close()
+            if not running:  # the main process is gone; something it started may hold the output open
+                self._drain(clock, stream)
                 return
             poll_in = min(poll_in * 1.5, 2.0)
             next_poll = time.monotonic() + poll_in
+
+    @staticmethod
+    def _drain(clock: _Clocks, stream) -> None:
+        """Let the exited command's output come in while it does; then cut the stream off."""
+        exited = time.monotonic()
+        while not clock.wait(min(max(exited, clock.last_chunk) + DRAIN_QUIET_S, exited + DRAIN_MAX_S)):
+            now = time.monotonic()
+            if now >= exited + DRAIN_MAX_S or now >= max(exited, clock.last_chunk) + DRAIN_QUIET_S:
+                stream.close()
+                return
 
     def _kill_marked(self, marker: str) -> None:
         with contextlib.suppress(*ENGINE_ERRORS):
@@ -219,13 +231,15 @@ class _Clocks:
         self.timeout_s = timeout_s
         self.deadline = now + timeout_s
         self.stall_timeout_s = stall_timeout_s
-        self.last_output = now
+        self.last_output = now  # the last output that showed progress (the stall clock's)
+        self.last_chunk = now  # the last output of any kind
         self.repeated = False  # output came since the last progress, all of it repeats
         self.killed_for: str | None = None
         self.reason: str | None = None
         self._done = threading.Event()
 
     def output_seen(self, progress: bool = True) -> None:
+        self.last_chunk = time.monotonic()
         if progress:
             self.last_output, self.repeated = time.monotonic(), False
         else:
