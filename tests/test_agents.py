@@ -16,7 +16,7 @@ from autodev.core.engine.machine import RunEngine
 from autodev.core.errors import BadInput, EnvironmentProblem
 from autodev.core.models import utcnow
 from autodev.core.plan import parse_plan
-from autodev.core.progress import ADVANCING_RUN, ProgressMeter
+from autodev.core.progress import ProgressMeter
 from autodev.core.secrets import SecretNames, lift_env_secrets, secret_names
 from autodev.core.session import Decision, SessionMetadata
 from autodev.testing import scripted_engine
@@ -111,18 +111,20 @@ def test_the_same_line_again_is_no_progress_and_a_counter_that_advances_is():
     assert all(build.feed(f"Epoch {i}/10\n".encode()) for i in range(1, 11))
 
 
-def test_numbers_that_go_back_or_advance_too_long_alone_are_repeats():
+def test_numbers_that_go_back_clock_times_and_retries_are_no_progress():
     countdown = ProgressMeter()
     assert [countdown.feed(f"starts in {n}s\n".encode()) for n in (5, 4, 3)] == [True, False, False]
     retries = ProgressMeter()  # advancing, but saying it waits or tries again
     assert [retries.feed(f"Reconnecting... {n}/5\n".encode()) for n in (1, 2, 3)] == [True, False, False]
     assert [retries.feed(f"Retrying in {n} seconds...\n".encode()) for n in (1, 2, 4)] == [True, False, False]
     assert [retries.feed(f"Reconnecting... {n}/5\n".encode()) for n in (4, 5)] == [False, False]
-    stamped = ProgressMeter()  # a loop that stamps the time on the same line
-    seen = [stamped.feed(f"[12:00:{s:02}] heartbeat\n".encode()) for s in range(40)]
-    assert all(seen[:ADVANCING_RUN]) and not any(seen[ADVANCING_RUN:])
-    interleaved = ProgressMeter()  # other lines between them: a job's steps, each advancing
-    assert all(interleaved.feed(line) for i in range(40) for line in (f"step {i} ok\n".encode(), f"wrote {i}\n".encode()))
+    stamped = ProgressMeter()  # a stuck server logging with the time: clock times are no progress, alone or in turns
+    seen = [stamped.feed(f"[12:00:{s:02}] {what}\n".encode()) for s in range(40) for what in ("GET /health 200", "watching...")]
+    assert seen[:2] == [True, True] and not any(seen[2:])
+    dated = ProgressMeter()
+    assert [dated.feed(f"2026-12-0{d}T03:00:0{d}Z tick\n".encode()) for d in (1, 2)] == [True, False]
+    interleaved = ProgressMeter()  # other lines between them: a job's steps, each advancing, for as long as they go
+    assert all(interleaved.feed(line) for i in range(400) for line in (f"step {i} ok\n".encode(), f"wrote {i}\n".encode()))
 
 
 def test_a_spinner_is_not_progress_and_a_growing_line_is():

@@ -14,7 +14,7 @@ import git
 import pytest
 
 from autodev.blocks.git_branch import open_branch
-from autodev.blocks.git_merge import hand_back, lane_clone, merge_lane, open_lane, undo_merge
+from autodev.blocks.git_merge import hand_back, lane_clone, merge_lane, open_lane, undo_merge, verified
 from autodev.blocks.git_state import commit_round
 from autodev.blocks.sandbox.docker import git_mounts
 
@@ -129,3 +129,26 @@ def test_a_disk_that_fills_during_a_merge_leaves_the_run_branch_as_it_was_and_sa
     assert git.Repo(workspace).head.commit.hexsha == head and not (workspace / ".git" / "MERGE_HEAD").exists()
     filler.unlink()  # space again: the same merge goes through, nothing was lost
     assert merge_lane(workspace, "task-1").commit and (workspace / "big.txt").is_file()
+
+
+def test_a_task_begun_while_a_merge_is_under_test_starts_without_that_merge(tmp_path):
+    workspace = run_clone(tmp_path)
+    task_round(workspace, "task-1", "alpha\n")
+    merge_lane(workspace, "task-1")  # merged; its tests are still running
+    assert (open_lane(workspace, "task-2") / "notes.txt").read_text() == "line\n"  # not work that may be undone
+    verified(workspace)  # the tests passed on it
+    assert (open_lane(workspace, "task-3") / "notes.txt").read_text() == "line\nalpha\n"
+
+
+def test_conflict_markers_a_task_committed_are_not_merged(tmp_path):
+    workspace = run_clone(tmp_path)
+    task_round(workspace, "task-1", "alpha\n")
+    clone = task_round(workspace, "task-2", "beta\n")
+    merge_lane(workspace, "task-1")
+    merge_lane(workspace, "task-2")  # conflicts
+    hand_back(workspace, "task-2", "conflicts to resolve")
+    commit_round(clone, "autodev: task-2 (attempt 2)")  # the agent changed nothing: the markers are committed
+    head = git.Repo(workspace).head.commit.hexsha
+    refused = merge_lane(workspace, "task-2")
+    assert refused.markers == ["notes.txt"] and refused.commit is None
+    assert git.Repo(workspace).head.commit.hexsha == head and "<<<<<<<" not in (workspace / "notes.txt").read_text()

@@ -106,3 +106,14 @@ def test_a_merge_a_dead_orchestrator_left_runs_again_even_when_its_tests_had_end
     merges = [(a.attempt, a.result.status, a.result.exit_reason or "") for a in run.attempts if a.step_id == "merge-1"]
     assert merges[0][:2] == (1, "failed") and "it runs again (a merge made already is not made twice)" in merges[0][2]
     assert merges[1][:2] == (2, "succeeded") and not run.events(FeedbackRound)  # no round spent on it
+
+
+def test_a_merge_has_the_run_workspace_to_itself():
+    plan = LANES + "  - {id: docs, run: make docs, depends_on: [task-1]}\n"  # a step of the run's workspace, ready with merge-1
+    timeline = scripted_run(plan, order=lambda running: running[-1]).go().executor.timeline
+    in_workspace: set[str] = set()
+    for event, step, _ in timeline:
+        if step.startswith("merge") or step == "docs":
+            (in_workspace.add if event == "start" else in_workspace.discard)(step)
+            assert len(in_workspace) <= 1, timeline  # never a merge beside another step in the workspace
+    assert ("start", "docs", 1) in timeline

@@ -60,3 +60,20 @@ def wait_for_a_waiting_step(run: subprocess.Popen) -> dict:
                 return step
         time.sleep(0.5)
     raise AssertionError("no step was shown waiting")
+
+
+def test_a_person_ends_a_long_wait_with_autodev_resume(prefect_api, codex_image, tmp_path):
+    with ScriptedResponses([usage_limit(3600), shell("echo hello > hello.txt"), message("done")]) as model:
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps(codex_plan(codex_image, model)))
+        env = {**os.environ, "SCRIPTED_API_KEY": SECRET}
+        run = subprocess.Popen([*AUTODEV, "exec", str(plan), "--workspace", str(tmp_path / "ws"), "--json"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        waiting = wait_for_a_waiting_step(run)
+        run_id = json.loads(autodev("status", "--json").stdout)["run_id"]
+        ended = autodev("resume", run_id, "--step", "greet", "--action", "retry", "--note", "the quota was raised", "--json", env=env)
+        out, err = run.communicate(timeout=120)
+    assert datetime.fromisoformat(waiting["waiting_until"]) > datetime.now(UTC) + timedelta(minutes=50)  # an hour's wait
+    assert ended.returncode == 0, ended.stderr[-2000:]
+    assert run.returncode == 0, err[-3000:]
+    assert json.loads(out)["status"] == "succeeded" and (tmp_path / "ws" / "hello.txt").is_file()

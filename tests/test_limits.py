@@ -28,7 +28,9 @@ NOW = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
         ("You've hit your usage limit. Try again at 3:04 AM.", NOW + timedelta(minutes=5)),  # the end of that minute
         ("You've hit your usage limit. Try again at 2:40 AM.", NOW - timedelta(minutes=19)),  # just gone: go on now
         ("5-hour limit reached - resets 1am", NOW + timedelta(hours=22, minutes=1)),  # long gone today: tomorrow's
-        ("quota exceeded, resets at 2026-12-06T04:00:00Z", NOW + timedelta(hours=1)),
+        ("You exceeded your current quota; it resets at 2026-12-06T04:00:00Z", NOW + timedelta(hours=1)),
+        ("[2026-12-06T02:59:58Z] rate limited: try again in 20m", NOW + timedelta(minutes=20)),  # not the log's stamp
+        ("rate limit reached, try again after 5 minutes", NOW + timedelta(minutes=5)),
         ("Claude AI usage limit reached|1765000000", datetime.fromtimestamp(1765000000, UTC)),
         ("exceeded retry limit, last status: 429 Too Many Requests", None),  # a limit, no reset said
     ],
@@ -39,7 +41,9 @@ def test_an_agents_words_say_it_hit_a_limit_and_when_it_resets(line, resets_at):
 
 
 def test_other_failures_are_no_limit():
-    assert limit_hit(["FAILED tests/test_x.py::test_y - assert 1 == 2", "Error: cannot find module"], NOW) is None
+    lines = ["FAILED tests/test_x.py::test_y - assert 1 == 2", "Error: cannot find module", "tests/test_api.py:429: AssertionError",
+             "error: call of overloaded 'f(int)' is ambiguous", "OSError: [Errno 122] Disk quota exceeded"]  # fmt: skip
+    assert limit_hit(lines, NOW) is None
 
 
 AGENTS = """
@@ -99,7 +103,7 @@ def test_a_person_ends_the_wait_early():
 
 
 def test_a_reset_past_the_longest_wait_blocks_with_the_figures():
-    far = Scripted("failed", 1, "quota exceeded, resets at 2031-01-01T00:00:00Z\n")
+    far = Scripted("failed", 1, "You exceeded your current quota; it resets at 2031-01-01T00:00:00Z\n")
     run, _ = limited_run(results=(far,))
     run.go()
     (blocked,) = [e for e in run.events(RunBlocked) if e.step == "one"]

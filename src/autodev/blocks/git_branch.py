@@ -31,7 +31,7 @@ def open_branch(repo_path: Path, branch: str, clone: Path, start: str | None = N
     with workspace_repo(repo_path) as repo:  # a user's repository, or (a task's clone) the run's clone the sandbox owns
         if _has_branch(repo, branch):
             raise BadInput(f"branch {branch} exists already in {repo_path}: rename or delete it, or run again a second later")
-        base = repo.commit(f"refs/heads/{start}" if start else "HEAD").hexsha
+        base = repo.commit(start if start and start.startswith("refs/") else f"refs/heads/{start}" if start else "HEAD").hexsha
     pack = upload_pack(repo_path)  # our own, hence "unsafe" allowed
     with git.Repo.clone_from(str(repo_path), str(clone), allow_unsafe_options=True, shared=True, no_checkout=True, upload_pack=pack) as made:
         made.git.checkout("-q", "-b", branch, base)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from autodev.blocks.git_branch import fetch, open_branch
 from autodev.blocks.git_state import AUTODEV_ACTOR, keep_owner, workspace_repo
 
+VERIFIED = "refs/autodev/verified"  # the run branch where the tests last passed after a merge (none before the first)
 IDENTITY = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
             for what, value in (("NAME", AUTODEV_ACTOR.name), ("EMAIL", AUTODEV_ACTOR.email))}  # the merge commits' author
 
@@ -39,7 +40,8 @@ def open_lane(workspace: Path, lane: str) -> Path:
         clone.parent.mkdir(parents=True, exist_ok=True)
         with workspace_repo(workspace) as repo:
             branch = repo.active_branch.name
-        open_branch(workspace, f"{branch}-{lane}", clone, start=branch)
+            start = VERIFIED if _has_ref(repo, VERIFIED) else f"refs/heads/{branch}"  # never a merge still under test
+        open_branch(workspace, f"{branch}-{lane}", clone, start=start)
     return clone
 
 
@@ -51,6 +53,7 @@ class Merge(BaseModel):
     before: str  # the run's HEAD before the merge
     commit: str | None = None  # the merge commit (None: the branch was merged already, or it conflicted)
     conflicts: list[str] = Field(default_factory=list)  # the files both changed in ways git cannot merge
+    markers: list[str] = Field(default_factory=list)  # files the task left conflict markers in (not merged)
 
 
 def merge_lane(workspace: Path, lane: str) -> Merge:
@@ -59,25 +62,59 @@ def merge_lane(workspace: Path, lane: str) -> Merge:
     clone = lane_clone(workspace, lane)
     with workspace_repo(clone) as task:
         branch = task.active_branch.name
+    try:
+        with workspace_repo(workspace) as repo:
+            return _merge(repo, clone, lane, branch)
+    finally:
+        keep_owner(workspace)
+
+
+def _merge(repo: git.Repo, clone: Path, lane: str, branch: str) -> Merge:
+    _abort_merge(repo)  # one a dead orchestrator left half done
+    fetch(repo, clone, f"+refs/heads/{branch}:refs/autodev/{lane}")
+    tip, head = repo.commit(f"refs/autodev/{lane}").hexsha, repo.head.commit
+    if not _has_ref(repo, VERIFIED):  # the run branch as the tests last passed on it: where new tasks start
+        repo.git.update_ref(VERIFIED, head.hexsha)
+    if repo.is_ancestor(repo.commit(tip), head):  # merged before the orchestrator died: not twice
+        before = head.parents[0].hexsha if len(head.parents) == 2 and head.parents[1].hexsha == tip else head.hexsha
+        return Merge(branch=branch, tip=tip, before=before)
+    try:
+        with repo.git.custom_environment(**IDENTITY):
+            repo.git.merge("--no-ff", "--no-edit", "-m", f"autodev: merge {branch}", tip)
+    except git.GitCommandError:
+        conflicts = repo.git.diff("--name-only", "--diff-filter=U").split()
+        _abort_merge(repo)
+        if not conflicts:
+            raise
+        return Merge(branch=branch, tip=tip, before=head.hexsha, conflicts=conflicts)
+    if markers := _still_marked(repo, head.hexsha):  # a conflict the task's agent "resolved" by committing its markers
+        repo.git.reset("--hard", "-q", head.hexsha)
+        return Merge(branch=branch, tip=tip, before=head.hexsha, markers=markers)
+    return Merge(branch=branch, tip=tip, before=head.hexsha, commit=repo.head.commit.hexsha)
+
+
+def _still_marked(repo: git.Repo, before: str) -> list[str]:
+    """The files the merge changed that hold conflict markers (`<<<<<<< ` / `>>>>>>> ` lines)."""
+    changed = repo.git.diff("--name-only", before, "HEAD").split()
+    try:
+        return repo.git.grep("-l", "-E", "^(<<<<<<<|>>>>>>>)( |$)", "HEAD", "--", *changed).replace("HEAD:", "").split() if changed else []
+    except git.GitCommandError:  # git grep found nothing
+        return []
+
+
+def verified(workspace: Path) -> None:
+    """The tests passed on the run branch as it is: new tasks start from here."""
     with workspace_repo(workspace) as repo:
-        _abort_merge(repo)  # one a dead orchestrator left half done
-        fetch(repo, clone, f"+refs/heads/{branch}:refs/autodev/{lane}")
-        tip, head = repo.commit(f"refs/autodev/{lane}").hexsha, repo.head.commit
-        if repo.is_ancestor(repo.commit(tip), head):  # merged before the orchestrator died: not twice
-            before = head.parents[0].hexsha if len(head.parents) == 2 and head.parents[1].hexsha == tip else head.hexsha
-            return Merge(branch=branch, tip=tip, before=before)
-        try:
-            with repo.git.custom_environment(**IDENTITY):
-                repo.git.merge("--no-ff", "--no-edit", "-m", f"autodev: merge {branch}", tip)
-        except git.GitCommandError:
-            conflicts = repo.git.diff("--name-only", "--diff-filter=U").split()
-            _abort_merge(repo)
-            if not conflicts:
-                raise
-            return Merge(branch=branch, tip=tip, before=head.hexsha, conflicts=conflicts)
-        finally:
-            keep_owner(workspace)
-        return Merge(branch=branch, tip=tip, before=head.hexsha, commit=repo.head.commit.hexsha)
+        repo.git.update_ref(VERIFIED, repo.head.commit.hexsha)
+    keep_owner(workspace)
+
+
+def _has_ref(repo: git.Repo, ref: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", ref)
+        return True
+    except git.GitCommandError:
+        return False
 
 
 def undo_merge(workspace: Path, merge: Merge) -> None:

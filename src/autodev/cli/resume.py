@@ -72,14 +72,19 @@ def decide_or_continue(report: RunReport, session: SessionRecord, decision: dict
     finish(state, as_json)
 
 
+LIMIT_PAUSE = "waiting for a limit to reset"  # the phase of a run with only limit waits left, paused for a decision
+
+
 def check_resumable(report: RunReport, session: SessionRecord, step: str | None) -> None:
     """BadInput naming why the run cannot take a decision now."""
     run_id = report.run_id
     if session.status not in ("running", "blocked"):
         raise BadInput(f"run {run_id} is {session.status}, not blocked: nothing to decide")
-    if session.status == "running" and not report.orchestrator_gone:
-        raise BadInput(f"run {run_id} is running and its orchestrator is alive: nothing to decide (`autodev status {run_id}` follows it)")
-    blocked = [b.step_id for b in report.blockers]
+    waiting = [s.id for s in report.steps if s.status == "waiting"]
+    if session.status == "running" and not report.orchestrator_gone and not session.metadata.phase.startswith(LIMIT_PAUSE):
+        why = f"its steps {', '.join(waiting)} wait for a limit while others run (a decision can end the wait once only waits are left)" if waiting else "nothing to decide"
+        raise BadInput(f"run {run_id} is running and its orchestrator is alive: {why} (`autodev status {run_id}` follows it)")
+    blocked = [b.step_id for b in report.blockers] + waiting
     if step is not None and step not in blocked:
         raise BadInput(f"--step {step}: not a blocked step of run {run_id} (blocked: {', '.join(blocked) or 'none'})")
     if step is None and len(blocked) > 1:
@@ -116,7 +121,7 @@ def waiting_flow_run(session: SessionRecord):
                 return flow_run
             # The loop records "waiting for a decision" a moment before Prefect shows Paused.
             about_to_pause = flow_run.state is not None and flow_run.state.is_running()
-            if not (about_to_pause and session.metadata.phase.startswith("waiting for a decision")):
+            if not (about_to_pause and session.metadata.phase.startswith(("waiting for a decision", LIMIT_PAUSE))):
                 return None
             if time.monotonic() > deadline:
                 return None

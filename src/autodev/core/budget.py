@@ -41,11 +41,13 @@ class BudgetKeeper:
         if step_id in self.budgeted:
             self.spent.setdefault(step_id, Spend()).seconds += seconds
 
-    def over(self, step: Step, now: datetime) -> str | None:
-        """Why `step` may not start (its own budget, or the run's, is spent), or None."""
+    def over(self, step: Step, now: datetime, waiting_since: datetime | None = None) -> str | None:
+        """Why `step` may not start (its own budget, or the run's, is spent), or None; `waiting_since`:
+        since when steps have been waiting for a limit (no work, so not counted)."""
         if step.budget and (why := _spent(step.budget, self.spent.get(step.id), now, wall=False)):
             return f"step {step.id}'s budget is spent: {why}"
-        if self.plan.budget and (why := _spent(self.plan.budget, self.spent[RUN], now, wall=True)):
+        waiting = (now - waiting_since).total_seconds() if waiting_since else 0.0
+        if self.plan.budget and (why := _spent(self.plan.budget, self.spent[RUN], now, wall=True, waiting=waiting)):
             return f"the run's budget is spent: {why}"
         return None
 
@@ -61,7 +63,7 @@ class BudgetKeeper:
             spend.since, spend.waited = now, 0.0
 
 
-def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool) -> str | None:
+def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool, waiting: float = 0.0) -> str | None:
     if spend is None:
         return None
     n = spend.grants
@@ -70,7 +72,7 @@ def _spent(budget: Budget, spend: Spend | None, now: datetime, wall: bool) -> st
     if budget.tokens is not None and spend.tokens >= budget.tokens * n:
         return f"{spend.tokens:,} tokens of {budget.tokens * n:,}"
     if budget.wall_s is not None:
-        seconds = (now - spend.since).total_seconds() - spend.waited if wall else spend.seconds
+        seconds = (now - spend.since).total_seconds() - spend.waited - waiting if wall else spend.seconds
         if seconds >= budget.wall_s * (1 if wall else n):
             return f"{seconds:.0f}s of work of {budget.wall_s * (1 if wall else n):g}s"
     return None

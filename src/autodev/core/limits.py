@@ -5,8 +5,9 @@ resets. A step stopped so is not failing: it waits until the reset and goes on (
 LimitReached), bounded by AUTODEV_LIMIT_WAIT_MAX_S. What is read here, from the end of the
 output and the agent's error events (newest last):
 
-- that it is a limit: `429`, `Too Many Requests`, `rate limit`, `usage limit`, `quota`,
-  `limit reached`, `overloaded`;
+- that it is a limit: an HTTP status 429, `Too Many Requests`, `rate limit`, `usage limit`,
+  `insufficient_quota` / `exceeded your quota`, `limit reached`, `overloaded_error` (read only in
+  the agent's own error events when its preset has them, so a test's output cannot pass for one);
 - when it resets, if said: `retry after 20 seconds` (`Retry-After: 20`), `try again in 1m30s` /
   `in 20 seconds` / `in 2 hours`, `resets in 45 minutes`, `try again at 3:04 PM` / `resets 3pm`
   / `resets at 15:04` (in UTC, the sandbox's clock: the end of that minute, today's unless it is
@@ -24,11 +25,15 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 NO_RESET_WAIT_S = 60.0  # how long to wait when the provider does not say when its limit resets
-SAYS_LIMIT = re.compile(r"\b429\b|too many requests|rate.?limit|usage limit|quota|limit reached|overloaded", re.I)
+SAYS_LIMIT = re.compile(
+    r"(?:status|http|error|code|retry \d+/\d+)[^0-9\n]{0,20}\b429\b|too many requests|rate.?limit|usage limit|"
+    r"insufficient_quota|exceeded your (?:current )?quota|limit reached|overloaded_error",
+    re.I,
+)  # a provider's words: not a test's line number 429, an "overloaded" C++ call or a disk quota
 UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600, "d": 86400, "day": 86400}
 DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s|days?|d)(?![a-z])", re.I)
-RELATIVE = re.compile(r"(?:retry.after[\":\s]*|(?:try again|retry|resets?|reset)\s+in\s+)((?:\d+(?:\.\d+)?\s*[a-z]*[\s,]*(?:and\s+)?)+)", re.I)
-CLOCK = re.compile(r"(?:try again|resets?|available)\s+(at\s+|after\s+)?(\d{1,2})(?::(\d{2}))?\s*([ap]\.?m\b\.?)?", re.I)
+RELATIVE = re.compile(r"(?:retry.after[\":\s]*|(?:try again|retry|resets?)\s+(?:in|after)\s+)((?:\d+(?:\.\d+)?\s*[a-z]*[\s,]*(?:and\s+)?)+)", re.I)
+CLOCK = re.compile(r"(?:try again|resets?|available)\s+(at\s+)?(\d{1,2})(?::(\d{2}))?\s*([ap]\.?m\b\.?)?", re.I)
 ISO = re.compile(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
 EPOCH = re.compile(r"limit reached\|(\d{10})\b", re.I)
 
@@ -50,14 +55,13 @@ def limit_hit(lines: list[str], now: datetime) -> LimitHit | None:
 
 def reset_time(line: str, now: datetime) -> datetime | None:
     """When the limit `line` speaks of resets, if it says (see the module's docstring)."""
+    if (match := RELATIVE.search(line)) and (seconds := _seconds(match.group(1))) is not None:
+        return now + timedelta(seconds=seconds)
     if match := EPOCH.search(line):
         return datetime.fromtimestamp(int(match.group(1)), UTC)
-    if match := ISO.search(line):
+    if match := ISO.search(line[line.lower().find("reset") :] if "reset" in line.lower() else ""):  # a stamp the reset names, not the log's
         stamp = datetime.fromisoformat(match.group(1).replace("Z", "+00:00").replace(" ", "T"))
         return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-    if match := RELATIVE.search(line):
-        seconds = _seconds(match.group(1))
-        return now + timedelta(seconds=seconds) if seconds is not None else None
     if (match := CLOCK.search(line)) and (match.group(1) or match.group(3) or match.group(4)):  # "at", or it looks like a time
         return _next_time_of_day(now, int(match.group(2)), int(match.group(3) or 0), match.group(4))
     return None

@@ -7,10 +7,10 @@ that differ only in their numbers: `[ 45/300] Compiling`, `downloaded 12 of 40`,
 So a line resets the stall clock when it is new, digits aside, among the last lines seen; or
 when it is such a line again with its numbers advanced (compared in order: `tick-14` after
 `tick-13`, `3/10` after `2/10`), unless it says it waits or tries again (`Reconnecting... 2/5`,
-`retrying in 4s`, `waiting for ...`), and for at most ADVANCING_RUN lines in a row with no other
-line between them (a loop that stamps the time on its line is caught after that many). The same
-line with the same numbers, or numbers that go back, is a repeat. A line still being written
-(pytest's dots) is progress as it grows. For an agent CLI with a JSON event stream, its events
+`retrying in 4s`, `waiting for ...`). Clock times and dates are no numbers here (a loop that
+stamps the time on its lines does not advance). The same line with the same numbers, or numbers
+that go back (a countdown), is a repeat. A line still being written (pytest's dots) is progress
+as it grows. For an agent CLI with a JSON event stream, its events
 decide instead: a tool call, an edit or model output is progress, an error event is not.
 """
 
@@ -22,11 +22,11 @@ from collections import OrderedDict
 from autodev.core.agents import AgentStream
 
 DIGITS = re.compile(rb"\d+")
+CLOCK_TIMES = re.compile(rb"\d{4}-\d{2}-\d{2}(?:[T ](?=\d))?|\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 WAITING = re.compile(rb"re-?connect|retr(y|ies|ying)\b|backing off|waiting", re.I)  # a line that says it makes no progress
 LINE_END = re.compile(rb"[\r\n]")
 REMEMBERED_LINES = 64  # distinct lines (digits aside) a repeat is looked for among
 LONGEST_LINE = 4096  # bytes of one line compared (a longer one is cut)
-ADVANCING_RUN = 32  # lines in a row that differ only in advancing numbers and still count as progress
 
 
 class ProgressMeter:
@@ -34,8 +34,6 @@ class ProgressMeter:
         self.stream = stream
         self._recent: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()  # each line's key, with its highest numbers
         self._partial = b""
-        self._last_key: bytes | None = None
-        self._run = 0  # lines in a row with `_last_key`
 
     def feed(self, chunk: bytes) -> bool:
         """Whether this chunk of output shows progress."""
@@ -62,10 +60,8 @@ class ProgressMeter:
     def _new(self, line: bytes) -> bool:
         """Whether `line` is progress (see the module's docstring); it is remembered."""
         key, numbers = _key(line), _numbers(line)
-        self._run = self._run + 1 if key == self._last_key else 1
-        self._last_key = key
         highest = self._recent.get(key)
-        progress = highest is None or (numbers > highest and self._run <= ADVANCING_RUN and not WAITING.search(key))
+        progress = highest is None or (numbers > highest and not WAITING.search(key))
         self._recent[key] = numbers if highest is None or numbers > highest else highest
         self._recent.move_to_end(key)
         if len(self._recent) > REMEMBERED_LINES:
@@ -74,8 +70,8 @@ class ProgressMeter:
 
 
 def _key(line: bytes) -> bytes:
-    return DIGITS.sub(b"#", line[:LONGEST_LINE].strip())
+    return DIGITS.sub(b"#", CLOCK_TIMES.sub(b"", line[:LONGEST_LINE]).strip())
 
 
 def _numbers(line: bytes) -> tuple[int, ...]:
-    return tuple(int(n) for n in DIGITS.findall(line[:LONGEST_LINE]))
+    return tuple(int(n) for n in DIGITS.findall(CLOCK_TIMES.sub(b"", line[:LONGEST_LINE])))

@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
-from autodev.blocks.git_merge import Merge, hand_back, merge_lane, undo_merge
+from autodev.blocks.git_merge import Merge, hand_back, merge_lane, undo_merge, verified
 from autodev.blocks.git_state import git_refusal
 from autodev.core.commands import CommandResult
 from autodev.core.models import utcnow
@@ -35,6 +35,9 @@ def run_merge(step_id: str, attempt: Attempt) -> CommandResult | State:
     if merge.conflicts:
         logger.warning("merging %s conflicts in %s: back to its agent", merge.branch, ", ".join(merge.conflicts))
         return finish(attempt, _failed(_conflicted(attempt.workspace, lane, merge), started), [])
+    if merge.markers:
+        text = f"{merge.branch} still has conflict markers (<<<<<<< ... >>>>>>>) in: {', '.join(merge.markers)}; it was not merged: resolve them"
+        return finish(attempt, _failed(text, started), [])
     done = f"merged {merge.branch} ({merge.tip[:8]})" + (f" as {merge.commit[:8]}" if merge.commit else " (merged already)")
     return run_captured(attempt, attempt.request(spec.command), preamble=f"[autodev] {done}; the tests on the merged code:\n",
                         settle=lambda result: _settled(attempt.workspace, lane, merge, result))  # fmt: skip
@@ -57,6 +60,7 @@ def _conflicted(workspace: Path, lane: str, merge: Merge) -> str:
 def _settled(workspace: Path, lane: str, merge: Merge, result: CommandResult) -> CommandResult:
     """Tests that failed after the merge: the merge undone, the run's branch handed to the task."""
     if result.status == "succeeded":
+        verified(workspace)
         return result
     undo_merge(workspace, merge)
     try:

@@ -22,7 +22,8 @@ class DecisionHandling(LimitWaits):
             return Effects(notes=[Note("error", f"decision on {decision.step} ignored: it is not blocked (blocked: {listed})")])
         step_id = decision.step or (blocked[0] if blocked else None)
         if step_id is not None:
-            self._wait_over(step_id)  # a person ends its wait
+            self._wait_over(step_id)  # a person ends its wait, and its waits in a row start afresh
+            self._past_limit(step_id)
         out = Effects(status="running", advice="due")
         self.state.sandbox_lost = False  # a person decided: the engine is back, or they say so
         if decision.action == "retry":

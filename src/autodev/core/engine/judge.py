@@ -18,9 +18,9 @@ def judge(step: Step, result: CommandResult, baseline_output: str = "") -> Comma
     with a `baseline` when the only tests that fail failed in the baseline's output too. Stalls,
     timeouts and lost sandboxes stay what they are. An agent that did not succeed may have been
     stopped by its provider's limit: the result says so (`limit`)."""
-    if step.kind == "agent" and result.status != "succeeded":
-        errors = result.agent.errors if result.agent else []
-        result = result.model_copy(update={"limit": limit_hit(result.output_tail.splitlines()[-LIMIT_LINES:] + errors, result.finished_at)})
+    if step.kind == "agent" and result.status != "succeeded":  # its preset's error events, else the end of its output
+        said = result.agent.errors if result.agent else result.output_tail.splitlines()[-LIMIT_LINES:]
+        result = result.model_copy(update={"limit": limit_hit(said, result.finished_at)})
     if result.status not in ("succeeded", "failed") or result.exit_code is None:
         return result
     report = result.agent

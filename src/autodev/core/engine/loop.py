@@ -127,7 +127,8 @@ class RunLoop:
             while self.engine.running:
                 self._wait()
             if (wake := self.engine.next_wake) is not None:  # only steps waiting for a limit are left
-                decision = self._ask((wake - self.engine.clock()).total_seconds())
+                left = (wake - self.engine.clock()).total_seconds()
+                decision = self._ask(left) if self.engine.waiting_on() else None
                 self.take(self.engine.handle(Wake() if decision is None else DecisionTaken(decision=decision)))
                 continue
             if not self.engine.waits_for_a_person:

@@ -97,7 +97,7 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
 
     def _start_of(self, step: Step) -> Start:
         return Start(
-            step=step, run_id=self.run_id, budget_spent=self.budget.over(step, self.clock()),
+            step=step, run_id=self.run_id, budget_spent=self.budget.over(step, self.clock(), self.state.waiting_since),
             has_agent=agent_template(self.plan, step) is not None or self.policy.has_model,
             files=", ".join(step.files or self.state.doc.todo_files or []) or "the files the instruction names",
             workspace=self.state.workspace,
@@ -181,8 +181,9 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
         """The run waits for a person's decision on its blocked steps (one decision each), or only
         for steps' limits to reset (a person may end those waits too)."""
         blocked = self.progress.blocked_steps
-        if not blocked:
-            waiting = f"waiting for a limit to reset: {', '.join(self.waiting_steps())} until {self.next_wake:%H:%M:%S} UTC"
+        if not blocked:  # only waits (or a wait that ended a moment ago: the loop wakes it next)
+            wake = self.next_wake
+            waiting = f"waiting for a limit to reset: {', '.join(self.waiting_steps())}" + (f" until {wake:%H:%M:%S} UTC" if wake else "")
             self.state.doc.phase = waiting
             return Effects(loop_status=waiting)
         waiting = f"waiting for a decision on {', '.join(blocked)}"

@@ -42,22 +42,27 @@ class Progress:
         """Unfinished steps, in plan order, whose dependencies all succeeded (or a person skipped
         them); at most `limit` of them. A blocked step holds back only the steps after it. The
         search starts at the first unfinished step and stops at the limit, so a long plan is not
-        walked from the top at every dispatch. Merge steps (`merges`) run one at a time: while
-        none runs, the one whose work finished first comes after the others found."""
+        walked from the top at every dispatch. Merge steps (`merges`) run one at a time, and
+        alone in the run's workspace: while none runs there, the one whose work finished first
+        comes after the others found (none of the workspace's own)."""
         if limit == 0:
             return []
         found: list[Step] = []
         merges: list[Step] = []
+        # A merge has the run's workspace to itself: no other merge, no step of the workspace beside it.
+        merging = any(self.plan.step(sid).merges is not None for sid in running)
+        in_workspace = any(self.plan.step(sid).worktree is None for sid in running)
         for s in itertools.islice(self.plan.steps, self._open_position(), None):
             if (
                 self.status[s.id] is None
                 and s.id not in running
                 and all(self.status[d] == "succeeded" or d in self.waived for d in s.depends_on)
+                and not (merging and s.worktree is None)
             ):
                 (merges if s.merges is not None else found).append(s)
                 if len(found) == limit:
                     return found
-        if merges and not any(self.plan.step(sid).merges is not None for sid in running):
+        if merges and not in_workspace and not any(s.worktree is None for s in found):
             found.append(min(merges, key=lambda m: max((self.finish_order.get(d, 0) for d in m.depends_on), default=0)))
         return found
 

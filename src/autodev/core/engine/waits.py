@@ -42,6 +42,7 @@ class LimitWaits(EngineParts):
         """Hold the step until its provider's limit resets; it runs again then, its retries afresh."""
         out = Effects(attempts=[stored])
         self.state.doc.waits[step.id] = wait
+        self.state.waiting_since = self.state.waiting_since or self.clock()
         self.state.round_start[step.id] = stored.attempt
         self.state.stalls[step.id] = 0
         seconds = max(0.0, (wait.until - self.clock()).total_seconds())
@@ -74,10 +75,11 @@ class LimitWaits(EngineParts):
         return set(active) | same
 
     def _wait_over(self, step_id: str) -> None:
-        """The step starts again (its wait is over, or a person ended it): the time waited is not work."""
-        wait = self.state.doc.waits.pop(step_id, None)
-        if wait is not None:
-            self.budget.add_wait(max(0.0, (min(self.clock(), wait.until) - wait.began).total_seconds()))
+        """The step starts again (its wait is over, or a person ended it); once no step waits, the
+        time some step waited is not work (waits that overlapped count once)."""
+        if self.state.doc.waits.pop(step_id, None) is not None and not self.state.doc.waits and self.state.waiting_since:
+            self.budget.add_wait((self.clock() - self.state.waiting_since).total_seconds())
+            self.state.waiting_since = None
 
     def _past_limit(self, step_id: str) -> None:
         """The step got past its limit (it succeeded, or failed for another reason): its waits in a row end."""
