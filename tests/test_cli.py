@@ -117,7 +117,7 @@ def test_exec_json_and_status_json_follow_the_contract(prefect_api, docker_engin
         ("after", "skipped", None),
     ]
     step = report["steps"][1]
-    assert set(step) == {"id", "command", "status", "exit_code", "duration_s", "attempts", "output_tail", "waits_for"}
+    assert set(step) == {"id", "command", "status", "exit_code", "duration_s", "attempts", "output_tail", "waits_for", "waiting_until"}
     assert step["output_tail"] == "broken\n" and step["attempts"] == 1
 
     status = autodev("status", "--json")

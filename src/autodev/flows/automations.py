@@ -70,7 +70,7 @@ REACTIVE: list[tuple[str, type[RunEvent], str, str]] = [
      "A run stopped dispatching commands (stall, failure breaker or watchdog) and waits for a person."),
     ("autodev: step stalled", StepStalled, "autodev step stalled",
      "A command printed nothing new for its stall timeout and was killed."),
-    ("autodev: step waiting", StepWaiting, "autodev step waiting for its provider's limit",
+    ("autodev: step waiting", StepWaiting, "autodev step waiting for a provider limit",
      "An agent hit its provider's usage or rate limit: the step waits until it resets (the summary says until when)."),
     ("autodev: breaker tripped", BreakerTripped, "autodev failure breaker tripped",
      "The same failure happened several times in a row; the run is blocked."),
