@@ -1,8 +1,8 @@
 """A parallel run's tasks in git: each task's clone of the run's clone, on a branch of its own,
 and the merge of its branch into the run's branch (`core/lanes.py` says when).
 
-A task's clone (`<workspace>.lanes/<task>`) is a `git clone --shared` of the run's clone at its
-HEAD when the task starts, on the branch `<run's branch>-<task>`; it borrows the run's objects
+A task's clone (`<workspace>.lanes/<task>`) is a `git clone --shared` of the run's clone as its
+tests last passed (`VERIFIED`) when the task starts, on the branch `<run's branch>-<task>`; it borrows the run's objects
 (which borrow the repository's), so git works in its sandbox as in the run's. A merge fetches
 the task's branch into the run's clone and merges it there (`--no-ff`, one merge commit per
 task); a merge that conflicts, or whose tests turn red, is undone, and the run's branch is merged
@@ -33,8 +33,8 @@ def lane_clone(workspace: Path, lane: str) -> Path:
 
 
 def open_lane(workspace: Path, lane: str) -> Path:
-    """The task's clone, made at the run's HEAD on its own branch the first time (kept as it is
-    when a resumed run finds it)."""
+    """The task's clone, made on its own branch the first time, from the run branch as its tests
+    last passed (never a merge still under test); kept as it is when a resumed run finds it."""
     clone = lane_clone(workspace, lane)
     if not (clone / ".git").is_dir():
         clone.parent.mkdir(parents=True, exist_ok=True)
@@ -79,13 +79,10 @@ def _merge(repo: git.Repo, clone: Path, lane: str, branch: str) -> Merge:
         before = head.parents[0].hexsha if len(head.parents) == 2 and head.parents[1].hexsha == tip else head.hexsha
         return Merge(branch=branch, tip=tip, before=before)
     try:
-        with repo.git.custom_environment(**IDENTITY):
-            repo.git.merge("--no-ff", "--no-edit", "-m", f"autodev: merge {branch}", tip)
-    except git.GitCommandError:
-        conflicts = repo.git.diff("--name-only", "--diff-filter=U").split()
-        _abort_merge(repo)
-        if not conflicts:
-            raise
+        conflicts = _merge_commit(repo, tip, f"autodev: merge {branch}")
+    finally:
+        _abort_merge(repo)  # a conflicting or refused merge leaves the run's branch as it was
+    if conflicts:
         return Merge(branch=branch, tip=tip, before=head.hexsha, conflicts=conflicts)
     if markers := _still_marked(repo, head.hexsha):  # a conflict the task's agent "resolved" by committing its markers
         repo.git.reset("--hard", "-q", head.hexsha)
@@ -131,18 +128,25 @@ def hand_back(workspace: Path, lane: str, why: str) -> list[str]:
     clone = lane_clone(workspace, lane)
     with workspace_repo(workspace) as repo:
         head, branch = repo.head.commit.hexsha, repo.active_branch.name
-    with workspace_repo(clone) as task:
-        try:
-            with task.git.custom_environment(**IDENTITY):
-                task.git.merge("--no-ff", "--no-edit", "-m", f"autodev: merge {branch} into this task ({why})", head)
-            conflicts = []
-        except git.GitCommandError:
-            conflicts = task.git.diff("--name-only", "--diff-filter=U").split()
-            if not conflicts:
-                raise
-        finally:
-            keep_owner(clone)
-    return conflicts
+    try:
+        with workspace_repo(clone) as task:
+            return _merge_commit(task, head, f"autodev: merge {branch} into this task ({why})")
+    finally:
+        keep_owner(clone)
+
+
+def _merge_commit(repo: git.Repo, rev: str, message: str) -> list[str]:
+    """`rev` merged into `repo`'s branch as a merge commit of autodev's; the files that conflict
+    (the merge then stays unfinished, marked), [] when it went through. GitCommandError when git
+    refuses for another reason."""
+    try:
+        with repo.git.custom_environment(**IDENTITY):
+            repo.git.merge("--no-ff", "--no-edit", "-m", message, rev)
+        return []
+    except git.GitCommandError:
+        if conflicts := repo.git.diff("--name-only", "--diff-filter=U").split():
+            return conflicts
+        raise
 
 
 def _abort_merge(repo: git.Repo) -> None:

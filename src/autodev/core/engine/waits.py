@@ -64,10 +64,14 @@ class LimitWaits(EngineParts):
         action = f"wait until then and go on (`autodev resume {self.run_id} --step {step.id} --action retry`), or raise AUTODEV_LIMIT_WAIT_MAX_S"
         return dataclasses.replace(diagnosis, summary=summary, suggested_action=action)
 
+    def _active_waits(self) -> dict[str, LimitWait]:
+        """The waits not over yet, by step."""
+        now = self.clock()
+        return {sid: w for sid, w in self.state.doc.waits.items() if w.until > now}
+
     def _held_by_waits(self) -> set[str]:
         """Steps that may not start yet: those waiting, and the unstarted steps of their providers."""
-        now = self.clock()
-        active = {sid: w for sid, w in self.state.doc.waits.items() if w.until > now}
+        active = self._active_waits()
         if not active:
             return set()
         providers = {w.provider for w in active.values()}
@@ -88,8 +92,7 @@ class LimitWaits(EngineParts):
     @property
     def next_wake(self) -> datetime | None:
         """When the soonest wait ends (None: no step waits)."""
-        now = self.clock()
-        return min((w.until for w in self.state.doc.waits.values() if w.until > now), default=None)
+        return min((w.until for w in self._active_waits().values()), default=None)
 
     def waiting_on(self) -> list[Blocker]:
         """The blocked steps' blockers, then one for each step waiting for its provider's limit
@@ -98,14 +101,14 @@ class LimitWaits(EngineParts):
             Blocker(step_id=sid, command=self.plan.step(sid).command, exit_code=None, kind="limit", ts=wait.began,
                     summary=f"waiting for its provider's limit until {wait.until:%H:%M:%S} UTC ({wait.line})",
                     suggested_action="nothing: it runs again then; retry ends the wait now, skip or abort give it up")
-            for sid in self.waiting_steps() if (wait := self.state.doc.waits[sid])
+            for sid, wait in self._active_waits().items()
         ]  # fmt: skip
         return super().waiting_on() + waits
 
     def waiting_steps(self) -> list[str]:
         """The steps waiting now for their provider's limit, in plan order."""
-        now = self.clock()
-        return [s.id for s in self.plan.steps if (w := self.state.doc.waits.get(s.id)) is not None and w.until > now]
+        active = self._active_waits()
+        return [s.id for s in self.plan.steps if s.id in active]
 
 
 def provider_of(plan, step: Step) -> str:
