@@ -143,6 +143,7 @@ def test_codex_events_decide_progress_and_carry_the_rounds_evidence():
     assert (report.input_tokens, report.output_tokens, report.last_message) == (200, 20, "done")
     assert report.files_changed == ["app.py"] and report.errors[-1].startswith("Reconnecting... 5/5")
     assert report.commands == 0  # the command was started; only a completed one counts
+    assert report.session_id == "0199a213-81c0-7800-8aa1-bbab2a035a53"  # its thread: a retry continues it
 
 
 def test_claude_code_stream_json_gives_cost_files_and_result():
@@ -157,6 +158,10 @@ def test_claude_code_stream_json_gives_cost_files_and_result():
     assert stream.report.model_dump(include={"cost_usd", "files_changed", "last_message", "input_tokens"}) == {
         "cost_usd": 0.0123, "files_changed": ["app.py"], "last_message": "Added it.", "input_tokens": 900,
     }
+    assert stream.report.session_id == "s"
+    refused = AgentStream("claude")  # what it prints for a session it does not know: a result, and no session opened
+    refused.feed('{"type":"result","subtype":"error_during_execution","is_error":true,"session_id":"gone","errors":["No conversation found"]}')
+    assert refused.report.session_id is None
 
 
 def test_an_agent_rounds_tokens_are_recorded_and_a_round_that_changed_nothing_is_noted():

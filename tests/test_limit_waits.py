@@ -1,7 +1,7 @@
 """Real Codex CLI at its provider's usage limit: the scripted Responses server answers 429 with
 `Retry-After: 20` and the reset time in the body (as the ChatGPT backend does), then serves.
 Codex says "try again at 3:10 AM"; the step waits, shown as `waiting` with its time in
-`autodev status`, and then succeeds: no retry spent, no failure."""
+`autodev status`, and then succeeds in the same Codex session: no retry spent, no failure."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def codex_image(agent_image) -> str:
 
 
 def test_codex_at_its_usage_limit_waits_for_the_reset_then_goes_on(prefect_api, codex_image, tmp_path):
-    with ScriptedResponses([usage_limit(20), shell("echo hello > hello.txt"), message("done")]) as model:
+    script = [shell("echo one > one.txt"), usage_limit(20), shell("echo hello > hello.txt"), message("done")]
+    with ScriptedResponses(script) as model:
         plan = tmp_path / "plan.json"
         plan.write_text(json.dumps(codex_plan(codex_image, model) | {"defaults": {"stall_timeout_s": 30, "max_stall_retries": 0}}))
         env = {**os.environ, "SCRIPTED_API_KEY": SECRET}
@@ -47,6 +48,9 @@ def test_codex_at_its_usage_limit_waits_for_the_reset_then_goes_on(prefect_api, 
     assert second.status == "succeeded" and report["status"] == "succeeded"
     assert waiting["status"] == "waiting" and datetime.fromisoformat(waiting["waiting_until"]) >= reset
     assert (tmp_path / "ws" / "hello.txt").read_text() == "hello\n"
+    # ...in the same Codex session: the request after the wait carries the round's earlier items.
+    assert second.agent.session_id == first.agent.session_id
+    assert "echo one > one.txt" in model.requests[2].body_text and "limit of your model provider" in model.requests[2].body_text
 
 
 def wait_for_a_waiting_step(run: subprocess.Popen) -> dict:

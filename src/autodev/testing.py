@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.commands import AgentReport, CommandResult, StepAttempt
 from autodev.core.engine.effects import AttemptSpec, Effects, Policy
 from autodev.core.engine.inputs import AttemptEnded, Restore
 from autodev.core.engine.judge import judge
@@ -36,6 +36,7 @@ class Scripted:
     exit_code: int | None = 0
     output: str = ""
     round_digest: str | None = None  # an agent round's change, as a git workspace would digest it
+    session: str | None = None  # the session an agent CLI's events named (an agent step's attempt)
 
 
 class ScriptedExecutor(Executor):
@@ -81,7 +82,16 @@ class ScriptedExecutor(Executor):
         return CommandResult(
             status=scripted.status, exit_code=scripted.exit_code, started_at=began, finished_at=began + timedelta(seconds=1),
             output_tail=output, output_bytes=len(output), round_digest=scripted.round_digest,
+            agent=_report(spec, scripted, output),
         )  # fmt: skip
+
+
+def _report(spec: AttemptSpec, scripted: Scripted, output: str) -> AgentReport | None:
+    """An agent CLI's report of a scripted round that named its session: a failed one's output is its error events."""
+    if not (scripted.session and spec.agent_stream):
+        return None
+    errors = output.splitlines() if scripted.status != "succeeded" else []
+    return AgentReport(agent=spec.agent_stream, session_id=scripted.session, events=1, commands=1, errors=errors)
 
 
 @dataclass

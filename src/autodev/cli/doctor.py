@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from autodev.core.egress import Egress, NetworkMode
 from autodev.core.errors import AutodevError, EnvironmentProblem
 from autodev.core.models import Plan
 from autodev.core.settings import Settings
@@ -149,11 +150,14 @@ def image_with_agent(base: str, preset: AgentPreset) -> str:
     )
 
 
-def check_network(network: bool | str) -> Check:
+def check_network(network: NetworkMode | Egress) -> Check:
     from autodev.blocks.sandbox.docker import docker_client, network_mode_for
 
     if network is False:
         return Check("sandbox network", True, "none (the plan asks for no network)")
+    if isinstance(network, Egress):  # no network of its own: a proxy on this side lets the hosts through
+        hosts = ", ".join(network.allow) or "the hosts of its agents' models"
+        return Check("sandbox network", True, f"only {hosts}, through autodev's proxy")
     try:
         client = docker_client(timeout=10)
         mode = network_mode_for(client, network)

@@ -155,7 +155,7 @@ def choose_agent(settings: Settings, name: str | None, args: str | None, network
     EnvironmentProblem (exit 4) when no sandbox image holds the CLI or the network cannot be had."""
     from autodev.cli.doctor import check_network, image_with_agent
     from autodev.core.agents import PRESETS
-    from autodev.core.models import network_mode
+    from autodev.core.egress import network_mode
 
     name = name or settings.agent
     if name is None or name == "builtin":

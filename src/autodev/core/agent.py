@@ -12,6 +12,7 @@ import shlex
 import jinja2
 from pydantic import BaseModel, Field
 
+from autodev.core.commands import CommandResult
 from autodev.core.errors import BadInput
 from autodev.core.scaffold import TODO_MARKER, safe_relative_path
 
@@ -75,6 +76,26 @@ def agent_cli_command(template: str, instruction: str, evidence: str | None) -> 
     if "{instruction}" not in template:
         raise BadInput(f"agent_command {template!r} has no {{instruction}} placeholder")
     return template.replace("{instruction}", shlex.quote(instruction_with_evidence(instruction, evidence)))
+
+
+def resume_instruction(why: str | None, evidence: str | None) -> str:
+    """What an agent is told when its session is continued: why its last round did not finish,
+    or the failed check's evidence (the task itself is in the session already)."""
+    if evidence:
+        return f"Your edits did not pass a check. Fix them. Evidence from the failed check:\n{evidence}"
+    return f"You were interrupted before you finished: {why}. Go on with the task from where you stopped, and finish it."
+
+
+def interruption(result: CommandResult) -> str:
+    """Why an agent's round did not finish, in the words its next round is told."""
+    reason = f" ({result.exit_reason})" if result.exit_reason else ""
+    if result.limit is not None:
+        return "the usage or rate limit of your model provider stopped you; it has reset now"
+    if result.status == "stalled":
+        return f"you showed no progress for too long and were stopped{reason}"
+    if result.status == "timed_out":
+        return f"you ran out of time and were stopped{reason}"
+    return f"your command ended with exit code {result.exit_code}{reason}" if result.exit_code is not None else f"you were stopped{reason}"
 
 
 def agent_request(instruction: str, files: dict[str, str], context: dict[str, str], evidence: str | None) -> str:

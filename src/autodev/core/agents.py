@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 from pydantic import BaseModel
 
 from autodev.core.commands import AgentReport
-from autodev.core.models import AgentName, NetworkMode, Plan, Step, StepDefaults
+from autodev.core.egress import NetworkMode
+from autodev.core.models import AgentName, Plan, Step, StepDefaults
 from autodev.core.session import LLMCall
 
 
@@ -35,10 +37,15 @@ class AgentPreset(BaseModel, frozen=True):
     stall_timeout_s: float  # default, coordinated with the CLI's own idle timeout and retries
     stall_reason: str  # why that default
     stream: AgentName | None  # how to read what it prints (codex, claude: JSON events; aider: its lines)
+    model_hosts: tuple[str, ...] = ()  # where it reaches its model unless configured otherwise (allowed by an allow-list)
+    resume: str | None = None  # the command line that continues a session: {session} is its id
+    sessions: str | None = None  # where under HOME the CLI keeps its sessions (kept in the workspace)
 
-    def template(self, args: str | None) -> str:
-        """The command template (with {instruction}) for a step with these `agent_args`."""
-        return " ".join(self.command.replace("{args}", args or "").split())
+    def template(self, args: str | None, session: str | None = None) -> str:
+        """The command template (with {instruction}) for a step with these `agent_args`; with a
+        `session`, the one that continues it."""
+        command = self.resume.replace("{session}", shlex.quote(session)) if session and self.resume else self.command
+        return " ".join(command.replace("{args}", args or "").split())
 
 
 CODEX = AgentPreset(
@@ -56,10 +63,13 @@ CODEX = AgentPreset(
     },
     secrets=("OPENAI_API_KEY", "CODEX_API_KEY"),
     stall_timeout_s=600,
+    resume="codex exec resume --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check {args} {session} {instruction}",
+    sessions=".codex/sessions",
     stall_reason="Codex waits 300 s for a silent model stream before it reconnects (5 times): 600 s lets one "
     "reconnect succeed; its 'Reconnecting...' lines are not progress, so a model that cannot be reached is "
     "stopped after 600 s, not after Codex's own 25 minutes",
     stream="codex",
+    model_hosts=("api.openai.com", "chatgpt.com"),
 )
 CLAUDE = AgentPreset(
     name="claude",
@@ -77,10 +87,13 @@ CLAUDE = AgentPreset(
     # No traffic but the model's (telemetry, update checks, error reports): nothing else to wait on.
     env={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
     stall_timeout_s=600,
+    resume="claude -p --output-format stream-json --verbose --dangerously-skip-permissions {args} --resume {session} {instruction}",
+    sessions=".claude/projects",
     stall_reason="Claude Code retries a failing API call 10 times over about 3 minutes, each retry an `api_retry` "
     "event, which is not progress; a stream that goes silent can keep it quiet for 5 minutes and more: 600 s covers "
     "a slow turn, and a provider that keeps failing blocks the run for a person",
     stream="claude",
+    model_hosts=("api.anthropic.com",),
 )
 AIDER = AgentPreset(
     name="aider",
@@ -107,6 +120,7 @@ AIDER = AgentPreset(
     "with backoff, printing the same lines: 600 s covers a slow answer, and a model that does not answer blocks "
     "the run for a person after 600 s rather than after aider's own half hour and more",
     stream="aider",
+    model_hosts=("api.openai.com", "api.anthropic.com"),
 )
 PRESETS: dict[str, AgentPreset] = {p.name: p for p in (CODEX, CLAUDE, AIDER)}
 
@@ -157,10 +171,11 @@ def step_limits(plan: Plan, step: Step, stall_timeout_s: float | None) -> StepDe
     return found
 
 
-def agent_template(plan: Plan, step: Step) -> str | None:
-    """An agent step's CLI command template (with {instruction}); None: the built-in agent."""
+def agent_template(plan: Plan, step: Step, session: str | None = None) -> str | None:
+    """An agent step's CLI command template (with {instruction}), continuing `session` when
+    given; None: the built-in agent."""
     if preset := preset_of(plan, step):
-        return preset.template(step.agent_args if step.agent else plan.agent_args)
+        return preset.template(step.agent_args if step.agent else plan.agent_args, session)
     return step.agent_command or plan.agent_command
 
 
@@ -215,6 +230,9 @@ def _codex_event(event: dict[str, Any], stream: AgentStream) -> bool:
     """Codex `exec --json`: thread/turn/item events; `error` and `turn.failed` are not progress."""
     kind = event["type"]
     report = stream.report
+    if kind == "thread.started":
+        report.session_id = event.get("thread_id") or report.session_id
+        return True
     if kind == "error":
         return stream.failed(event.get("message", ""))
     if kind == "turn.failed":
@@ -266,6 +284,8 @@ def _claude_event(event: dict[str, Any], stream: AgentStream) -> bool:
     """Claude Code `stream-json`: system/assistant/user messages and a final result."""
     kind = event["type"]
     report = stream.report
+    if kind == "system" and event.get("subtype") == "init":
+        report.session_id = event.get("session_id") or report.session_id
     if kind == "system" and event.get("subtype") == "api_retry":  # retrying a failed call: no progress
         status = event.get("error_status") or "no answer"
         return stream.failed(f"API retry {event.get('attempt')}/{event.get('max_retries')}: {status} {event.get('error', '')}")

@@ -27,6 +27,9 @@ class CommandRequest(BaseModel):
         None, description="The step this is an attempt of: the sandbox keeps its log and exit status by it (none: no files)."
     )
     attempt: int = Field(1, ge=1, description="Which attempt of the step.")
+    kept_home: tuple[str, ...] = Field(
+        (), description="Folders under the sandbox's HOME kept in the workspace, so a later sandbox finds them (an agent's sessions)."
+    )
 
 
 class AgentReport(BaseModel):
@@ -41,6 +44,7 @@ class AgentReport(BaseModel):
     last_message: str | None = None
     errors: list[str] = Field(default_factory=list)  # the agent's own error events, newest last
     events: int = 0  # how many events it printed
+    session_id: str | None = None  # the CLI's session (Codex's thread): a retry continues it
 
     @property
     def changed_nothing(self) -> bool:
@@ -63,6 +67,7 @@ class CommandResult(BaseModel):
     agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
     round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
     limit: LimitHit | None = None  # an agent stopped by its provider's usage or rate limit (`core/limits.py`)
+    refused: list[str] = Field(default_factory=list)  # hosts the allow-list's proxy refused it (`core/egress.py`)
 
     @property
     def duration_s(self) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from autodev.core.agent import AGENT_FAILED
 from autodev.core.commands import CommandResult, summarise_output
+from autodev.core.egress import refusal_summary
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,19 @@ _Finding = tuple[str, ...]  # the action, then the output lines that show it
 def _summary(result: CommandResult) -> str:
     code = "unknown exit code" if result.exit_code is None else f"exit code {result.exit_code}"
     reason = f" ({result.exit_reason})" if result.exit_reason else ""
-    return f"{result.status} with {code}{reason}: {summarise_output(result.output_tail)}"
+    refused = f"; the allow-list refused {', '.join(result.refused)}" if result.refused else ""
+    return f"{result.status} with {code}{reason}{refused}: {summarise_output(result.output_tail)}"
+
+
+def _refused_by_the_allow_list(failure: _Failure) -> _Finding | None:
+    targets = failure.result.refused
+    if not targets:
+        return None
+    return (
+        f"if the step should reach {', '.join(targets)}, add it to the plan's `network: {{allow: [...]}}` (or the "
+        "step's own); else make the step work without it",
+        refusal_summary(targets, "the agent" if failure.command.startswith("agent:") else "the step"),
+    )
 
 
 def _agent_could_not_work(failure: _Failure) -> _Finding | None:
@@ -150,6 +163,7 @@ def _read_the_log(failure: _Failure) -> _Finding:
 
 # Tried in order, the first that applies wins: the more specific evidence comes first.
 _RULES: tuple[Callable[[_Failure], _Finding | None], ...] = (
+    _refused_by_the_allow_list,
     _agent_could_not_work,
     _ended_without_exiting,
     _missing_module,

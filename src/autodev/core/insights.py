@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autodev.core.models import FAILED_STATUSES, Blocker, GitState, Insight, LLMUsage, Plan, Recommendation
+from autodev.core.egress import refusal_summary
+from autodev.core.models import FAILED_STATUSES, Blocker, GitState, Insight, LLMUsage, Plan, Recommendation, Step
 
 
 def advise(
@@ -24,11 +25,16 @@ def advise(
     attempts: dict[str, int],
     blockers: list[Blocker],
     git: GitState,
+    resumes: Mapping[str, int] | None = None,
+    refused: Mapping[str, list[str]] | None = None,
 ) -> Insight:
-    """The run's advice: the recommendations of the rules that apply, how sure they are, the evidence."""
+    """The run's advice: the recommendations of the rules that apply, how sure they are, the
+    evidence (`resumes`: how often each agent step continued its CLI's session; `refused`: the
+    hosts the allow-list refused each step)."""
     progress = _Progress.of(plan, statuses)
-    evidence = _evidence(plan, progress, attempts, blockers, git)
+    evidence = _evidence(plan, progress, attempts, blockers, git) | {"resumed": dict(resumes or {}), "refused": dict(refused or {})}
     found = _recommendations(run_id, plan, statuses, progress, blockers, git)
+    found += [(_allow_or_avoid(plan.step(step_id), targets), 0.7) for step_id, targets in (refused or {}).items() if targets]
     confidence = _confidence(found, progress, evidence["retried"], git)
     return Insight(recommendations=[r for r, _ in found], confidence=confidence, evidence=evidence)
 
@@ -141,6 +147,14 @@ def _fix_failed(plan: Plan, step_id: str, status: str | None, blockers: list[Blo
         action=b.suggested_action if b else f"fix step {step_id}",
         reason=f"step {step_id} {status}" + (f": {b.summary}" if b else "") + " (evidence.steps.failed)",
         command=plan.step(step_id).run,  # None for agent steps: nothing to paste into a shell
+    )
+
+
+def _allow_or_avoid(step: Step, targets: list[str]) -> Recommendation:
+    who = "the agent" if step.kind == "agent" else "the step"
+    return Recommendation(
+        action=f"step {step.id}: {refusal_summary(targets, who)}; if it should reach it, add it to the plan's `network: {{allow: [...]}}`",
+        reason=f"the allow-list's proxy refused step {step.id} (evidence.refused)",
     )
 
 

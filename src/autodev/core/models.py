@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from autodev.core.egress import Egress, NetworkMode, egress, network_mode
+
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 # Final statuses of the contract, plus the two a step has while its run is still going.
@@ -123,6 +125,12 @@ class Step(_Strict):
     stall_clock: Literal["progress", "output"] | None = None
     budget: Budget | None = Field(None, description="What this step's attempts may spend in all.")
     env: dict[str, str] = Field(default_factory=dict)
+    network: Egress | None = Field(None, description="{allow: [hosts]}: hosts this step may reach besides the plan's allow-list.")
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _allow_list(cls, network: Any) -> Egress | None:
+        return None if network is None else egress(network)
 
     @field_validator("run", "instruction")
     @classmethod
@@ -178,29 +186,13 @@ def _one_agent(agent: str | None, agent_command: str | None, agent_args: str | N
         raise ValueError("`agent_args` goes with `agent` (in an agent_command, write the arguments into it)")
 
 
-NetworkMode = bool | str  # false, true, "host" or a Docker network's name
-
-
-def network_mode(network: NetworkMode) -> NetworkMode:
-    """A network as a plan, a setting or a flag writes it: true/false (or their words), none,
-    host, or a Docker network's name; ValueError naming the choices for anything else."""
-    if isinstance(network, bool):
-        return network
-    words = {"true": True, "yes": True, "false": False, "no": False, "none": False}
-    if network.lower() in words:
-        return words[network.lower()]
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", network):
-        raise ValueError(f"{network!r}: use false, true, host or the name of a Docker network")
-    return network
-
-
 class Plan(_Strict):
     project: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     image: str | None = None
-    network: NetworkMode = Field(
+    network: NetworkMode | Egress = Field(
         False,
         description="The sandbox's network: false (none, the default), true (Docker's default bridge), "
-        "host (the host's), or the name of a Docker network.",
+        "host (the host's), the name of a Docker network, or {allow: [hosts]} (only those, through autodev's proxy).",
     )
     secrets: list[str] = Field(
         default_factory=list,
@@ -223,10 +215,10 @@ class Plan(_Strict):
     def _has_placeholder(cls, template: str | None) -> str | None:
         return _check_agent_command(template)
 
-    @field_validator("network")
+    @field_validator("network", mode="before")
     @classmethod
-    def _network_name(cls, network: NetworkMode) -> NetworkMode:
-        return network_mode(network)
+    def _network_name(cls, network: Any) -> NetworkMode | Egress:
+        return egress(network) if isinstance(network, dict | Egress) else network_mode(network)
 
     @field_validator("secrets")
     @classmethod

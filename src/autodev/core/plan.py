@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from autodev.core.egress import Egress
 from autodev.core.errors import BadInput
 from autodev.core.models import Plan
 
@@ -39,7 +40,7 @@ def validate_plan(data: dict[str, Any], source: str = "plan") -> Plan:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise BadInput(f"{source}: " + "; ".join(_describe(err, data) for err in exc.errors())) from exc
-    problems = _graph_problems(plan)
+    problems = _graph_problems(plan) + _network_problems(plan)
     if problems:
         raise BadInput(f"{source}: " + "; ".join(problems))
     return plan
@@ -61,6 +62,17 @@ def _describe(err: ErrorDetails, data: dict[str, Any]) -> str:
         return f"{where}: missing required field {field!r}"
     message = err["msg"].removeprefix("Value error, ")
     return f"{where} field {field!r}: {message}" if field else f"{where}: {message}"
+
+
+def _network_problems(plan: Plan) -> list[str]:
+    """A step's own allow-list adds to the plan's: there must be one."""
+    if isinstance(plan.network, Egress):
+        return []
+    return [
+        f"step {step.id!r} field 'network': a step's allow-list adds hosts to the plan's, and the plan's `network` is "
+        f"{plan.network!r}, not an allow-list: give the plan `network: {{allow: [...]}}`"
+        for step in plan.steps if step.network is not None
+    ]  # fmt: skip
 
 
 def _graph_problems(plan: Plan) -> list[str]:

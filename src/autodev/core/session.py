@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from autodev.core.commands import StepAttempt
-from autodev.core.models import Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, StepStatus, utcnow
+from autodev.core.models import AgentName, Blocker, Insight, LLMUsage, Plan, RepositoryReport, RunStatus, StepStatus, utcnow
 
 DecisionAction = Literal["retry", "skip", "abort"]
 
@@ -130,6 +130,17 @@ class LimitWait(BaseModel):
     line: str  # what the agent said
 
 
+class CliSession(BaseModel):
+    """An agent step's coding-agent CLI session (Codex's thread, Claude Code's session): the
+    step's next round continues it (`core/engine/resumes.py`)."""
+
+    agent: AgentName
+    id: str
+    why: str | None = None  # why its last round did not finish: what the round that continues it is told
+    resumes: int = 0  # rounds that continued it
+    resumed_in: int | None = None  # the attempt that continues it now
+
+
 class SessionMetadata(BaseModel):
     """The `agent_sessions.metadata` document of one run."""
 
@@ -153,6 +164,8 @@ class SessionMetadata(BaseModel):
     repository: RepositoryReport | None = None  # a run on a repository that exists: its branch and changes
     spent: dict[str, Spend] = Field(default_factory=dict)  # by step id, and "(run)" for the whole run
     waits: dict[str, LimitWait] = Field(default_factory=dict)  # steps waiting for their provider's limit to reset
+    cli_sessions: dict[str, CliSession] = Field(default_factory=dict)  # agent step -> its CLI's session
+    refused: dict[str, list[str]] = Field(default_factory=dict)  # step -> the hosts the allow-list refused it
 
     HISTORY_LIMIT: ClassVar[int] = 20
 
@@ -211,6 +224,7 @@ class LeftAttempt(BaseModel):
     finished_at: datetime | None = None
     still_running: bool = False  # it still ran when the run was resumed (it was killed then)
     output_tail: str = ""  # the end of its log, as far as the orchestrator wrote it
+    output_head: str = ""  # its log's first lines (an agent CLI names its session there)
     log_path: str | None = None
 
 

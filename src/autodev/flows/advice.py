@@ -18,6 +18,7 @@ from autodev.blocks.replay import REPLAY_MODEL
 from autodev.core.engine.inputs import AdviceReady
 from autodev.core.engine.loop import Advisor
 from autodev.core.engine.machine import RunEngine
+from autodev.core.engine.resumes import resumes_of
 from autodev.core.insights import advise
 from autodev.core.models import GitState, Insight
 from autodev.core.session import LLMCall
@@ -48,20 +49,21 @@ class RunAdvisor(Advisor):
             return None
         self._advised = key
         statuses, attempts, blockers = dict(engine.progress.status), dict(engine.progress.attempts), list(engine.state.doc.blockers)
+        resumes, refused = resumes_of(engine.state.doc.cli_sessions), dict(engine.state.doc.refused)
         calls: list[LLMCall] = []
         if full or self.insight is None:
             self._last_full = time.monotonic()
             # quote(): a large plan is costly for Prefect to look through
             advice = compute_insight(
                 self.run_id, as_is(engine.plan), as_is(statuses), as_is(attempts), as_is(blockers), str(self.workspace),
-                self.start_head, llm=as_is(self.llm),
+                self.start_head, llm=as_is(self.llm), resumes=as_is(resumes), refused=as_is(refused),
             )  # fmt: skip
             insight = advice.insight
             if advice.usage is not None:
                 calls.append(LLMCall(purpose="insights", **advice.usage.model_dump()))
         else:
             git = GitState.model_validate(self.insight.evidence.get("git", {}))
-            insight = advise(self.run_id, engine.plan, statuses, attempts, blockers, git)
+            insight = advise(self.run_id, engine.plan, statuses, attempts, blockers, git, resumes, refused)
         # The advice quotes commands and output: mask every step's secrets in all of it.
         self.insight = Insight.model_validate_json(engine.redact_all.text(insight.model_dump_json()))
         lines = [r.action + (f"  ->  {r.command}" if r.command else "") for r in self.insight.recommendations]

@@ -39,9 +39,12 @@ class Runtime:
         """The sandbox block saved under `block_name`, or the AUTODEV_* settings; what the plan asks
         for (image, network) wins over either."""
         from autodev.blocks.sandbox.docker import DockerSandbox
+        from autodev.core.allowlist import egress_rules
 
         s = self.settings
         config = cast(DockerSandbox, DockerSandbox.load(block_name)) if block_name else DockerSandbox(image=s.image, memory=s.sandbox_memory, pids_limit=s.sandbox_pids)
+        if rules := egress_rules(plan):
+            return config.model_copy(update={"image": plan.image or config.image, "network": False, "egress": rules})
         return config.model_copy(update={"image": plan.image or config.image, "network": plan.network or config.network})
 
     def llm(self, block_name: str | None = None) -> LLM | None:

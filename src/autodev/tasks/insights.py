@@ -25,11 +25,14 @@ def compute_insight(
     workspace: str,
     start_head: str | None,
     llm: LLM | None = None,
+    resumes: Mapping[str, int] | None = None,
+    refused: Mapping[str, list[str]] | None = None,
 ) -> Advice:
-    """Rules first; with a model configured, the model may reorder and reword the advice. If the
+    """Rules first (`resumes`, `refused`: the evidence the run's engine keeps); with a model
+    configured, the model may reorder and reword the advice. If the
     model fails or answers garbage, the rules' advice stands and the evidence says why."""
     git = read_git_state(Path(workspace), start_head)
-    insight = advise(run_id, plan, statuses, attempts, blockers, git)
+    insight = advise(run_id, plan, statuses, attempts, blockers, git, resumes, refused)
     if llm is None or not insight.recommendations:
         return Advice(insight=insight)
     listing = [{"index": i, "action": r.action, "reason": r.reason} for i, r in enumerate(insight.recommendations)]

@@ -72,7 +72,7 @@ class Attempt:
         spec = self.spec
         return CommandRequest(
             command=command, timeout_s=spec.limits.timeout_s, stall_timeout_s=spec.limits.stall_timeout_s, env=spec.env,
-            step_id=spec.step.id, attempt=spec.attempt,
+            step_id=spec.step.id, attempt=spec.attempt, kept_home=spec.kept_home,
         )  # fmt: skip
 
 

@@ -18,9 +18,12 @@ import docker.errors
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from autodev.blocks.sandbox.egress import EgressGate
 from autodev.blocks.sandbox.layout import status_dir
 from autodev.blocks.sandbox.session import CONTAINER_WORKSPACE, ENGINE_ERRORS, DockerSandboxSession
+from autodev.core.egress import EgressRules
 from autodev.core.errors import EnvironmentProblem
+from autodev.core.settings import DEFAULT_IMAGE
 
 SANDBOX_UID = 1000  # the image's `autodev` user
 SANDBOX_HOME = "/home/autodev"
@@ -56,6 +59,9 @@ class DockerSandbox(Block):
     )
     memory: str = Field("4g", description="Memory limit, docker syntax (512m, 4g).")
     pids_limit: int = Field(1024, description="Maximum number of processes in the container.")
+    egress: EgressRules | None = Field(
+        None, description="An allow-list: no network of its own, only these hosts through autodev's proxy (`network` is then ignored)."
+    )
 
     def open(self, workspace: Path, run_id: str, flow_run_id: str | None = None) -> DockerSandboxSession:
 
@@ -66,9 +72,10 @@ class DockerSandbox(Block):
             raise EnvironmentProblem(
                 f"sandbox image {self.image!r} is missing", "build it with `autodev image build`"
             ) from exc
-        network_mode = network_mode_for(client, self.network)
+        network_mode = "none" if self.egress else network_mode_for(client, self.network)
         user = _sandbox_user(workspace)
         _status_dir(workspace, run_id, user)
+        gate = EgressGate(self.egress, run_id) if self.egress else None
         container = client.containers.run(
             self.image,
             command=["sleep", "infinity"],
@@ -88,7 +95,22 @@ class DockerSandbox(Block):
             mem_limit=self.memory,
             labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
         )
-        return DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory)
+        session = DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory, gate)
+        if gate is not None:
+            try:
+                gate.attach(client, container, self._relay_image(client), user)
+            except BaseException:
+                session.close()
+                raise
+        return session
+
+    def _relay_image(self, client: docker.DockerClient) -> str:
+        """autodev's own sandbox image (python3 in it) for the allow-list's relay, else the run's."""
+        try:
+            client.images.get(DEFAULT_IMAGE)
+            return DEFAULT_IMAGE
+        except docker.errors.ImageNotFound:
+            return self.image
 
 
 def git_mounts(workspace: Path) -> dict[str, dict[str, str]]:

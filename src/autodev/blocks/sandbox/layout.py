@@ -10,6 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 MARKER_VAR = "AUTODEV_STEP"  # set on every command; inherited by what it starts
+KEPT_HOME = ".autodev/home"  # in the workspace: the folders under HOME a command asks to keep
+
+
+def keep_home(folders: tuple[str, ...], workspace: str) -> str:
+    """Shell run before a command: each folder under HOME is a link to `.autodev/home/<folder>`
+    in the workspace (`workspace` as the container sees it), so what is written there outlives
+    the container (a folder the image has there already is left as it is)."""
+    links = [
+        f'mkdir -p "{workspace}/{KEPT_HOME}/{folder}" "$(dirname "$HOME/{folder}")" && '
+        f'{{ [ -e "$HOME/{folder}" ] || ln -s "{workspace}/{KEPT_HOME}/{folder}" "$HOME/{folder}"; }} && '
+        for folder in folders
+    ]
+    return "".join(links)
 
 
 def status_dir(workspace: Path, run_id: str) -> Path:

@@ -19,6 +19,8 @@ from autodev.blocks.sandbox.layout import MARKER_VAR, exit_path, log_path, read_
 from autodev.blocks.sandbox.session import ENGINE_ERRORS, KILL_MARKED
 from autodev.core.session import LeftAttempt, QueueEntry
 
+HEAD_BYTES = 16384  # of a left attempt's log: where an agent CLI names its session
+
 
 def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:
     """Remove the sandbox containers a run left behind (its process died or was cancelled);
@@ -89,14 +91,15 @@ def _left(workspace: Path, run_id: str, step_id: str, attempt: int, was_running:
     finished_at = None
     if (exit_code := read_exit_status(status)) is not None:
         finished_at = datetime.fromtimestamp(status.stat().st_mtime, UTC)
-    tail = ""
+    head = tail = ""
     if log.is_file():
         with log.open("rb") as f:
+            head = f.read(HEAD_BYTES).decode("utf-8", errors="replace")
             f.seek(max(log.stat().st_size - tail_bytes, 0))
             tail = f.read().decode("utf-8", errors="replace")
     return LeftAttempt(
         step_id=step_id, attempt=attempt, exit_code=exit_code, finished_at=finished_at, still_running=was_running,
-        output_tail=tail, log_path=str(log) if log.is_file() else None,
+        output_tail=tail, output_head=head, log_path=str(log) if log.is_file() else None,
     )
 
 

@@ -26,7 +26,8 @@ import docker.errors
 import requests.exceptions
 
 from autodev.blocks.sandbox import OutputSink, SandboxSession
-from autodev.blocks.sandbox.layout import MARKER_VAR, attempt_key, exit_path, log_path, read_exit_status
+from autodev.blocks.sandbox.egress import EgressGate
+from autodev.blocks.sandbox.layout import MARKER_VAR, attempt_key, exit_path, keep_home, log_path, read_exit_status
 from autodev.core.commands import CommandRequest, CommandResult
 from autodev.core.models import utcnow
 
@@ -68,8 +69,9 @@ DRAIN_MAX_S = 10.0
 
 
 class DockerSandboxSession(SandboxSession):
-    def __init__(self, client: docker.DockerClient, container, workspace: Path, run_id: str, memory: str):
+    def __init__(self, client: docker.DockerClient, container, workspace: Path, run_id: str, memory: str, egress: EgressGate | None = None):
         self.client = client
+        self.egress = egress  # the allow-list's proxy and relay: the only way out
         self.api = client.api
         self.container = container
         self.workspace = workspace
@@ -91,15 +93,18 @@ class DockerSandboxSession(SandboxSession):
             exit_code, reason, lost = None, f"docker engine lost: {exc.__class__.__name__}: {exc}", True
         finally:
             clock.stop()
+        if self.egress is not None and (gone := self.egress.revive()) and exit_code != 0:
+            reason = reason or gone  # it failed closed: nothing got out meanwhile
         if clock.killed_for:
             status, reason = clock.killed_for, reason or clock.reason
         else:
             if exit_code in (137, 143):  # SIGKILL, SIGTERM: the OOM killer, the engine stopping, or a signal
                 exit_code, reason, lost = self._who_killed(exit_code)
             status = "succeeded" if exit_code == 0 else "failed"
+        refused = [r.target for r in self.egress.refused(request.step_id, request.attempt)] if self.egress else []
         return CommandResult(
             status=status, exit_code=exit_code, exit_reason=reason, started_at=started_at, finished_at=utcnow(),
-            sandbox_lost=lost,
+            sandbox_lost=lost, refused=list(dict.fromkeys(refused)),
         )  # fmt: skip
 
     def _exec(self, request: CommandRequest, clock: _Clocks, on_output: OutputSink, on_started: Callable[[], None] | None) -> int | None:
@@ -110,8 +115,10 @@ class DockerSandboxSession(SandboxSession):
             exit_file = exit_path(self.workspace, self.run_id, request.step_id, request.attempt)
             exit_file.unlink(missing_ok=True)  # only this attempt's end may be read from it
         exec_id = self.api.exec_create(
-            self.container.id, ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", request.command, self._in_container(exit_file)],
-            stdout=True, stderr=True, stdin=False, tty=False, environment={**request.env, MARKER_VAR: key},
+            self.container.id,
+            ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", keep_home(request.kept_home, CONTAINER_WORKSPACE) + request.command,
+             self._in_container(exit_file)],
+            stdout=True, stderr=True, stdin=False, tty=False, environment={**request.env, **self._egress_env(request), MARKER_VAR: key},
             workdir=CONTAINER_WORKSPACE,
         )["Id"]  # fmt: skip
         stream = self.api.exec_start(exec_id, stream=True, demux=True)
@@ -123,6 +130,9 @@ class DockerSandboxSession(SandboxSession):
                 if chunk:  # the sink says whether the chunk shows progress (a repeated line does not)
                     clock.output_seen(progress=on_output(chunk) is not False)
         return self._exit_code(exec_id, exit_file)
+
+    def _egress_env(self, request: CommandRequest) -> dict[str, str]:
+        return self.egress.env(request.step_id, request.attempt) if self.egress else {}
 
     def _in_container(self, host_path: Path | None) -> str:
         """A host path inside the workspace, as the container sees it ('' for none)."""
@@ -213,6 +223,8 @@ class DockerSandboxSession(SandboxSession):
         if self._closed:
             return
         self._closed = True
+        if self.egress is not None:
+            self.egress.close()
         try:
             self.container.remove(force=True)
         except docker.errors.NotFound:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from autodev.blocks.store.database import Cursor, Database, load_ts
 from autodev.core.commands import AgentReport, CommandResult, StepAttempt
 from autodev.core.limits import LimitHit
@@ -11,7 +13,7 @@ from autodev.core.session import LLMCall
 
 ATTEMPT_COLUMNS = (
     "run_id, step_id, attempt, command, status, exit_code, exit_reason, "
-    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent, limit_hit"
+    "started_at, finished_at, duration_s, output_bytes, output_tail, log_path, breaker_tripped, agent, limit_hit, refused"
 )
 
 
@@ -28,10 +30,10 @@ class Attempts:
             attempt.run_id, attempt.step_id, attempt.attempt, attempt.command, r.status, r.exit_code, r.exit_reason,
             self.db.ts(r.started_at), self.db.ts(r.finished_at), r.duration_s, r.output_bytes, r.output_tail, r.log_path,
             int(attempt.breaker_tripped), r.agent.model_dump_json() if r.agent else None,
-            r.limit.model_dump_json() if r.limit else None,
+            r.limit.model_dump_json() if r.limit else None, json.dumps(r.refused) if r.refused else None,
         )  # fmt: skip
         self.db.execute(
-            cur, f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 16)}) "
+            cur, f"INSERT INTO step_results ({ATTEMPT_COLUMNS}) VALUES ({', '.join(['{p}'] * 17)}) "
             "ON CONFLICT (run_id, step_id, attempt) DO NOTHING", values,
         )  # fmt: skip
 
@@ -63,7 +65,7 @@ class Attempts:
                     status=r[4], exit_code=r[5], exit_reason=r[6], started_at=load_ts(r[7]), finished_at=load_ts(r[8]),
                     output_bytes=r[10], output_tail=r[11], log_path=r[12],
                     agent=AgentReport.model_validate_json(r[14]) if r[14] else None,
-                    limit=LimitHit.model_validate_json(r[15]) if r[15] else None,
+                    limit=LimitHit.model_validate_json(r[15]) if r[15] else None, refused=json.loads(r[16]) if r[16] else [],
                 ),
             )  # fmt: skip
             for r in rows

@@ -99,5 +99,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # The provider's limit that stopped an agent's attempt (autodev.core.limits.LimitHit, JSON).
     (9, ["ALTER TABLE step_results ADD COLUMN limit_hit TEXT"]),
+    # The hosts the allow-list's proxy refused an attempt (a JSON list).
+    (10, ["ALTER TABLE step_results ADD COLUMN refused TEXT"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -49,6 +49,7 @@ class AttemptSpec:
     agent_stream: AgentName | None = None  # the agent CLI's JSON event stream to read (a preset with one)
     baseline_output: str = ""  # what its baseline step printed: failures seen there too are not its own
     todo_files: tuple[str, ...] = ()  # what the built-in agent edits when the step names no files
+    kept_home: tuple[str, ...] = ()  # folders under HOME kept in the workspace (an agent CLI's sessions)
 
 
 @dataclass

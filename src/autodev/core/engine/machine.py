@@ -12,7 +12,6 @@ from Prefect, Docker, a database or the layers above the core (`tests/test_proje
 
 from __future__ import annotations
 
-from autodev.core.agent import agent_cli_command
 from autodev.core.agents import agent_call, agent_template, preset_of
 from autodev.core.commands import StepAttempt
 from autodev.core.engine.decisions import DecisionHandling
@@ -93,6 +92,7 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
                     out.merge(self._hold(step, held))
                 else:
                     out.started.append(self._start(step))
+                    out.notes += [note] if (note := self._session_note(step, out.started[-1].attempt)) else []
         return out
 
     def _start_of(self, step: Step) -> Start:
@@ -110,15 +110,14 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
         entry = QueueEntry(queue_id=self.new_id(), step_id=step.id, attempt=attempt, dispatched_at=self.clock())
         self.state.doc.queue.append(entry)
         evidence = self.state.doc.evidence.get(step.id)
-        cli = agent_template(self.plan, step)
-        command = step.run if step.kind == "command" else agent_cli_command(cli, step.instruction or "", evidence) if cli else None
+        command = step.run if step.kind == "command" else self._agent_command(step, attempt, evidence)
         preset = preset_of(self.plan, step)
         return AttemptSpec(
             step=step, attempt=attempt, queue_id=entry.queue_id, limits=self.limits(step), command=command, evidence=evidence,
             redactor=self.redactors[step.id], env=step_env(self.plan, step, self.secrets),
             agent_stream=preset.stream if preset else None,
             baseline_output=self.state.baseline_outputs.get(step.baseline or "", ""),
-            todo_files=tuple(self.state.doc.todo_files or ()),
+            todo_files=tuple(self.state.doc.todo_files or ()), kept_home=(preset.sessions,) if preset and preset.sessions else (),
         )  # fmt: skip
 
     def _hold(self, step: Step, held: Hold) -> Effects:
@@ -147,6 +146,11 @@ class RunEngine(FailureHandling, DecisionHandling, Restoring):
             self.state.stale.discard(step.id)
             note = Note("info", f"step {step.id} ended ({result.status}) on the code before the feedback round: it runs again")
             return Effects(attempts=[stored], notes=[note], loop_status=f"set aside {step.id}")
+        if self._resume_refused(step, stored):
+            return self._start_afresh(step, stored)
+        self._record_session(step, result)
+        if result.refused:
+            self.state.doc.refused[step.id] = list(dict.fromkeys([*self.state.doc.refused.get(step.id, []), *result.refused]))
         out = self._failed(step, stored) if result.status != "succeeded" else self._succeeded(step, stored)
         self._spend([*ended.model_calls, *([agent_call(step.id, result.agent)] if result.agent else [])], out)
         self.budget.add_time(step.id, result.duration_s)

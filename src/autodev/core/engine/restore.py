@@ -5,14 +5,14 @@ behind are settled (one that finished meanwhile counts as it ended; it is not ru
 from __future__ import annotations
 
 from autodev.core.commands import StepAttempt
-from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
 from autodev.core.engine.inputs import AttemptEnded, Restore
+from autodev.core.engine.resumes import CliSessions
 from autodev.core.recovery import left_result
 from autodev.core.session import LeftAttempt, QueueEntry
 
 
-class Restoring(EngineParts):
+class Restoring(CliSessions):
     def _restore(self, restore: Restore) -> Effects:
         """The run as recorded; a left attempt that counts is handled as if its result had come in."""
         skipped_by_a_person = {i.step_id for i in self.state.doc.interventions if i.action == "skip"}
@@ -45,6 +45,7 @@ class Restoring(EngineParts):
         self.progress.attempts[step_id] = left.attempt
         tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
         step = self.plan.step(step_id)
+        self._left_session(step, left)
         deps_done = all(self.progress.status[d] == "succeeded" or d in self.progress.waived for d in step.depends_on)
         # A merge is never taken from what was left: it runs again (a merge done already is not done twice).
         result = left_result(left, tail, counts=left.exit_code is not None and deps_done and step.merges is None)
