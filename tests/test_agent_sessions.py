@@ -104,7 +104,8 @@ def test_claude_code_stalled_mid_round_is_retried_in_its_own_session(prefect_api
     with ScriptedAnthropic(turns) as model:
         plan = {
             "project": "claude", "image": agent_image("claude"), "network": "host", "agent": "claude",
-            "defaults": {"stall_timeout_s": 6, "max_stall_retries": 1},
+            # Claude Code can take seconds to say anything on a loaded machine: room for that.
+            "defaults": {"stall_timeout_s": 15, "max_stall_retries": 1},
             "steps": [{"id": "greet", "kind": "agent", "instruction": "Create hello.txt that says hello.",
                        "env": {"ANTHROPIC_BASE_URL": model.base_url}}],
         }  # fmt: skip

@@ -2,12 +2,15 @@
 host), which hosts each step may reach, and the real proxy (`egress_proxy.py`, a process on a
 Unix socket) in front of two loopback HTTP servers: the allowed one is reached, by a plain HTTP
 request and through a CONNECT tunnel; the other is refused (403) and recorded under the step and
-attempt its proxy credentials name; a proxy that dies is noticed and started again."""
+attempt its proxy credentials name; a name that leads to loopback is refused; a request without
+credentials is asked for them (407), one it cannot read answered 400; a proxy that dies is
+noticed and started again."""
 
 from __future__ import annotations
 
 import base64
 import http.server
+import os
 import re
 import socket
 import threading
@@ -22,7 +25,7 @@ from autodev.core.errors import BadInput
 from autodev.core.plan import parse_plan
 
 
-@pytest.mark.parametrize("entry", ["api.openai.com", "*.anthropic.com", "127.0.0.1:8080", "LOCALHOST", "[::1]:443"])
+@pytest.mark.parametrize("entry", ["api.openai.com", "*.anthropic.com", "127.0.0.1:8080", "PyPI.org", "[::1]:443", "10.0.0.5"])
 def test_host_names_addresses_and_ports_are_entries(entry):
     assert check_entry(entry) == entry.lower()
 
@@ -33,9 +36,21 @@ def test_anything_else_is_refused_naming_the_entry(entry):
         check_entry(entry)
 
 
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [("localhost:8080", "localhost is the sandbox's own"), ("*.com", "a whole top-level domain"),
+     ("127.0.0.1", "would open every service of this machine: give its port")],
+)  # fmt: skip
+def test_entries_that_would_open_too_much_are_refused(entry, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        check_entry(entry)
+
+
 def test_a_plan_with_a_bad_entry_is_bad_input_naming_it():
     with pytest.raises(BadInput, match="network allow-list entry 'https://pypi.org' is not a host name"):
         parse_plan("project: p\nnetwork: {allow: [https://pypi.org]}\nsteps:\n  - {id: a, run: 'true'}\n")
+    with pytest.raises(BadInput, match=r"top level field 'network': \[1\]: use false, true, host"):
+        parse_plan("project: p\nnetwork: [1]\nsteps:\n  - {id: a, run: 'true'}\n")
 
 
 def test_a_steps_allow_list_needs_the_plans():
@@ -113,10 +128,11 @@ def through(gate: EgressGate, head: str) -> bytes:
 def test_the_proxy_lets_the_allowed_through_and_records_what_it_refuses():
     auth = "Proxy-Authorization: Basic " + base64.b64encode(b"fetch:2").decode()
     with hello_server() as ok, hello_server() as other:
-        gate = EgressGate(EgressRules(hosts={PLAN_WIDE: [f"127.0.0.1:{ok}"]}), "run-x")
+        rules = EgressRules(hosts={PLAN_WIDE: [f"127.0.0.1:{ok}", f"localhost:{other}"]})
+        gate = EgressGate(rules, "run-x", f"{os.getuid()}:{os.getgid()}")
         try:
             plain = through(gate, f"GET http://127.0.0.1:{ok}/ HTTP/1.1\r\nHost: 127.0.0.1:{ok}\r\n{auth}\r\n\r\n")
-            tunnel = through(gate, f"CONNECT 127.0.0.1:{ok} HTTP/1.1\r\nHost: 127.0.0.1:{ok}\r\n\r\n")
+            tunnel = through(gate, f"CONNECT 127.0.0.1:{ok} HTTP/1.1\r\nHost: 127.0.0.1:{ok}\r\n{auth}\r\n\r\n")
             refused = through(gate, f"GET http://127.0.0.1:{other}/ HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n")
             assert b"200 OK" in plain and f"hello from {ok}".encode() in plain
             assert f"hello from {ok}".encode() in tunnel
@@ -124,11 +140,25 @@ def test_the_proxy_lets_the_allowed_through_and_records_what_it_refuses():
             (refusal,) = gate.refused("fetch", 2)
             assert (refusal.host, refusal.port, refusal.target) == ("127.0.0.1", other, f"127.0.0.1:{other}")
             assert gate.refused("fetch", 1) == []
-            assert gate.revive() is None  # it runs
-            gate._proxy.kill()
-            gate._proxy.wait()
-            assert "egress proxy stopped (exit code -9)" in gate.revive()  # noticed, and started again
-            assert b"200 OK" in through(gate, f"GET http://127.0.0.1:{ok}/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            # A name that leads to this machine's loopback is refused, even on the list: only the address reaches it.
+            assert b"403 Forbidden" in through(gate, f"GET http://localhost:{other}/ HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n")
+            asked = through(gate, f"GET http://127.0.0.1:{ok}/ HTTP/1.1\r\nHost: x\r\n\r\n")  # no credentials: asked for them
+            assert b"407 Proxy Authentication Required" in asked and b'Proxy-Authenticate: Basic realm="autodev"' in asked
+            assert b"400 Bad Request" in through(gate, f"GET http://127.0.0.1:99999/ HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n")
         finally:
             gate.close()
     assert not gate.folder.exists()
+
+
+def test_a_proxy_that_died_is_noticed_and_started_again():
+    auth = "Proxy-Authorization: Basic " + base64.b64encode(b"fetch:1").decode()
+    with hello_server() as ok:
+        gate = EgressGate(EgressRules(hosts={PLAN_WIDE: [f"127.0.0.1:{ok}"]}), "run-x", f"{os.getuid()}:{os.getgid()}")
+        try:
+            assert gate.revive() is None  # it runs
+            gate._proxy.kill()
+            gate._proxy.wait()
+            assert "egress proxy stopped (exit code -9)" in gate.revive()
+            assert b"200 OK" in through(gate, f"GET http://127.0.0.1:{ok}/ HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n")
+        finally:
+            gate.close()

@@ -11,8 +11,8 @@ import json
 from autodev.core.engine.inputs import Restore
 from autodev.core.engine.resumes import resumes_of
 from autodev.core.insights import advise
-from autodev.core.models import GitState
-from autodev.core.session import LeftAttempt
+from autodev.core.models import GitState, utcnow
+from autodev.core.session import CliSession, LeftAttempt, SessionMetadata
 from autodev.testing import FixedClock, Scripted, scripted_engine, scripted_run
 
 PLAN = """
@@ -39,7 +39,7 @@ def test_a_stalled_round_is_continued_in_its_session_with_why():
     run.go()
     first, second = commands(run)
     assert first.startswith("codex exec --json") and "Create hello.txt" in first
-    assert second.startswith("codex exec resume --json") and " 0199-thread " in second
+    assert second.startswith("codex exec --json") and " resume 0199-thread " in second
     assert "You were interrupted before you finished: you showed no progress for too long" in second
     assert "Create hello.txt" not in second  # the task is in the session already
     assert "step greet attempt 2: continues codex session 0199-thread (you showed no progress" in " ".join(notes(run))
@@ -68,7 +68,7 @@ def test_a_session_the_cli_does_not_know_starts_a_new_one_at_once_with_nothing_s
     run = scripted_run(PLAN.format(agent="codex").replace("max_stall_retries: 2", "max_stall_retries: 1"), script)
     run.go()
     _, resumed, fresh = commands(run)
-    assert resumed.startswith("codex exec resume") and fresh.startswith("codex exec --json") and "Create hello.txt" in fresh
+    assert " resume s-1 " in resumed and " resume " not in fresh and "Create hello.txt" in fresh
     said = " ".join(notes(run))
     assert "its codex session s-1 could not be continued (Error: thread/resume failed: no rollout found" in said
     assert "step greet attempt 3: a new codex session" in said
@@ -89,7 +89,24 @@ def test_a_dead_orchestrators_round_is_continued_from_the_session_its_log_names(
     run = scripted_run(PLAN.format(agent="codex"), {CODEX: [Scripted(session="0199-left")]})
     run.go(Restore(step_states={}, left=[left]))
     (again,) = commands(run)
-    assert again.startswith("codex exec resume") and " 0199-left " in again and "the orchestrator running it stopped" in again
+    assert " resume 0199-left " in again and "the orchestrator running it stopped" in again
+
+
+def test_a_resumed_round_that_ended_after_its_orchestrator_died_keeps_its_session():
+    head = json.dumps({"type": "thread.started", "thread_id": "s-1"}) + "\n"
+    doc = SessionMetadata(cli_sessions={"greet": CliSession(agent="codex", id="s-1", why="a stall", resumes=1, resumed_in=1)})
+    engine = scripted_engine(PLAN.format(agent="codex").replace("retries: 0", "retries: 1"), doc=doc)
+    left = LeftAttempt(step_id="greet", attempt=1, exit_code=1, finished_at=utcnow(), output_head=head)
+    run = scripted_run(engine, {CODEX: [Scripted(session="s-1")]}).go(Restore(step_states={}, left=[left]))
+    (again,) = commands(run)
+    assert " resume s-1 " in again and "could not be continued" not in " ".join(notes(run))
+
+
+def test_a_session_named_in_a_first_event_longer_than_the_logs_head_is_found():
+    head = '{"type":"system","subtype":"init","session_id":"9f1c-claude","tools":["Bash","Edit","Wri'  # cut off
+    run = scripted_run(PLAN.format(agent="claude"), {"claude": [Scripted(session="9f1c-claude")]})
+    run.go(Restore(step_states={}, left=[LeftAttempt(step_id="greet", attempt=1, still_running=True, output_head=head)]))
+    assert "--resume 9f1c-claude " in commands(run)[0]
 
 
 def test_aider_has_no_session_to_continue():

@@ -79,11 +79,12 @@ def agent_cli_command(template: str, instruction: str, evidence: str | None) -> 
 
 
 def resume_instruction(why: str | None, evidence: str | None) -> str:
-    """What an agent is told when its session is continued: why its last round did not finish,
-    or the failed check's evidence (the task itself is in the session already)."""
-    if evidence:
-        return f"Your edits did not pass a check. Fix them. Evidence from the failed check:\n{evidence}"
-    return f"You were interrupted before you finished: {why}. Go on with the task from where you stopped, and finish it."
+    """What an agent is told when its session is continued: why its last round did not finish
+    (the evidence, if any, is in the session already), else the failed check's evidence (the task
+    itself is in the session)."""
+    if why or not evidence:
+        return f"You were interrupted before you finished: {why}. Go on with the task from where you stopped, and finish it."
+    return f"Your edits did not pass a check. Fix them. Evidence from the failed check:\n{evidence}"
 
 
 def interruption(result: CommandResult) -> str:

@@ -63,7 +63,8 @@ CODEX = AgentPreset(
     },
     secrets=("OPENAI_API_KEY", "CODEX_API_KEY"),
     stall_timeout_s=600,
-    resume="codex exec resume --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check {args} {session} {instruction}",
+    # exec's own flags before `resume`: it takes them from there (and refuses some, -s, -C, after it).
+    resume="codex exec --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check {args} resume {session} {instruction}",
     sessions=".codex/sessions",
     stall_reason="Codex waits 300 s for a silent model stream before it reconnects (5 times): 600 s lets one "
     "reconnect succeed; its 'Reconnecting...' lines are not progress, so a model that cannot be reached is "

@@ -10,6 +10,7 @@ step's own, and the hosts of its agent's model configuration), and a refused con
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any
@@ -25,15 +26,38 @@ PLAN_WIDE = "(sandbox)"  # the rules' key for what every process in the sandbox 
 
 def check_entry(entry: str) -> str:
     """An allow-list entry as written (a host name, `*.` and a domain, or an IP address, each
-    with an optional `:port`), lower-cased; ValueError naming the entry and the form otherwise."""
+    with an optional `:port`; an address of this machine's loopback with its port), lower-cased;
+    ValueError naming the entry and what to write otherwise."""
     found = _ENTRY.match(entry.strip())
     port = found.group("port") if found else None
     if found is None or (port is not None and not 0 < int(port) < 65536):
         raise ValueError(
             f"network allow-list entry {entry!r} is not a host name: write a host (api.openai.com), a domain's "
-            "hosts (*.anthropic.com) or an address (127.0.0.1), each with an optional :port; no scheme, no path"
+            "hosts (*.anthropic.com) or an address (127.0.0.1:8080), each with an optional :port; no scheme, no path"
         )
+    host = found.group("host").lower()
+    if host == "localhost":
+        raise ValueError(f"network allow-list entry {entry!r}: localhost is the sandbox's own (never proxied); "
+                         "a server on this machine is 127.0.0.1:PORT")  # fmt: skip
+    if host.startswith("*.") and host.count(".") < 2:
+        raise ValueError(f"network allow-list entry {entry!r} allows a whole top-level domain: name the domain (*.example.com)")
+    if port is None and (_is_loopback(host.strip("[]"))):
+        raise ValueError(f"network allow-list entry {entry!r} would open every service of this machine: give its port (127.0.0.1:8080)")
     return entry.strip().lower()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def private_to_this_machine(address: str) -> bool:
+    """An address a name must not lead to (the host's loopback, link-local such as a cloud's
+    metadata service): only an entry naming the address itself reaches it."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified
 
 
 class Egress(BaseModel):
@@ -122,7 +146,8 @@ class Refusal(BaseModel):
 
     @property
     def target(self) -> str:
-        return self.host if self.port in (80, 443) else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port in (80, 443) else f"{host}:{self.port}"
 
 
 def refusal_summary(targets: list[str], who: str = "the step") -> str:

@@ -130,6 +130,8 @@ class Step(_Strict):
     @field_validator("network", mode="before")
     @classmethod
     def _allow_list(cls, network: Any) -> Egress | None:
+        if network is not None and not isinstance(network, dict | Egress):
+            raise ValueError(f"{network!r}: a step's network is {{allow: [hosts]}}, added to the plan's allow-list")
         return None if network is None else egress(network)
 
     @field_validator("run", "instruction")
@@ -218,6 +220,8 @@ class Plan(_Strict):
     @field_validator("network", mode="before")
     @classmethod
     def _network_name(cls, network: Any) -> NetworkMode | Egress:
+        if not isinstance(network, bool | str | dict | Egress):
+            raise ValueError(f"{network!r}: use false, true, host, the name of a Docker network or {{allow: [hosts]}}")
         return egress(network) if isinstance(network, dict | Egress) else network_mode(network)
 
     @field_validator("secrets")

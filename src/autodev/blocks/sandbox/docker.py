@@ -75,8 +75,25 @@ class DockerSandbox(Block):
         network_mode = "none" if self.egress else network_mode_for(client, self.network)
         user = _sandbox_user(workspace)
         _status_dir(workspace, run_id, user)
-        gate = EgressGate(self.egress, run_id) if self.egress else None
-        container = client.containers.run(
+        gate = EgressGate(self.egress, run_id, user, flow_run_id) if self.egress else None
+        try:
+            container = self._container(client, workspace, run_id, flow_run_id, network_mode, user)
+        except BaseException:
+            if gate is not None:
+                gate.close()
+            raise
+        session = DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory, gate)
+        if gate is not None:
+            try:
+                gate.attach(client, container, self._relay_image(client))
+            except BaseException:
+                session.close()
+                raise
+        return session
+
+    def _container(self, client: docker.DockerClient, workspace: Path, run_id: str, flow_run_id: str | None, network_mode: str, user: str):
+        """The run's container, started: it runs `sleep infinity`, and each command is an exec."""
+        return client.containers.run(
             self.image,
             command=["sleep", "infinity"],
             name=f"autodev-{run_id}-{uuid.uuid4().hex[:6]}",
@@ -95,14 +112,6 @@ class DockerSandbox(Block):
             mem_limit=self.memory,
             labels={"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id},
         )
-        session = DockerSandboxSession(client, container, workspace.resolve(), run_id, self.memory, gate)
-        if gate is not None:
-            try:
-                gate.attach(client, container, self._relay_image(client), user)
-            except BaseException:
-                session.close()
-                raise
-        return session
 
     def _relay_image(self, client: docker.DockerClient) -> str:
         """autodev's own sandbox image (python3 in it) for the allow-list's relay, else the run's."""

@@ -14,10 +14,12 @@ command fails closed, its result says why, and the proxy starts again for the ne
 from __future__ import annotations
 
 import contextlib
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,17 +31,18 @@ from autodev.core.egress import EgressRules, Refusal
 from autodev.core.errors import EnvironmentProblem
 
 RELAY_PORT = 3128
-RELAY_FOLDER = "/run/autodev-egress"  # the host folder with the proxy's socket, in the relay
+RELAY_FOLDER = "/run/autodev-egress"  # the host folder with the proxy's socket, in the relay (read-only)
 START_TIMEOUT_S = 15.0
 RELAY_SCRIPT = Path(__file__).with_name("egress_relay.py")  # stdlib only: runs on the image's python3
 
 
 class EgressGate:
-    """One sandbox's proxy and relay; `attach` puts the relay beside its container."""
+    """One sandbox's proxy and relay; `attach` puts the relay beside its container. `user` is the
+    sandbox's (uid:gid): only it may connect to the proxy."""
 
-    def __init__(self, rules: EgressRules, run_id: str):
-        self.rules = rules
-        self.run_id = run_id
+    def __init__(self, rules: EgressRules, run_id: str, user: str, flow_run_id: str | None = None):
+        self.labels = {"autodev.run_id": run_id, "autodev.flow_run_id": flow_run_id or run_id, "autodev.egress": "relay"}
+        self.user = user
         # Short: a Unix socket's path may not be longer than 107 bytes.
         self.folder = Path(tempfile.mkdtemp(prefix="autodev-egress-"))
         self.folder.chmod(0o755)  # the relay runs as the sandbox's user
@@ -48,30 +51,35 @@ class EgressGate:
         self.refusals_file.touch()
         self.relay = None
         self._proxy: subprocess.Popen | None = None
-        self._start_proxy()
+        self._reviving = threading.Lock()  # commands running side by side end at once
+        try:
+            self._start_proxy()
+        except BaseException:
+            self.close()
+            raise
 
     def _start_proxy(self) -> None:
         """Start the proxy and wait until its socket listens; EnvironmentProblem when it does not."""
         args = [sys.executable, "-m", "autodev.blocks.sandbox.egress_proxy", str(self.folder / "proxy.sock"),
-                str(self.folder / "rules.json"), str(self.refusals_file)]  # fmt: skip
-        log = (self.folder / "proxy.log").open("ab")
-        self._proxy = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
-        log.close()
+                str(self.folder / "rules.json"), str(self.refusals_file), self.user]  # fmt: skip
+        with (self.folder / "proxy.log").open("ab") as log:
+            self._proxy = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         assert self._proxy.stdout is not None
-        if self._proxy.stdout.readline().strip() != b"ready":  # it prints that once it listens, or dies
+        ready, _, _ = select.select([self._proxy.stdout], [], [], START_TIMEOUT_S)
+        if not ready or self._proxy.stdout.readline().strip() != b"ready":  # it says so once it listens, or dies
+            self._proxy.kill()
             raise EnvironmentProblem(
-                f"autodev's egress proxy did not start: {(self.folder / 'proxy.log').read_text()[-500:]}",
+                f"autodev's egress proxy did not start: {(self.folder / 'proxy.log').read_text()[-500:] or 'no word from it'}",
                 "run `autodev doctor`; the allow-list needs the proxy (`network: {allow: [...]}`)",
             )
 
-    def attach(self, client: docker.DockerClient, container, image: str, user: str) -> None:
+    def attach(self, client: docker.DockerClient, container, image: str) -> None:
         """Start the relay in `container`'s network namespace and wait until it listens."""
+        mounts = {str(self.folder): {"bind": RELAY_FOLDER, "mode": "ro"}, str(RELAY_SCRIPT): {"bind": "/run/autodev-relay.py", "mode": "ro"}}
         self.relay = relay = client.containers.run(
-            image, command=["python3", f"{RELAY_FOLDER}/relay.py", str(RELAY_PORT), f"{RELAY_FOLDER}/proxy.sock"], detach=True,
-            name=f"autodev-{self.run_id}-egress-{uuid.uuid4().hex[:6]}", network_mode=f"container:{container.id}",
-            volumes={str(self.folder): {"bind": RELAY_FOLDER, "mode": "rw"}, str(RELAY_SCRIPT): {"bind": f"{RELAY_FOLDER}/relay.py", "mode": "ro"}},
-            user=user, cap_drop=["ALL"],
-            security_opt=["no-new-privileges"], labels={"autodev.run_id": self.run_id, "autodev.egress": "relay"},
+            image, command=["python3", "/run/autodev-relay.py", str(RELAY_PORT), f"{RELAY_FOLDER}/proxy.sock"], detach=True,
+            name=f"autodev-{self.labels['autodev.run_id']}-egress-{uuid.uuid4().hex[:6]}", network_mode=f"container:{container.id}",
+            volumes=mounts, user=self.user, cap_drop=["ALL"], security_opt=["no-new-privileges"], labels=self.labels,
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT_S
         while b"listening" not in relay.logs():
@@ -85,24 +93,28 @@ class EgressGate:
             time.sleep(0.05)
 
     def env(self, step_id: str | None, attempt: int) -> dict[str, str]:
-        """A command's proxy settings: its step and attempt as the credentials."""
-        who = f"{step_id}:{attempt}@" if step_id else ""
+        """A command's proxy settings: its step and attempt as the credentials; `localhost` is
+        the sandbox's own (its servers), never proxied."""
+        who = f"{step_id or 'sandbox'}:{attempt}@"
         url = f"http://{who}127.0.0.1:{RELAY_PORT}"
         names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-        return {**dict.fromkeys(names, url), "NO_PROXY": "", "no_proxy": "", "NODE_USE_ENV_PROXY": "1"}
+        return {**dict.fromkeys(names, url), "NO_PROXY": "localhost", "no_proxy": "localhost", "NODE_USE_ENV_PROXY": "1"}
 
     def revive(self) -> str | None:
         """Start the proxy again if it died; why it had died (None when it runs)."""
-        assert self._proxy is not None
-        if (code := self._proxy.poll()) is None:
-            return None
-        self._start_proxy()
-        return f"autodev's egress proxy stopped (exit code {code}) while the command ran: the sandbox had no network"
+        with self._reviving:
+            assert self._proxy is not None
+            if (code := self._proxy.poll()) is None:
+                return None
+            self._start_proxy()
+            return f"autodev's egress proxy stopped (exit code {code}) while the command ran: the sandbox had no network"
 
     def refused(self, step_id: str | None, attempt: int) -> list[Refusal]:
-        """The connections the proxy refused to this step's attempt."""
-        lines = self.refusals_file.read_text().splitlines()
-        found = [Refusal.model_validate_json(line) for line in lines if line.strip()]
+        """The connections the proxy refused to this step's attempt (a line being written is skipped)."""
+        found = []
+        for line in self.refusals_file.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                found.append(Refusal.model_validate_json(line))
         return [r for r in found if r.step_id == step_id and r.attempt == attempt]
 
     def close(self) -> None:

@@ -12,16 +12,24 @@ GONE_HEAD = b"HTTP/1.1 502 autodev egress proxy not running (no network)\r\nConn
 
 
 async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    """Copy until the source ends or either side fails; then close the sink."""
-    try:
+    """Copy until the source ends (then half-close the sink, so an answer can still come back)
+    or either side fails."""
+    with contextlib.suppress(ConnectionError, OSError):
         while data := await source.read(65536):
             sink.write(data)
             await sink.drain()
-    except (ConnectionError, OSError):
-        pass
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
+async def splice(a: asyncio.StreamReader, a_out: asyncio.StreamWriter, b: asyncio.StreamReader, b_out: asyncio.StreamWriter) -> None:
+    """Both ways between two connections until both have ended; then close them."""
+    try:
+        await asyncio.gather(pipe(a, b_out), pipe(b, a_out))
     finally:
-        with contextlib.suppress(OSError):
-            sink.close()
+        for writer in (a_out, b_out):
+            with contextlib.suppress(OSError):
+                writer.close()
 
 
 async def relay(socket_path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -31,7 +39,7 @@ async def relay(socket_path: str, reader: asyncio.StreamReader, writer: asyncio.
         writer.write(GONE_HEAD % len(GONE) + GONE)
         writer.close()
         return
-    await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
+    await splice(reader, writer, upstream_reader, upstream)
 
 
 async def main(port: int, socket_path: str) -> None:

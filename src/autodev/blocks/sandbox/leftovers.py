@@ -19,7 +19,7 @@ from autodev.blocks.sandbox.layout import MARKER_VAR, exit_path, log_path, read_
 from autodev.blocks.sandbox.session import ENGINE_ERRORS, KILL_MARKED
 from autodev.core.session import LeftAttempt, QueueEntry
 
-HEAD_BYTES = 16384  # of a left attempt's log: where an agent CLI names its session
+HEAD_BYTES = 65536  # of a left attempt's log: where an agent CLI names its session
 
 
 def remove_run_containers(run_id: str, label: str = "autodev.run_id") -> int:

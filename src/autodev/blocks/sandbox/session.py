@@ -85,6 +85,8 @@ class DockerSandboxSession(SandboxSession):
 
     def run(self, request: CommandRequest, on_output: OutputSink, on_started: Callable[[], None] | None = None) -> CommandResult:
         started_at = utcnow()
+        if self.egress is not None:
+            self.egress.revive()  # one that died between commands: this one has its way out
         clock = _Clocks(request.timeout_s, request.stall_timeout_s)
         reason, lost = None, False
         try:
@@ -118,7 +120,7 @@ class DockerSandboxSession(SandboxSession):
             self.container.id,
             ["/bin/sh", "-c", STEP_WRAPPER, "autodev-step", keep_home(request.kept_home, CONTAINER_WORKSPACE) + request.command,
              self._in_container(exit_file)],
-            stdout=True, stderr=True, stdin=False, tty=False, environment={**request.env, **self._egress_env(request), MARKER_VAR: key},
+            stdout=True, stderr=True, stdin=False, tty=False, environment={**self._egress_env(request), **request.env, MARKER_VAR: key},
             workdir=CONTAINER_WORKSPACE,
         )["Id"]  # fmt: skip
         stream = self.api.exec_start(exec_id, stream=True, demux=True)

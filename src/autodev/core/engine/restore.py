@@ -45,10 +45,11 @@ class Restoring(CliSessions):
         self.progress.attempts[step_id] = left.attempt
         tail = self.redactors[step_id].text(left.output_tail)  # written before the log was masked
         step = self.plan.step(step_id)
-        self._left_session(step, left)
+        report = self._left_session(step, left)
         deps_done = all(self.progress.status[d] == "succeeded" or d in self.progress.waived for d in step.depends_on)
         # A merge is never taken from what was left: it runs again (a merge done already is not done twice).
         result = left_result(left, tail, counts=left.exit_code is not None and deps_done and step.merges is None)
+        result.agent = report  # the session it ran in, as its log's head names it
         if step.merges is not None:
             result = result.model_copy(update={"exit_reason": "interrupted: its orchestrator died during the merge; "
                                                "it runs again (a merge made already is not made twice)"})  # fmt: skip

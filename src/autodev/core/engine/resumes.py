@@ -13,13 +13,17 @@ happened. The CLI's sessions folder is kept in the workspace (`.autodev/home/`, 
 
 from __future__ import annotations
 
+import re
+
 from autodev.core.agent import agent_cli_command, interruption, resume_instruction
 from autodev.core.agents import AgentStream, agent_template, preset_of
-from autodev.core.commands import CommandResult, StepAttempt
+from autodev.core.commands import AgentReport, CommandResult, StepAttempt
 from autodev.core.engine.base import EngineParts
 from autodev.core.engine.effects import Effects, Note
 from autodev.core.models import Step
 from autodev.core.session import CliSession, LeftAttempt
+
+_SESSION_FIELD = re.compile(r'"(?:thread_id|session_id)"\s*:\s*"([A-Za-z0-9-]+)"')
 
 
 class CliSessions(EngineParts):
@@ -77,26 +81,31 @@ class CliSessions(EngineParts):
         """Forget the session the CLI would not continue; the step starts a new one now, with
         nothing counted against its retries or the breaker."""
         session = self.state.doc.cli_sessions.pop(step.id)
-        self.state.round_start[step.id] = stored.attempt
+        self.state.round_start[step.id] += 1  # this attempt alone is not counted against the retries
         said = stored.result.output_tail.strip().splitlines()[-1:] or [stored.result.exit_reason or "no output"]
         note = f"step {step.id}: its {session.agent} session {session.id} could not be continued ({said[0][:200]}): a new session starts"
         return Effects(attempts=[stored], notes=[Note("warning", note)])
 
-    def _left_session(self, step: Step, left: LeftAttempt) -> None:
-        """A round its orchestrator did not see end: its session, from the head of its log."""
+    def _left_session(self, step: Step, left: LeftAttempt) -> AgentReport | None:
+        """A round its orchestrator did not see end: its session, from the head of its log (the
+        agent's report of it as far as the head tells)."""
         preset = preset_of(self.plan, step)
         if preset is None or preset.stream is None or preset.resume is None:
-            return
+            return None
         stream = AgentStream(preset.stream)
         for line in left.output_head.splitlines():
             stream.feed(line)
-        if stream.report.session_id:
+        report = stream.report
+        if report.session_id is None and (named := _SESSION_FIELD.search(left.output_head)):
+            report.session_id = named.group(1)  # its first event was longer than the head
+        if report.session_id:
             stopped = CommandResult.model_validate({
-                "status": "succeeded" if left.exit_code == 0 else "failed", "exit_code": left.exit_code, "started_at": left.started_at or self.clock(),
-                "finished_at": left.finished_at or self.clock(), "agent": stream.report,
+                "status": "succeeded" if left.exit_code == 0 else "failed", "exit_code": left.exit_code,
+                "started_at": left.started_at or self.clock(), "finished_at": left.finished_at or self.clock(), "agent": report,
                 "exit_reason": "the orchestrator running it stopped before it finished",
             })  # fmt: skip
             self._record_session(step, stopped)
+        return report
 
 
 def resumes_of(sessions: dict[str, CliSession]) -> dict[str, int]:
