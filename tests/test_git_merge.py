@@ -152,3 +152,21 @@ def test_conflict_markers_a_task_committed_are_not_merged(tmp_path):
     refused = merge_lane(workspace, "task-2")
     assert refused.markers == ["notes.txt"] and refused.commit is None
     assert git.Repo(workspace).head.commit.hexsha == head and "<<<<<<<" not in (workspace / "notes.txt").read_text()
+
+
+def test_tests_that_fail_after_a_merge_git_will_not_undo_end_the_step_saying_how_to_undo_it(tmp_path):
+    from prefect.logging import disable_run_logger
+
+    from autodev.core.commands import CommandResult
+    from autodev.core.models import utcnow
+    from autodev.tasks.merge import _settled
+
+    workspace = run_clone(tmp_path)
+    task_round(workspace, "task-1", "alpha\n")
+    merge = merge_lane(workspace, "task-1")
+    (workspace / ".git" / "index.lock").write_text("")  # another git at work: git refuses to reset
+    red = CommandResult(status="failed", exit_code=1, started_at=utcnow(), finished_at=utcnow(), output_tail="1 failed\n")
+    with disable_run_logger():
+        settled = _settled(workspace, "task-1", merge, red)  # no exception: the step ends, and says so
+    assert settled.status == "failed" and "git refused to undo the merge" in settled.exit_reason
+    assert f"reset --hard {merge.before[:12]}" in settled.output_tail and "index.lock" in settled.output_tail

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autodev.core.engine.effects import Policy
+from autodev.core.engine.inputs import Restore
 from autodev.core.events import RunBlocked, StepWaiting
 from autodev.core.limits import NO_RESET_WAIT_S, limit_hit
-from autodev.core.session import Decision
+from autodev.core.session import Decision, SessionMetadata
 from autodev.testing import FixedClock, Scripted, scripted_engine, scripted_run
 
 NOW = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
@@ -118,3 +119,13 @@ def test_waits_in_a_row_count_from_the_first_and_block_past_the_longest():
     waits = [e.until for e in run.events(StepWaiting) if e.step == "one"]
     assert len(waits) == 2  # ending 21 s and 42 s after the first; the third would end past 50 s
     assert ("one", "limit") in [(e.step, e.reason) for e in run.events(RunBlocked)] and run.engine.state.breaker.count == 0
+
+
+def test_waits_in_a_row_count_across_a_resumed_run():
+    clock = FixedClock(NOW)
+    doc = SessionMetadata(limit_since={"one": NOW - timedelta(seconds=40)})  # as the run's document kept it
+    engine = scripted_engine(AGENTS.format(budget=""), Policy(limit_wait_max_s=50), doc=doc, clock=clock)
+    run = scripted_run(engine, {"codex exec": [LIMITED]})
+    run.go(Restore(step_states={}))
+    assert ("one", "limit") in [(e.step, e.reason) for e in run.events(RunBlocked)]  # 40 s before, 21 s now: past 50 s
+    assert not [e for e in run.events(StepWaiting) if e.step == "one"]

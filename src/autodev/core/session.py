@@ -164,6 +164,7 @@ class SessionMetadata(BaseModel):
     repository: RepositoryReport | None = None  # a run on a repository that exists: its branch and changes
     spent: dict[str, Spend] = Field(default_factory=dict)  # by step id, and "(run)" for the whole run
     waits: dict[str, LimitWait] = Field(default_factory=dict)  # steps waiting for their provider's limit to reset
+    limit_since: dict[str, datetime] = Field(default_factory=dict)  # when a limit first stopped each step, in a row (kept across resumes)
     cli_sessions: dict[str, CliSession] = Field(default_factory=dict)  # agent step -> its CLI's session
     refused: dict[str, list[str]] = Field(default_factory=dict)  # step -> the hosts the allow-list refused it
 

@@ -62,7 +62,13 @@ def _settled(workspace: Path, lane: str, merge: Merge, result: CommandResult) ->
     if result.status == "succeeded":
         verified(workspace)
         return result
-    undo_merge(workspace, merge)
+    try:
+        undo_merge(workspace, merge)
+    except (git.GitCommandError, OSError) as exc:  # the run's branch holds a merge whose tests fail: a person's turn
+        text = (f"\n[autodev] the tests failed on the merged code, and git refused to undo the merge: {git_refusal(exc)}; "
+                f"the run branch still holds it: `git -C {workspace} reset --hard {merge.before[:12]}` undoes it\n")  # fmt: skip
+        get_run_logger().error(text.strip())
+        return result.model_copy(update={"output_tail": result.output_tail + text, "exit_reason": text.strip()[:500]})
     try:
         marked = hand_back(workspace, lane, "the tests failed after merging it")
         note = f"the run branch is merged into {merge.branch}" + (f", conflicts marked in {', '.join(marked)}" if marked else "")

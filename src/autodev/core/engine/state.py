@@ -49,7 +49,6 @@ class RunState(BaseModel):
     baseline_outputs: dict[str, str] = Field(default_factory=dict)  # the last output of each baseline step
     round_digests: dict[str, list[str]] = Field(default_factory=dict)  # what each agent step's rounds changed
     sandbox_lost: bool = False  # a result said the sandbox went away: nothing starts until a person decides
-    limit_since: dict[str, datetime] = Field(default_factory=dict)  # when a provider's limit first stopped each step, in a row
     waiting_since: datetime | None = None  # since when some step has waited for a limit (waits that overlap count once)
 
     @classmethod

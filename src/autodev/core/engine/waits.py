@@ -32,7 +32,7 @@ class LimitWaits(EngineParts):
         at the soonest), counted from the first of this step's waits in a row."""
         now = self.clock()
         until = max(hit.resets_at or now + timedelta(seconds=NO_RESET_WAIT_S), now + timedelta(seconds=SOONEST_S))
-        since = self.state.limit_since.setdefault(step.id, now)
+        since = self.state.doc.limit_since.setdefault(step.id, now)
         return LimitWait(until=until, began=now, since=since, provider=provider_of(self.plan, step), line=hit.line)
 
     def _wait_fits(self, wait: LimitWait) -> bool:
@@ -87,7 +87,7 @@ class LimitWaits(EngineParts):
 
     def _past_limit(self, step_id: str) -> None:
         """The step got past its limit (it succeeded, or failed for another reason): its waits in a row end."""
-        self.state.limit_since.pop(step_id, None)
+        self.state.doc.limit_since.pop(step_id, None)
 
     @property
     def next_wake(self) -> datetime | None:
