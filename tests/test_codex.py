@@ -182,7 +182,7 @@ def test_autodev_run_with_agent_codex_does_every_task_with_codex(prefect_api, co
         args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
         done = subprocess.run(
             [*AUTODEV, "run", str(tasks), "--workspace", str(repo), "--agent", "codex", "--agent-args", args,
-             "--network", "host", "--yes", "--json"],
+             "--network", "host", "--parallel", "1", "--yes", "--json"],  # the scripted model's answers in task order
             capture_output=True, text=True, timeout=600, env={**os.environ, "OPENAI_API_KEY": SECRET},
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -211,7 +211,7 @@ def run_tasks(repo: Path, tasks: Path, model: ScriptedResponses, **env: str) -> 
     args = " ".join(shlex.quote(a) for a in codex_config_args(model.base_url, env_key="OPENAI_API_KEY"))
     done = subprocess.run(
         [*AUTODEV, "run", str(tasks), "--workspace", str(repo), "--agent", "codex", "--agent-args", args, "--network", "host",
-         "--yes", "--json"],
+         "--parallel", "1", "--yes", "--json"],  # the scripted model's answers in task order
         capture_output=True, text=True, timeout=600, env={**os.environ, "OPENAI_API_KEY": SECRET, **env},
     )  # fmt: skip
     assert done.stdout, done.stderr[-3000:]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -59,6 +61,29 @@ def wait_completed(api: str, runs: list[str], timeout_s: float, pause_s: float, 
             return
         assert time.monotonic() < deadline and not {"FAILED", "CRASHED"} & set(states), states
         time.sleep(pause_s)
+
+
+@contextlib.contextmanager
+def workers(env, count: int = 1):
+    """`prefect worker start` on the process pool, `count` of them, stopped on the way out whatever
+    happened: SIGINT first (SIGTERM has left a worker running past 30 s), then, for a worker still
+    there after 60 s on a loaded machine, SIGKILL to its process group, flow runs included."""
+    started = [
+        subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process", "--name", f"w{i}"],
+                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for i in range(count)
+    ]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.send_signal(signal.SIGINT)
+        for worker in started:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
 
 
 def test_a_deployment_run_executes_the_plan_like_autodev_exec(prefect_server, tmp_path):
@@ -152,9 +177,7 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
     started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
                       "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / 'ws'}")
     flow_run_id = started.stdout.split("/runs/flow-run/")[1].split()[0].strip()
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with workers(env):
         label = {"label": f"autodev.flow_run_id={flow_run_id}"}
         deadline = time.monotonic() + 120
         while not docker_engine.containers.list(filters=label):
@@ -170,9 +193,6 @@ def test_cancelling_a_deployed_run_stops_its_command_and_removes_its_sandbox(pre
                 break
             assert time.monotonic() < deadline, f"state {state}, sandbox removed: {gone}"
             time.sleep(0.5)
-    finally:
-        worker.send_signal(signal.SIGINT)  # a worker stops on SIGINT; SIGTERM has left it running past 30 s
-        worker.wait(30)
     status = subprocess.run([*AUTODEV, "status", flow_run_id, "--json"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(status.stdout)["status"] == "failed"
@@ -189,18 +209,8 @@ def test_two_workers_share_one_postgres_state_store_without_losing_results(prefe
         started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
                           "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / f'ws{n}'}")
         runs.append(started.stdout.split("/runs/flow-run/")[1].split()[0].strip())
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process", "--name", f"w{i}"],
-                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i in range(2)
-    ]
-    try:
+    with workers(env, count=2):
         wait_completed(api, runs, timeout_s=240, pause_s=1)
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(30)
 
     from autodev.blocks.store import StateStore
 
@@ -274,14 +284,9 @@ def test_queued_runs_respect_the_pool_limit_and_each_projects_limit(prefect_serv
         started = prefect(env, "deployment", "run", "autodev-plan/autodev-plan",
                           "--param", f"plan={json.dumps(plan)}", "--param", f"workspace={tmp_path / f'ws{n}'}")
         runs.append(started.stdout.split("/runs/flow-run/")[1].split()[0].strip())
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "autodev-process"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[list[str]] = []
-    try:
+    with workers(env):
         wait_completed(api, runs, timeout_s=400, pause_s=0.2, each=lambda: seen.append(sandboxes_now(docker_engine, runs)))
-    finally:
-        worker.send_signal(signal.SIGINT)
-        worker.wait(30)
 
     from autodev.blocks.store import StateStore
 

@@ -36,7 +36,9 @@ def shelf_repository(tmp_path: Path) -> git.Repo:
 def test_tasks_in_an_existing_repository_run_on_a_branch_of_their_own(prefect_api, docker_engine, tmp_path):
     repo = shelf_repository(tmp_path)
     head, readme = repo.head.commit.hexsha, (Path(repo.working_dir) / "README.md").read_text()
-    result = autodev("run", str(TASKS), "--workspace", repo.working_dir, "--replay", str(ROOT / "examples/replay/shelf.yaml"), "--json")
+    # --parallel 1: the tasks one after another on one branch (the parallel night: tests/test_parallel.py)
+    result = autodev("run", str(TASKS), "--workspace", repo.working_dir, "--replay", str(ROOT / "examples/replay/shelf.yaml"),
+                     "--parallel", "1", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     branch = report["repository"]["branch"]
@@ -108,7 +110,7 @@ def test_a_task_that_blocks_does_not_hold_back_the_other(prefect_api, docker_eng
         monkeypatch.setenv("AUTODEV_LLM_MODEL", "openai/scripted")
         monkeypatch.setenv("AUTODEV_LLM_API_BASE", model.api_base)
         monkeypatch.setenv("AUTODEV_LLM_API_KEY", "test-key")
-        result = autodev("run", str(TASKS), "--workspace", repo.working_dir, "--json")
+        result = autodev("run", str(TASKS), "--workspace", repo.working_dir, "--parallel", "1", "--json")
     assert result.returncode == 3, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert [(t["task"], t["status"]) for t in report["tasks"]] == [

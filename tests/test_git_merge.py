@@ -169,4 +169,5 @@ def test_tests_that_fail_after_a_merge_git_will_not_undo_end_the_step_saying_how
     with disable_run_logger():
         settled = _settled(workspace, "task-1", merge, red)  # no exception: the step ends, and says so
     assert settled.status == "failed" and "git refused to undo the merge" in settled.exit_reason
+    assert settled.host_refused  # a person's turn: the step blocks instead of going back to the task's agent
     assert f"reset --hard {merge.before[:12]}" in settled.output_tail and "index.lock" in settled.output_tail

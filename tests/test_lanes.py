@@ -39,12 +39,14 @@ def test_each_task_gets_a_worktree_and_a_merge_step_and_what_waited_for_it_waits
     assert lanes.step("task-3").depends_on == ["baseline", "merge-1"]  # "after task 1": after its merge
 
 
-def test_a_repository_with_no_tests_merges_and_shows_the_merge_and_a_plan_with_no_task_only_gets_its_limit():
+def test_a_repository_with_no_tests_merges_and_shows_the_merge_and_a_plan_with_fewer_than_two_tasks_stays_as_it_is():
     plan = repository_plan(parse_requirements(TASKS), RepoMap(files=["app.py"], file_count=1))
     lanes = in_lanes(plan, None, parallel=2)
     assert lanes.step("merge-1").run == NO_TESTS and lanes.step("merge-1").depends_on == ["task-1"]
     plain = parse_plan("project: p\nsteps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'true'}\n")
-    assert in_lanes(plain, "pytest", parallel=4) == plain.model_copy(update={"max_parallel": 4})
+    assert in_lanes(plain, "pytest", parallel=4) == plain
+    one = repository_plan(parse_requirements("# Work\n\n- [ ] add a schema\n"), RepoMap(files=["app.py"], file_count=1))
+    assert in_lanes(one, "pytest", parallel=4) == one
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,18 @@ def test_a_failed_merge_goes_back_to_its_own_task_and_each_task_has_its_own_roun
     assert "conflicts in: notes.txt" in again  # the agent is told why
 
 
+def test_a_merge_git_refused_on_this_machine_blocks_for_a_person_and_the_other_tasks_are_merged():
+    full = Scripted("failed", 1, "git refused to merge the branch of task-1: No space left on device; nothing was merged\n",
+                    host_refused=True)  # fmt: skip
+    run = scripted_run(LANES, {"make test": [full]}).go()
+    assert not run.events(FeedbackRound)  # the task's agent could not free the disk: no round spent on it
+    assert {sid: state for sid, state in run.states().items() if sid.startswith("merge")} == {
+        "merge-1": "blocked", "merge-2": "succeeded", "merge-3": "succeeded",
+    }
+    (blocker,) = run.engine.state.doc.blockers
+    assert (blocker.step_id, blocker.kind) == ("merge-1", "host") and "disk is full" in blocker.suggested_action
+
+
 def test_a_merge_a_dead_orchestrator_left_runs_again_even_when_its_tests_had_ended():
     left = [LeftAttempt(step_id="merge-1", attempt=1, exit_code=1, finished_at=utcnow(), output_tail="1 failed\n")]
     run = scripted_run(LANES).go(Restore(step_states={"task-1": "succeeded"}, left=left))
@@ -117,3 +131,17 @@ def test_a_merge_has_the_run_workspace_to_itself():
             (in_workspace.add if event == "start" else in_workspace.discard)(step)
             assert len(in_workspace) <= 1, timeline  # never a merge beside another step in the workspace
     assert ("start", "docs", 1) in timeline
+
+
+def test_the_default_number_of_tasks_at_once_follows_the_machine(monkeypatch):
+    from autodev.core.settings import GIB, Settings, machine_parallel
+
+    assert machine_parallel(cpus=1, memory_bytes=64 * GIB) == 1
+    assert machine_parallel(cpus=2, memory_bytes=16 * GIB) == 2
+    assert machine_parallel(cpus=16, memory_bytes=64 * GIB) == 4  # agents wait on their model: 4 is plenty
+    assert machine_parallel(cpus=16, memory_bytes=5 * GIB) == 2  # 2 GiB for each task's sandbox
+    assert machine_parallel(cpus=8, memory_bytes=GIB) == 1
+    monkeypatch.delenv("AUTODEV_PARALLEL", raising=False)
+    assert Settings().tasks_at_once() == machine_parallel()
+    monkeypatch.setenv("AUTODEV_PARALLEL", "3")
+    assert Settings().tasks_at_once() == 3

@@ -12,6 +12,7 @@ from autodev.core.engine.rules import (
     BudgetSpent,
     Failure,
     FeedbackRound,
+    HostRefused,
     NoAgent,
     RetriesLeft,
     Retry,
@@ -31,15 +32,22 @@ CHECK = Step(id="test", run="pytest", feedback_to="implement")
 LIMITS = StepDefaults(retries=2, max_stall_retries=1)
 
 
-def failure(status="failed", failures=1, stalls=0, tripped=False, lost=False, rounds_left=True, step=CHECK) -> Failure:
+def failure(status="failed", failures=1, stalls=0, tripped=False, lost=False, rounds_left=True, step=CHECK, host=False) -> Failure:
     now = utcnow()
-    result = CommandResult(status=status, exit_code=None if lost else 1, started_at=now, finished_at=now, sandbox_lost=lost)
+    result = CommandResult(status=status, exit_code=None if lost else 1, started_at=now, finished_at=now, sandbox_lost=lost,
+                           host_refused=host)  # fmt: skip
     return Failure(step=step, result=result, limits=LIMITS, failures=failures, stalls=stalls, breaker_tripped=tripped, rounds_left=rounds_left)
 
 
 def test_a_lost_sandbox_blocks_and_nothing_else_does():
     assert SandboxLost().verdict(failure(lost=True)) == Block("sandbox")
     assert SandboxLost().verdict(failure()) is None
+
+
+def test_a_merge_git_refused_on_this_machine_blocks_before_any_retry_or_round():
+    assert HostRefused().verdict(failure(host=True)) == Block("host")
+    assert HostRefused().verdict(failure()) is None
+    assert verdict_for(failure(host=True, failures=1)) == Block("host")  # retries and rounds left: still a person's
 
 
 def test_the_breaker_blocks_when_it_tripped():

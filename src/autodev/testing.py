@@ -37,6 +37,7 @@ class Scripted:
     output: str = ""
     round_digest: str | None = None  # an agent round's change, as a git workspace would digest it
     session: str | None = None  # the session an agent CLI's events named (an agent step's attempt)
+    host_refused: bool = False  # git on the host refused the step's work (a merge on a full disk)
 
 
 class ScriptedExecutor(Executor):
@@ -82,7 +83,7 @@ class ScriptedExecutor(Executor):
         return CommandResult(
             status=scripted.status, exit_code=scripted.exit_code, started_at=began, finished_at=began + timedelta(seconds=1),
             output_tail=output, output_bytes=len(output), round_digest=scripted.round_digest,
-            agent=_report(spec, scripted, output),
+            agent=_report(spec, scripted, output), host_refused=scripted.host_refused,
         )  # fmt: skip
 
 

@@ -98,7 +98,7 @@ NetworkOption = Annotated[
 
 ParallelOption = Annotated[
     int | None,
-    typer.Option(help="How many of a repository's tasks run at once, each on a branch of its own, merged once the tests pass (default: AUTODEV_PARALLEL, 1)."),
+    typer.Option(help="How many of a repository's tasks run at once, each on a branch of its own, merged once the tests pass (default: AUTODEV_PARALLEL, else up to 4 by this machine's cores and memory)."),
 ]
 
 

@@ -177,7 +177,7 @@ def choose_parallel(settings: Settings, parallel: int | None) -> int:
     """How many tasks `autodev run` works on at once (`--parallel`, else the settings'); BadInput (exit 2) outside 1-32."""
     if parallel is not None and not 1 <= parallel <= 32:
         raise BadInput(f"--parallel {parallel}: give how many tasks may run at once, from 1 to 32")
-    return parallel or settings.parallel
+    return parallel or settings.tasks_at_once()
 
 
 def preflight(image: str, database_url: str) -> None:

@@ -64,6 +64,7 @@ class CommandResult(BaseModel):
     output_tail: str = ""
     log_path: str | None = None
     sandbox_lost: bool = False  # the sandbox went away under it (the engine stopped): nothing can run there now
+    host_refused: bool = False  # git on this machine refused the step's own work (a full disk, a held lock): no agent can fix it
     agent: AgentReport | None = None  # what an agent CLI's event stream told (a preset with one)
     round_digest: str | None = None  # an agent round's change in a git workspace, digested ("" for none)
     limit: LimitHit | None = None  # an agent stopped by its provider's usage or rate limit (`core/limits.py`)

@@ -266,7 +266,7 @@ class Blocker(BaseModel):
     suggested_action: str = ""
     # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
     # budget: a plan's or step's budget is spent; limit: its provider's limit resets past AUTODEV_LIMIT_WAIT_MAX_S
-    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "budget", "limit"] = "failure"
+    kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "host", "budget", "limit"] = "failure"
     ts: datetime
 
     @property

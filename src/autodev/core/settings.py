@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 AUTODEV_HOME = Path(os.environ.get("AUTODEV_HOME", Path.home() / ".autodev"))
 DEFAULT_IMAGE = "autodev-sandbox:latest"
+GIB = 1024**3
 
 
 class Settings(BaseSettings):
@@ -40,9 +41,10 @@ class Settings(BaseSettings):
         True, description="The sandbox network an agent CLI gets to reach its model, when the plan names none: "
         "true (Docker's default bridge), host, or a Docker network's name."
     )
-    parallel: int = Field(
-        1, ge=1, le=32, description="How many tasks of a repository `autodev run` works on at once (`--parallel` wins); "
-        "above 1, each task has a clone and branch of its own and is merged after the tests pass."
+    parallel: int | None = Field(
+        None, ge=1, le=32, description="How many tasks of a repository `autodev run` works on at once (`--parallel` wins); "
+        "above 1, each task has a clone and branch of its own and is merged after the tests pass; "
+        "unset: a figure for this machine (machine_parallel)."
     )
     limit_wait_max_s: float = Field(
         6 * 3600, gt=0, description="The longest a step waits for its provider's usage or rate limit to reset "
@@ -74,6 +76,10 @@ class Settings(BaseSettings):
     )
     server_home: Path = Field(AUTODEV_HOME / "server", description="The managed Prefect server's PID, log and database.")
 
+    def tasks_at_once(self) -> int:
+        """`parallel` when set, else the figure for this machine."""
+        return self.parallel or machine_parallel()
+
     def new_workspace(self, project: str) -> Path:
         """Where a run without a given workspace works: a new directory named after the project and the time."""
         return self.workspace_root / f"{project}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -89,6 +95,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config_file = Path(os.environ.get("AUTODEV_CONFIG", AUTODEV_HOME / "config.toml"))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+
+def machine_parallel(cpus: int | None = None, memory_bytes: int | None = None) -> int:
+    """How many tasks run at once by default: up to 4, no more than the cores (a task's checks and
+    the merge queue's tests use a core each; an agent mostly waits for its model) and one per
+    2 GiB of memory (an agent CLI and its tests in a sandbox); at least 1."""
+    if cpus is None:  # the cores this process may use (sched_getaffinity is Linux's)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # no sysconf: the cores decide
+            memory_bytes = 2 * GIB * cpus
+    return max(1, min(4, cpus, memory_bytes // (2 * GIB)))
 
 
 def load_settings() -> Settings:

@@ -86,7 +86,7 @@ def develop(
     state_store_block: str | None = None,
     llm_block: str | None = None,
     agent: AgentChoice | None = None,
-    parallel: int = 1,
+    parallel: int | None = None,
 ):
     """Develop `requirements` (a markdown file) in `workspace` and run the plan.
 
@@ -98,7 +98,7 @@ def develop(
     `template` overrides the one the requirements name; `confirm=False` runs a plan no model made
     without asking; `replay`: stored model responses, when no model is configured; `agent`: the
     coding-agent CLI of every agent step (default: the built-in agent); `parallel`: how many of a
-    repository's tasks run at once (`--parallel`). The blocks are as for the plan flow. Given a
+    repository's tasks run at once (`--parallel`; default: the settings' or the machine's figure). The blocks are as for the plan flow. Given a
     `plan` (or its file's path), it runs it as `autodev exec` does."""
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if plan is not None and requirements is None:
@@ -157,16 +157,20 @@ def check_workspace(path: Path) -> None:
 
 def make_plan(
     wanted: Requirements, template: str | None, repo_map: RepoMap | None, llm_block: str | None, replay: str | None,
-    agent: AgentChoice | None = None, parallel: int = 1,
+    agent: AgentChoice | None = None, parallel: int | None = None,
 ) -> Decomposition:  # fmt: skip
     """The plan for the requirements: for the repository of `repo_map`, or for a template; the
     model's, or the template's with manual guidance; its agent steps run `agent` when one is
-    chosen; a repository's tasks `parallel` at once, each in a worktree of its own, when above 1."""
+    chosen; a repository's tasks `parallel` at once (unset: the settings' or the machine's figure),
+    each in a worktree of its own, when above 1."""
+    parallel = parallel or runtime().settings.tasks_at_once()
     with runtime().model(llm_block, replay, get_run_logger().info) as llm:
         made = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
     plan = made.plan if agent is None else with_agent(made.plan, agent)
-    if repo_map is not None and parallel > 1:
-        plan = in_lanes(plan, repo_map.test_command, parallel)
+    if repo_map is not None and parallel > 1 and (lanes := in_lanes(plan, repo_map.test_command, parallel)) is not plan:
+        plan = lanes
+        get_run_logger().info(f"up to {parallel} tasks at once, each on a branch of its own, merged after the tests pass "
+                              "(--parallel 1: one after another on one branch)")  # fmt: skip
     return made.model_copy(update={"plan": plan})
 
 

@@ -85,6 +85,7 @@ def run_experiment(experiment: Experiment, workspace: Path, use_model: bool, blo
         workspace=str(workspace),
         confirm=False,  # nobody is awake to confirm: a template's plan runs as it is
         replay=None if use_model else experiment.replay,
+        parallel=1,  # a repository's tasks one after another: the stored responses were made so
         return_state=True,
         **blocks,
     )

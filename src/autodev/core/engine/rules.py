@@ -2,6 +2,8 @@
 
 After a failed attempt (`FAILURE_RULES`), the seed's self-healing ladder:
 - the sandbox went away: block, nothing can run until a person says it is back;
+- git on this machine refused a merge step's own work (a full disk, a held lock): block, for a
+  person to fix the machine (the task's agent could not);
 - the agent's provider said its usage or rate limit is reached: wait until it resets (no retry
   spent, nothing counted against the breaker), or block when that is past the longest wait;
 - the failure breaker tripped (the same failure `threshold` times in a row): block, whatever the
@@ -52,7 +54,7 @@ class Retry:
 class Block:
     """Stop at the step and wait for a person's decision."""
 
-    kind: Literal["stall", "breaker", "sandbox", "limit"]
+    kind: Literal["stall", "breaker", "sandbox", "host", "limit"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class FailureRule(ABC):
 class SandboxLost(FailureRule):
     def verdict(self, failure: Failure) -> Verdict | None:
         return Block("sandbox") if failure.result.sandbox_lost else None
+
+
+class HostRefused(FailureRule):
+    """A merge git could not make on this machine goes to a person, not to the task's agent."""
+
+    def verdict(self, failure: Failure) -> Verdict | None:
+        return Block("host") if failure.result.host_refused else None
 
 
 class LimitReached(FailureRule):
@@ -124,7 +133,7 @@ class StepFails(FailureRule):
 
 
 FAILURE_RULES: tuple[FailureRule, ...] = (
-    SandboxLost(), LimitReached(), BreakerTripped(), StallLadder(), RetriesLeft(), FeedbackRound(), StepFails(),
+    SandboxLost(), HostRefused(), LimitReached(), BreakerTripped(), StallLadder(), RetriesLeft(), FeedbackRound(), StepFails(),
 )  # fmt: skip
 
 
