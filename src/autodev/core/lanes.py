@@ -20,11 +20,8 @@ NO_TESTS = "git log -1 --oneline"  # what a merge step runs when the repository 
 def in_lanes(plan: Plan, test_command: str | None, parallel: int) -> Plan:
     """`plan` with each task in a worktree of its own and a merge step after it, at most
     `parallel` steps at once (see the module's docstring). Steps with no task stay in the run's
-    workspace. A plan with fewer than two tasks is returned as it is: nothing would run beside
-    its task, so it stays the one-clone run, with no merge step."""
+    workspace; a plan with no task is returned with only its `max_parallel` set."""
     tasks = _tasks_of(plan)
-    if len(tasks) < 2:
-        return plan
     lane_of = {sid: _lane_name(steps) for steps in tasks.values() for sid in (s.id for s in steps)}
     merge_of = {lane: _merge_id(lane, plan) for lane in set(lane_of.values())}
     baseline = next((s.id for s in plan.steps if s.expect == "any" and s.run == test_command), None)

@@ -167,8 +167,8 @@ def make_plan(
     with runtime().model(llm_block, replay, get_run_logger().info) as llm:
         made = decompose_repository(wanted, repo_map, llm) if repo_map else decompose(wanted, template, llm)
     plan = made.plan if agent is None else with_agent(made.plan, agent)
-    if repo_map is not None and parallel > 1 and (lanes := in_lanes(plan, repo_map.test_command, parallel)) is not plan:
-        plan = lanes
+    if repo_map is not None and parallel > 1:
+        plan = in_lanes(plan, repo_map.test_command, parallel)
         get_run_logger().info(f"up to {parallel} tasks at once, each on a branch of its own, merged after the tests pass "
                               "(--parallel 1: one after another on one branch)")  # fmt: skip
     return made.model_copy(update={"plan": plan})
