@@ -264,7 +264,8 @@ class Blocker(BaseModel):
     exit_code: int | None
     summary: str
     suggested_action: str = ""
-    # manual: no agent, a person does the step; sandbox: the Docker engine went away under it
+    # manual: no agent, a person does the step; sandbox: the Docker engine went away under it;
+    # host: git on this machine refused a merge step's work (a full disk, a held lock)
     # budget: a plan's or step's budget is spent; limit: its provider's limit resets past AUTODEV_LIMIT_WAIT_MAX_S
     kind: Literal["failure", "stall", "breaker", "watchdog", "manual", "sandbox", "host", "budget", "limit"] = "failure"
     ts: datetime
