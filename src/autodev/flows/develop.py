@@ -97,10 +97,9 @@ def develop(
 
     `template` overrides the one the requirements name; `confirm=False` runs a plan no model made
     without asking; `replay`: stored model responses, when no model is configured; `agent`: the
-    coding-agent CLI of every agent step (default: the built-in agent); `parallel`: how many of a
-    repository's tasks run at once (`--parallel`; default: the settings' or the machine's figure).
-    The blocks are as for the plan flow. Given a `plan` (or its file's path), it runs it as
-    `autodev exec` does."""
+    coding-agent CLI of every agent step (default: the built-in agent); `parallel`: a repository's
+    tasks at once (`--parallel`; default: the settings' or the machine's figure). The blocks are
+    as for the plan flow. Given a `plan` (or its file's path), it runs it as `autodev exec` does."""
     blocks = dict(sandbox_block=sandbox_block, state_store_block=state_store_block, llm_block=llm_block)
     if plan is not None and requirements is None:
         return run_given_plan(plan, workspace, replay, blocks)
