@@ -6,16 +6,23 @@
 - `insights-<project>`: the next-step advice, each time it changes.
 Updates are throttled to the heartbeat interval (a 1,000-step plan must not make 1,000 table
 versions), and a plan of more than TABLE_ROWS steps shows a window of them; the last update
-always happens.
+always happens. They go to the Prefect API from a thread of their own, in order, so the loop
+never waits for the API between one step's end and the next one's start (an update took 30-40
+ms there: Prefect makes a client for each call, and each loads its TLS roots); the run's end
+waits for them all.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from autodev.core.engine.scheduling import Progress
@@ -50,13 +57,28 @@ class RunDashboard:
         self._progress_id = cast(UUID, create_progress_artifact(
             progress=0.0, key="autodev-progress", description=f"{plan.project}: steps finished"
         ))  # fmt: skip
+        self._logger = get_run_logger()
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autodev-dashboard")
+        self._sent: Future | None = None  # the newest update handed to the sender
+
+    def _send(self, *artifacts: Callable[[], object]) -> None:
+        """Create or update `artifacts` from the sender's thread, in the flow run's context (which
+        links them to the run); one that fails is a warning, never the run's end."""
+
+        def send() -> None:
+            for artifact in artifacts:
+                try:
+                    artifact()
+                except Exception as exc:  # the Prefect API is the flow's to report; the dashboard only lags
+                    self._logger.warning("could not update the run's dashboard: %s: %s", exc.__class__.__name__, exc)
+
+        self._sent = self._sender.submit(contextvars.copy_context().run, send)
 
     def update(self, progress: Progress, running: set[str], waits: dict[str, LimitWait] | None = None, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last < self.interval_s:
-            return
+        if not force and (time.monotonic() - self._last < self.interval_s or (self._sent is not None and not self._sent.done())):
+            return  # too soon, or the last update is still on its way: a later one shows the newest
         self._last = time.monotonic()
         done = sum(status is not None for status in progress.status.values())
-        update_progress_artifact(self._progress_id, progress=round(100 * done / len(self.plan.steps), 1))
         rows = [
             {
                 "step": s.id,
@@ -69,25 +91,33 @@ class RunDashboard:
         ]
         total = len(self.plan.steps)
         shown = "" if len(rows) == total else f" ({len(rows)} of {total} steps: off track, running, next)"
-        create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live{shown}")
+        self._send(
+            lambda: update_progress_artifact(self._progress_id, progress=round(100 * done / total, 1)),
+            lambda: create_table_artifact(table=rows, key="autodev-steps", description=f"{self.plan.project}: the plan, live{shown}"),
+        )  # fmt: skip
 
     def show_advice(self, insight: Insight) -> None:
-        create_markdown_artifact(
-            key=f"insights-{artifact_key(self.plan.project)}",
-            markdown=insight_markdown(insight),
-            description=f"{self.plan.project}: what to do next",
-        )
+        markdown = insight_markdown(insight)
+        self._send(lambda: create_markdown_artifact(
+            key=f"insights-{artifact_key(self.plan.project)}", markdown=markdown, description=f"{self.plan.project}: what to do next",
+        ))  # fmt: skip
 
     def finish(self, progress: Progress, report: RunReport, meta: SessionMetadata, evaluation: RunEvaluation) -> None:
+        """The last update and the run's summary and figures; returns once all are in."""
         self.update(progress, set(), force=True)
-        create_markdown_artifact(
-            key="autodev-run-summary", markdown=summary_markdown(report, meta), description=self.plan.project
-        )
-        create_markdown_artifact(
-            key=f"evaluation-{artifact_key(self.plan.project)}",
-            markdown=evaluation_markdown(evaluation),
-            description=f"{self.plan.project}: how the run went, in figures",
-        )
+        summary, figures = summary_markdown(report, meta), evaluation_markdown(evaluation)
+        self._send(
+            lambda: create_markdown_artifact(key="autodev-run-summary", markdown=summary, description=self.plan.project),
+            lambda: create_markdown_artifact(
+                key=f"evaluation-{artifact_key(self.plan.project)}", markdown=figures,
+                description=f"{self.plan.project}: how the run went, in figures",
+            ),
+        )  # fmt: skip
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the updates on their way (a run that ends any way shows its last state)."""
+        self._sender.shutdown(wait=True)
 
 
 def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:

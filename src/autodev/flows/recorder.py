@@ -157,6 +157,8 @@ class StoreRecorder(Recorder):
         """The run's process raised (or was stopped: Ctrl-C, SIGTERM): the run is failed, and
         says so. When the environment failed (the store, the engine) the run is left as it is,
         to be resumed (`autodev resume`); when another process holds the run now, it is theirs."""
+        if self.dashboard:
+            self.dashboard.close()
         if isinstance(exc, LeaseLost):
             return  # the run goes on in the process that holds it now
         if isinstance(exc, EnvironmentProblem):

@@ -106,6 +106,7 @@ def run_captured(
 
     def announce() -> None:  # once the command runs, so that logging the line does not delay it
         nonlocal started
+        attempt.channel.began(spec.step.id, spec.attempt)
         started, shown = True, spec.redactor.text(request.command)
         get_run_logger().info("$ %s", shown if spec.attempt == 1 else f"{shown}    (attempt {spec.attempt})")
         if preamble:
@@ -141,6 +142,7 @@ def finish(
     if settle is not None:
         result = settle(result)
     attempt.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=result, model_calls=model_calls))
+    attempt.channel.after_handover(spec.step.id, spec.attempt)  # the next command begins first
     verdict = describe(result)
     if result.status == "succeeded":
         logger.info(verdict)
