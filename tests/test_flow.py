@@ -189,3 +189,22 @@ steps:
     assert (by_id["hang"].status, by_id["hang"].exit_code) == ("timed_out", 137)
     assert by_id["next"].output_tail == "container-still-alive\n"
     assert report.status == "failed"
+
+
+def test_a_dashboard_the_prefect_api_refuses_is_a_warning_and_the_run_goes_on(prefect_api, docker_engine, tmp_path, monkeypatch):
+    """The live table is sent from a thread of its own: when the API refuses it, the run's log
+    says so and every step still runs."""
+
+    def refused(**_):
+        raise RuntimeError("the API answered 503")
+
+    monkeypatch.setattr("autodev.flows.dashboard.create_table_artifact", refused)
+    state, report = run("project: refused-table\nsteps:\n  - {id: one, run: 'true'}\n  - {id: two, run: 'true', depends_on: [one]}\n", tmp_path)
+    assert state.is_completed() and [s.status for s in report.steps] == ["succeeded", "succeeded"]
+    query = {"logs": {"flow_run_id": {"any_": [report.run_id]}}, "limit": 200}
+    for _ in range(50):  # the server takes in logs in batches
+        messages = [entry["message"] for entry in httpx.post(f"{prefect_api}/logs/filter", json=query).json()]
+        if any("could not update the run's dashboard" in m for m in messages):
+            break
+        time.sleep(0.2)
+    assert "could not update the run's dashboard: RuntimeError: the API answered 503" in messages

@@ -115,9 +115,10 @@ class RunDashboard:
         )  # fmt: skip
         self.close()
 
-    def close(self) -> None:
-        """Wait for the updates on their way (a run that ends any way shows its last state)."""
-        self._sender.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Wait for the updates on their way (a run that ends shows its last state); without
+        `wait` (the run crashed, perhaps because the Prefect API went away), drop them."""
+        self._sender.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def summary_markdown(report: RunReport, meta: SessionMetadata) -> str:

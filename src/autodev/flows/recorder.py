@@ -158,7 +158,7 @@ class StoreRecorder(Recorder):
         says so. When the environment failed (the store, the engine) the run is left as it is,
         to be resumed (`autodev resume`); when another process holds the run now, it is theirs."""
         if self.dashboard:
-            self.dashboard.close()
+            self.dashboard.close(wait=False)
         if isinstance(exc, LeaseLost):
             return  # the run goes on in the process that holds it now
         if isinstance(exc, EnvironmentProblem):
