@@ -1,12 +1,14 @@
-"""`autodev gc`: old finished runs lose their records, log files and leftover containers;
-blocked runs and newer runs are kept."""
+"""`autodev gc`: old finished runs lose their records, log files and leftover containers, and
+their workspaces the agent CLI sessions as old; blocked runs and newer runs are kept."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,6 +49,15 @@ def age(run_id: str, days: float) -> None:
         conn.execute("UPDATE agent_sessions SET updated_at = ? WHERE run_id = ?", ((utcnow() - timedelta(days=days)).isoformat(), run_id))
 
 
+def kept_session(workspace: Path, name: str, days: float) -> Path:
+    """A file an agent CLI kept in the workspace (`.autodev/home/`), last written `days` ago."""
+    path = workspace / ".autodev" / "home" / ".codex" / "sessions" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"type": "session_meta"}\n')
+    os.utime(path, (time.time() - days * 86400,) * 2)
+    return path
+
+
 def gc(*args: str) -> dict:
     done = subprocess.run([*AUTODEV, "gc", *args, "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -62,8 +73,11 @@ def test_gc_removes_old_finished_runs_and_keeps_what_can_be_resumed(prefect_api,
     for run_id in (old.run_id, blocked.run_id):
         age(run_id, days=10)
     leftover = docker_engine.containers.create(IMAGE, ["true"], labels={"autodev.run_id": old.run_id})
+    sessions = [kept_session(tmp_path / "old", "2026/10/rollout-old.jsonl", 10), kept_session(tmp_path / "old", "rollout-new.jsonl", 1),
+                kept_session(tmp_path / "stuck", "rollout-old.jsonl", 10)]  # fmt: skip
     try:
         check_gc(docker_engine, tmp_path, old, new, blocked)
+        check_sessions(*sessions)
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             leftover.remove(force=True)
@@ -74,11 +88,11 @@ def check_gc(docker_engine, tmp_path: Path, old, new, blocked) -> None:
     assert any(logs.iterdir())
 
     preview = gc("--older-than", "7", "--dry-run")
-    assert (preview["runs"], preview["attempts"], preview["kept_resumable"]) == (1, 2, 1)
+    assert (preview["runs"], preview["attempts"], preview["kept_resumable"], preview["session_files"]) == (1, 2, 1, 1)
     assert preview["log_files"] > 0 and logs.is_dir() and containers_of(docker_engine, old.run_id)
 
     done = gc("--older-than", "7")
-    assert (done["runs"], done["attempts"], done["containers"], done["kept_resumable"]) == (1, 2, 1, 1)
+    assert (done["runs"], done["attempts"], done["containers"], done["kept_resumable"], done["session_files"]) == (1, 2, 1, 1, 1)
     assert done["log_bytes"] == preview["log_bytes"] > 0
     assert not logs.exists() and not containers_of(docker_engine, old.run_id)
     db = store()
@@ -88,6 +102,12 @@ def check_gc(docker_engine, tmp_path: Path, old, new, blocked) -> None:
     db.close()
     assert (tmp_path / "old").is_dir()  # the workspace is the user's: never removed
     assert gc("--older-than", "7")["runs"] == 0  # nothing twice
+
+
+def check_sessions(old: Path, new: Path, resumable: Path) -> None:
+    """Of the old run's workspace, the session file as old as the runs went, with its emptied
+    folders; the newer one stays, as does one where a blocked run can still resume."""
+    assert not old.exists() and not old.parent.exists() and new.exists() and resumable.exists()
 
 
 def test_gc_refuses_negative_days():

@@ -2,16 +2,21 @@
 
 A finished run (succeeded or failed) not written for DAYS loses its record in the state store
 (session, attempts, step states, model usage), its log and exit-status files under the
-workspace's `.autodev/logs/<run>/`, and any sandbox container still labelled with it. Blocked and
-running runs are kept whatever their age: they can still be resumed. Workspaces are the user's
-code and are never touched.
+workspace's `.autodev/logs/<run>/`, and any sandbox container still labelled with it. In the
+workspaces those runs used, the files an agent CLI kept under `.autodev/home/` (its sessions,
+which a later round of the same run resumes) go too once they are DAYS old, unless a run there
+can still be resumed. Blocked and running runs are kept whatever their age: they can still be
+resumed. Workspaces are the user's code and are never touched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +44,8 @@ class GcReport(BaseModel):
     log_files: int = 0
     log_bytes: int = 0
     containers: int = 0
+    session_files: int = 0  # an agent CLI's files under `.autodev/home/` of the runs' workspaces
+    session_bytes: int = 0
     database_bytes_before: int | None = None  # SQLite only: the file's size
     database_bytes_after: int | None = None
     kept_resumable: int = 0  # blocked or running runs this old, kept because they can be resumed
@@ -49,11 +56,12 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (what was removed).")] = False,
 ) -> None:
-    """Remove old finished runs: their state store records, log files and leftover sandbox containers."""
+    """Remove old finished runs: their state store records, log files, leftover sandbox containers and agent CLI sessions."""
     if older_than < 0:
         raise BadInput(f"--older-than {older_than:g}: days must be 0 or more")
     report = GcReport(older_than_days=older_than, dry_run=dry_run)
     cutoff = utcnow() - timedelta(days=older_than)
+    from autodev.blocks.sandbox.layout import KEPT_HOME  # the sandbox's package imports the docker SDK
     from autodev.blocks.store.sqlite import SQLiteDatabase  # the store's package imports Prefect: only when collecting
 
     store = runtime().store()
@@ -64,6 +72,9 @@ def gc(
         report.kept_resumable = len(store.sessions.with_status(RESUMABLE, quiet_since=cutoff))
         for session in old:
             collect_run(store, session, report, dry_run)
+        resumable = {place for s in store.sessions.with_status(RESUMABLE) for place in places_of(s)}
+        homes = {place / KEPT_HOME for s in old for place in places_of(s) if place not in resumable}
+        collect_agent_sessions(homes, cutoff, report, dry_run)
         if old and not dry_run:
             report.containers = _remove_containers({s.run_id for s in old})
             store.db.compact()
@@ -75,12 +86,9 @@ def gc(
 
 def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) -> None:
     """Count (and unless dry_run, remove) one run's log files (its tasks' clones' too) and store records."""
-    from autodev.blocks.git_merge import lane_clone
     from autodev.blocks.sandbox.layout import status_dir  # the docker SDK, only when there is a run to collect
 
-    workspace = Path(session.workspace)
-    lanes = {lane_clone(workspace, s.worktree) for s in session.plan.steps if s.worktree}
-    folders = [status_dir(w, session.run_id) for w in (workspace, *lanes)]
+    folders = [status_dir(place, session.run_id) for place in places_of(session)]
     files = [f for logs in folders if logs.is_dir() for f in logs.rglob("*") if f.is_file()]
     report.runs += 1
     report.log_files += len(files)
@@ -91,6 +99,32 @@ def collect_run(store, session: SessionRecord, report: GcReport, dry_run: bool) 
     for logs in folders:
         shutil.rmtree(logs, ignore_errors=True)
     report.attempts += store.sessions.delete(session.run_id)
+
+
+def places_of(session: SessionRecord) -> set[Path]:
+    """Where a run worked: its workspace and its tasks' clones."""
+    from autodev.blocks.git_merge import lane_clone
+
+    workspace = Path(session.workspace).resolve()
+    return {workspace} | {lane_clone(workspace, s.worktree) for s in session.plan.steps if s.worktree}
+
+
+def collect_agent_sessions(homes: Iterable[Path], cutoff: datetime, report: GcReport, dry_run: bool) -> None:
+    """Count (and unless dry_run, remove) the files under these kept homes not modified since
+    `cutoff`, and then the folders left empty (links are not followed)."""
+    for home in homes:
+        old = [Path(top, name) for top, _, names in os.walk(home) for name in names]
+        old = [f for f in old if not f.is_symlink() and f.stat().st_mtime < cutoff.timestamp()]
+        report.session_files += len(old)
+        report.session_bytes += sum(f.stat().st_size for f in old)
+        if dry_run:
+            continue
+        for file in old:
+            file.unlink(missing_ok=True)
+        for top, _, _ in sorted(os.walk(home), key=lambda entry: -len(Path(entry[0]).parts)):
+            if Path(top) != home:
+                with contextlib.suppress(OSError):  # a folder still holding something stays
+                    Path(top).rmdir()
 
 
 def _remove_containers(run_ids: set[str]) -> int:
@@ -110,7 +144,8 @@ def _show(report: GcReport, as_json: bool) -> None:
     verb = "would remove" if report.dry_run else "removed"
     err.print(
         f"{verb} {report.runs} finished run(s) older than {report.older_than_days:g} days: {report.attempts} attempt(s), "
-        f"{report.log_files} log file(s) ({_size_text(report.log_bytes)})"
+        f"{report.log_files} log file(s) ({_size_text(report.log_bytes)}), "
+        f"{report.session_files} agent session file(s) ({_size_text(report.session_bytes)})"
         + ("" if report.dry_run else f", {report.containers} leftover container(s)"),
         highlight=False,
         soft_wrap=True,
