@@ -15,6 +15,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from autodev.cli.gc import GcReport, collect_agent_sessions
 from autodev.core.commands import CommandResult, StepAttempt
 from autodev.core.models import utcnow
 from autodev.core.session import RunWrite
@@ -69,8 +70,9 @@ def test_gc_removes_old_finished_runs_and_keeps_what_can_be_resumed(prefect_api,
     _, old = run(QUICK, tmp_path / "old")
     _, new = run(QUICK, tmp_path / "new")
     _, blocked = run(STUCK, tmp_path / "stuck")
-    assert (old.status, new.status, blocked.status) == ("succeeded", "succeeded", "blocked")
-    for run_id in (old.run_id, blocked.run_id):
+    _, beside = run(QUICK, tmp_path / "stuck")  # finished, in the workspace of a run that can resume
+    assert (old.status, new.status, blocked.status, beside.status) == ("succeeded", "succeeded", "blocked", "succeeded")
+    for run_id in (old.run_id, blocked.run_id, beside.run_id):
         age(run_id, days=10)
     leftover = docker_engine.containers.create(IMAGE, ["true"], labels={"autodev.run_id": old.run_id})
     sessions = [kept_session(tmp_path / "old", "2026/10/rollout-old.jsonl", 10), kept_session(tmp_path / "old", "rollout-new.jsonl", 1),
@@ -88,11 +90,11 @@ def check_gc(docker_engine, tmp_path: Path, old, new, blocked) -> None:
     assert any(logs.iterdir())
 
     preview = gc("--older-than", "7", "--dry-run")
-    assert (preview["runs"], preview["attempts"], preview["kept_resumable"], preview["session_files"]) == (1, 2, 1, 1)
+    assert (preview["runs"], preview["attempts"], preview["kept_resumable"], preview["session_files"]) == (2, 4, 1, 1)
     assert preview["log_files"] > 0 and logs.is_dir() and containers_of(docker_engine, old.run_id)
 
     done = gc("--older-than", "7")
-    assert (done["runs"], done["attempts"], done["containers"], done["kept_resumable"], done["session_files"]) == (1, 2, 1, 1, 1)
+    assert (done["runs"], done["attempts"], done["containers"], done["kept_resumable"], done["session_files"]) == (2, 4, 1, 1, 1)
     assert done["log_bytes"] == preview["log_bytes"] > 0
     assert not logs.exists() and not containers_of(docker_engine, old.run_id)
     db = store()
@@ -108,6 +110,24 @@ def check_sessions(old: Path, new: Path, resumable: Path) -> None:
     """Of the old run's workspace, the session file as old as the runs went, with its emptied
     folders; the newer one stays, as does one where a blocked run can still resume."""
     assert not old.exists() and not old.parent.exists() and new.exists() and resumable.exists()
+
+
+def test_gc_follows_no_link_out_of_a_kept_home(tmp_path):
+    """A command in the sandbox can replace `.autodev/home` with a link, or put links in it: gc
+    removes only the files that are in the home."""
+    outside = tmp_path / "outside" / "precious.txt"
+    outside.parent.mkdir()
+    outside.write_text("mine")
+    os.utime(outside, (time.time() - 40 * 86400,) * 2)
+    linked = tmp_path / "linked" / ".autodev" / "home"
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(outside.parent)
+    real = kept_session(tmp_path / "real", "2026/10/rollout.jsonl", 40)
+    (real.parent / "link-out").symlink_to(outside)
+    report = GcReport(older_than_days=30, dry_run=False)
+    collect_agent_sessions([linked, (tmp_path / "real" / ".autodev" / "home").resolve()], utcnow() - timedelta(days=30), report, False)
+    assert outside.read_text() == "mine" and (report.session_files, report.session_bytes) == (1, len('{"type": "session_meta"}\n'))
+    assert not real.exists() and (tmp_path / "real" / ".autodev" / "home").is_dir()
 
 
 def test_gc_refuses_negative_days():

@@ -67,3 +67,24 @@ def test_an_attempt_that_ends_without_beginning_is_no_longer_waited_for():
     began = time.monotonic()
     channel.after_starts()
     assert time.monotonic() - began < ResultChannel.YIELD_S / 2
+
+
+def test_a_start_still_on_its_way_does_not_hold_the_loop_at_its_later_answers():
+    channel = ResultChannel()
+    channel.starting("slow", 1)
+    channel.after_starts()  # waits the bound once: `slow` has not begun
+    channel.starting("quick", 1)
+    channel.began("quick", 1)
+    began = time.monotonic()
+    channel.after_starts()  # only `quick` is this answer's, and it began
+    assert time.monotonic() - began < ResultChannel.YIELD_S / 2
+
+
+def test_an_end_handed_over_while_the_loop_waits_for_it_to_begin_ends_the_wait(monkeypatch):
+    monkeypatch.setattr(ResultChannel, "YIELD_S", 5.0)
+    channel = ResultChannel()
+    channel.starting("build", 1)  # its task breaks before the command runs; its end comes from its future
+    threading.Timer(0.02, lambda: channel.deliver(ended("build"))).start()
+    began = time.monotonic()
+    channel.after_starts()
+    assert time.monotonic() - began < 2

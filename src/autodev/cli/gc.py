@@ -6,7 +6,7 @@ workspace's `.autodev/logs/<run>/`, and any sandbox container still labelled wit
 workspaces those runs used, the files an agent CLI kept under `.autodev/home/` (its sessions,
 which a later round of the same run resumes) go too once they are DAYS old, unless a run there
 can still be resumed. Blocked and running runs are kept whatever their age: they can still be
-resumed. Workspaces are the user's code and are never touched.
+resumed. The workspaces' code is the user's and is never touched.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -111,20 +111,36 @@ def places_of(session: SessionRecord) -> set[Path]:
 
 def collect_agent_sessions(homes: Iterable[Path], cutoff: datetime, report: GcReport, dry_run: bool) -> None:
     """Count (and unless dry_run, remove) the files under these kept homes not modified since
-    `cutoff`, and then the folders left empty (links are not followed)."""
+    `cutoff`, and then the folders left empty. Links are not followed: a home that is one (a
+    command in the sandbox can make it point anywhere) is left alone."""
     for home in homes:
-        old = [Path(top, name) for top, _, names in os.walk(home) for name in names]
-        old = [f for f in old if not f.is_symlink() and f.stat().st_mtime < cutoff.timestamp()]
-        report.session_files += len(old)
-        report.session_bytes += sum(f.stat().st_size for f in old)
-        if dry_run:
+        if home.resolve() != home:
             continue
-        for file in old:
-            file.unlink(missing_ok=True)
-        for top, _, _ in sorted(os.walk(home), key=lambda entry: -len(Path(entry[0]).parts)):
-            if Path(top) != home:
-                with contextlib.suppress(OSError):  # a folder still holding something stays
-                    Path(top).rmdir()
+        for file in _files_older(home, cutoff):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not this user's to remove: counted once removed
+                size = file.stat().st_size
+                if not dry_run:
+                    file.unlink()
+                report.session_files += 1
+                report.session_bytes += size
+        if not dry_run:
+            for top, _, _ in sorted(os.walk(home), key=lambda entry: -len(Path(entry[0]).parts)):
+                if Path(top) != home:
+                    with contextlib.suppress(OSError):  # a folder still holding something stays
+                        Path(top).rmdir()
+
+
+def _files_older(home: Path, cutoff: datetime) -> Iterator[Path]:
+    """The files under `home` (not links) last modified before `cutoff`; one that cannot be read
+    or goes away meanwhile is skipped."""
+    for top, _, names in os.walk(home):
+        for file in (Path(top, name) for name in names):
+            try:
+                old = not file.is_symlink() and file.stat().st_mtime < cutoff.timestamp()
+            except OSError:
+                continue
+            if old:
+                yield file
 
 
 def _remove_containers(run_ids: set[str]) -> int:

@@ -117,7 +117,8 @@ class RunDashboard:
 
     def close(self, wait: bool = True) -> None:
         """Wait for the updates on their way (a run that ends shows its last state); without
-        `wait` (the run crashed, perhaps because the Prefect API went away), drop them."""
+        `wait` (the run crashed, perhaps because the Prefect API went away), drop those not yet
+        sent (one being sent ends with Prefect's client: when it answers or gives up)."""
         self._sender.shutdown(wait=wait, cancel_futures=not wait)
 
 

@@ -59,7 +59,8 @@ class PrefectExecutor(Executor):
             self.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=_broken(reason)))
             return
         attempt = Attempt(spec, sandbox, self.channel, workspace, self.tail_bytes, self.live_log_bytes)
-        self.channel.starting(spec.step.id, spec.attempt)
+        if spec.command is not None and spec.step.merges is None:  # straight to its command (no model call, no merge first)
+            self.channel.starting(spec.step.id, spec.attempt)
         if spec.step.merges is not None:
             future = run_merge.submit(spec.step.id, as_is(attempt))
         elif spec.command is None:

@@ -44,7 +44,10 @@ class ResultChannel:
         self._delivered: set[tuple[str, int]] = set()
         self._unhandled: set[tuple[str, int]] = set()  # handed over; the loop has not started what follows yet
         self._taken: list[tuple[str, int]] = []  # taken by the loop since it last started what follows
+        self._started: set[tuple[str, int]] = set()  # started by the loop since then
         self._starting: set[tuple[str, int]] = set()  # started; their command has not begun yet
+        self._waiting: set[tuple[str, int]] = set()  # tasks waiting in `after_handover`
+        self._followed_by: dict[tuple[str, int], frozenset[tuple[str, int]]] = {}  # for those: the starts that followed
         self._changed = threading.Condition()
         self.last_output_at: datetime | None = None
 
@@ -57,6 +60,7 @@ class ResultChannel:
             self._delivered.add(key)
             self._unhandled.add(key)
             self._starting.discard(key)  # it ended: it began, or never will
+            self._changed.notify_all()
         self._ended.put(ended)
         return True
 
@@ -79,9 +83,10 @@ class ResultChannel:
         return ended
 
     def starting(self, step_id: str, attempt: int) -> None:
-        """The executor started this attempt; its command has not begun yet."""
+        """The executor started this attempt, which goes straight to its command; it has not begun yet."""
         with self._changed:
             self._starting.add((step_id, attempt))
+            self._started.add((step_id, attempt))
 
     def began(self, step_id: str, attempt: int) -> None:
         """The attempt's command began (or it will never run)."""
@@ -93,16 +98,28 @@ class ResultChannel:
         """The loop's side: it has started what the ends it took lead to; wait until those
         commands began."""
         with self._changed:
-            self._unhandled.difference_update(self._taken)
+            started, self._started = frozenset(self._started), set()
+            for key in self._taken:
+                self._unhandled.discard(key)
+                if key in self._waiting:
+                    self._followed_by[key] = started
             self._taken.clear()
             self._changed.notify_all()
-            self._changed.wait_for(lambda: not self._starting, timeout=self.YIELD_S)
+            self._changed.wait_for(lambda: not started & self._starting, timeout=self.YIELD_S)
 
     def after_handover(self, step_id: str, attempt: int) -> None:
         """A task's side, once it handed its end over: wait until the loop started what follows
         and those commands began."""
+        key = (step_id, attempt)
+
+        def followed() -> bool:
+            return key not in self._unhandled and not self._followed_by.get(key, frozenset()) & self._starting
+
         with self._changed:
-            self._changed.wait_for(lambda: (step_id, attempt) not in self._unhandled and not self._starting, timeout=self.YIELD_S)
+            self._waiting.add(key)
+            self._changed.wait_for(followed, timeout=self.YIELD_S)
+            self._waiting.discard(key)
+            self._followed_by.pop(key, None)
 
 
 class Executor(ABC):
