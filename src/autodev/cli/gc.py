@@ -15,7 +15,8 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -112,35 +113,23 @@ def places_of(session: SessionRecord) -> set[Path]:
 def collect_agent_sessions(homes: Iterable[Path], cutoff: datetime, report: GcReport, dry_run: bool) -> None:
     """Count (and unless dry_run, remove) the files under these kept homes not modified since
     `cutoff`, and then the folders left empty. Links are not followed: a home that is one (a
-    command in the sandbox can make it point anywhere) is left alone."""
+    command in the sandbox can make it point anywhere) is left alone, and so is a link in one."""
     for home in homes:
         if home.resolve() != home:
             continue
-        for file in _files_older(home, cutoff):
+        for file in (Path(top, name) for top, _, names in os.walk(home) for name in names):
             with contextlib.suppress(OSError):  # gone meanwhile, or not this user's to remove: counted once removed
-                size = file.stat().st_size
-                if not dry_run:
-                    file.unlink()
-                report.session_files += 1
-                report.session_bytes += size
+                info = file.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff.timestamp():
+                    if not dry_run:
+                        file.unlink()
+                    report.session_files += 1
+                    report.session_bytes += info.st_size
         if not dry_run:
-            for top, _, _ in sorted(os.walk(home), key=lambda entry: -len(Path(entry[0]).parts)):
+            for top, _, _ in os.walk(home, topdown=False):  # the deepest first
                 if Path(top) != home:
                     with contextlib.suppress(OSError):  # a folder still holding something stays
                         Path(top).rmdir()
-
-
-def _files_older(home: Path, cutoff: datetime) -> Iterator[Path]:
-    """The files under `home` (not links) last modified before `cutoff`; one that cannot be read
-    or goes away meanwhile is skipped."""
-    for top, _, names in os.walk(home):
-        for file in (Path(top, name) for name in names):
-            try:
-                old = not file.is_symlink() and file.stat().st_mtime < cutoff.timestamp()
-            except OSError:
-                continue
-            if old:
-                yield file
 
 
 def _remove_containers(run_ids: set[str]) -> int:

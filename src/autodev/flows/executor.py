@@ -59,14 +59,13 @@ class PrefectExecutor(Executor):
             self.channel.deliver(AttemptEnded(step_id=spec.step.id, attempt=spec.attempt, result=_broken(reason)))
             return
         attempt = Attempt(spec, sandbox, self.channel, workspace, self.tail_bytes, self.live_log_bytes)
-        if spec.command is not None and spec.step.merges is None:  # straight to its command (no model call, no merge first)
-            self.channel.starting(spec.step.id, spec.attempt)
         if spec.step.merges is not None:
             future = run_merge.submit(spec.step.id, as_is(attempt))
         elif spec.command is None:
             assert self.llm is not None  # the engine starts the built-in agent only with a model
             future = run_agent.submit(spec.step.id, as_is(attempt), as_is(self.llm))
         else:
+            self.channel.starting(spec.step.id, spec.attempt)  # straight to its command: no model call or merge first
             future = run_command.submit(spec.step.id, as_is(attempt))
         future.add_done_callback(lambda done: self._ended_by_its_task(spec, done))
 
